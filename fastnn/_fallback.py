@@ -1,0 +1,242 @@
+"""Pure-Python (NumPy) twin of fastnn._kernels: same names, same signatures, same results.
+
+Conventions shared with the compiled kernels:
+- row-major arrays: X (batch, n_in), W (n_in, n_out), b (n_out,);
+- outputs are preallocated by the caller and passed in, nothing is returned but scalars;
+- all float arrays of one call share one dtype (float32 or float64), C-contiguous;
+- activations are integer codes (fastnn.activations), derivatives are taken through A = f(Z);
+- loss sums are accumulated in float64 and returned as a Python float.
+Each function checks the shapes it relies on and raises ValueError, as its compiled twin does.
+"""
+import numpy as np
+
+from .activations import LEAKY_SLOPE, LINEAR, RELU, LEAKY_RELU, SIGMOID, SOFTMAX, TANH
+
+
+# ----------------------------------------------------------------------------- checks
+
+def _same_shape(name, a, shape):
+    if a.shape != tuple(shape):
+        raise ValueError(f"{name} has shape {a.shape}, expected {tuple(shape)}")
+
+
+def _check_activation(activation):
+    if activation not in (LINEAR, SIGMOID, RELU, TANH, LEAKY_RELU, SOFTMAX):
+        raise ValueError(f"unknown activation code {activation!r}")
+
+
+# ----------------------------------------------------------------------------- activations
+
+def _sigmoid(Z, out):
+    # exp(-|z|) never overflows; sigmoid(z) = 1/(1+e) for z >= 0 and e/(1+e) for z < 0.
+    e = np.exp(-np.abs(Z))
+    np.divide(np.where(Z >= 0, 1.0, e), 1.0 + e, out=out)
+
+
+def activate(Z, activation, out):
+    """out = f(Z), row-wise for softmax. Z, out: (batch, n); out may be Z."""
+    _check_activation(activation)
+    _same_shape("out", out, Z.shape)
+    if activation == LINEAR:
+        np.copyto(out, Z)
+    elif activation == SIGMOID:
+        _sigmoid(Z, out)
+    elif activation == RELU:
+        np.maximum(Z, 0, out=out)
+    elif activation == TANH:
+        np.tanh(Z, out=out)
+    elif activation == LEAKY_RELU:
+        np.copyto(out, np.where(Z > 0, Z, Z * Z.dtype.type(LEAKY_SLOPE)))
+    else:  # SOFTMAX, shifted by the row max so exp never overflows
+        e = np.exp(Z - Z.max(axis=1, keepdims=True))
+        np.divide(e, e.sum(axis=1, keepdims=True), out=out)
+
+
+def activation_grad(A, dA, activation, out):
+    """out = dA * f'(Z), with f' written through A = f(Z). A, dA, out: (batch, n); out may be dA.
+
+    For softmax this is the Jacobian-vector product A * (dA - sum(dA * A, row)).
+    """
+    _check_activation(activation)
+    _same_shape("dA", dA, A.shape)
+    _same_shape("out", out, A.shape)
+    if activation == LINEAR:
+        np.copyto(out, dA)
+    elif activation == SIGMOID:
+        np.multiply(dA, A * (1 - A), out=out)
+    elif activation == RELU:
+        np.multiply(dA, A > 0, out=out)
+    elif activation == TANH:
+        np.multiply(dA, 1 - A * A, out=out)
+    elif activation == LEAKY_RELU:
+        np.multiply(dA, np.where(A > 0, 1.0, LEAKY_SLOPE).astype(A.dtype), out=out)
+    else:
+        s = (dA * A).sum(axis=1, keepdims=True)
+        np.multiply(A, dA - s, out=out)
+
+
+# ----------------------------------------------------------------------------- dense layer
+
+def dense_forward(X, W, b, activation, out):
+    """out = f(X @ W + b). X: (batch, n_in), W: (n_in, n_out), b: (n_out,), out: (batch, n_out)."""
+    if W.shape[0] != X.shape[1]:
+        raise ValueError(f"X has {X.shape[1]} columns but W has {W.shape[0]} rows")
+    _same_shape("b", b, (W.shape[1],))
+    _same_shape("out", out, (X.shape[0], W.shape[1]))
+    np.matmul(X, W, out=out)
+    out += b
+    activate(out, activation, out)
+
+
+def dense_backward(X, W, A, dA, activation, dZ, dW, db, dX=None):
+    """Backward pass of one dense layer whose forward was A = f(X @ W + b).
+
+    dZ = dA * f'(Z) (dZ may be dA), db = sum over the batch of dZ, dW = X.T @ dZ, and, unless
+    dX is None (the network's input needs no gradient), dX = dZ @ W.T.
+    X: (batch, n_in), W: (n_in, n_out), A, dA, dZ: (batch, n_out), dW: (n_in, n_out),
+    db: (n_out,), dX: (batch, n_in) or None.
+    """
+    batch, n_in = X.shape
+    n_out = W.shape[1]
+    _same_shape("W", W, (n_in, n_out))
+    _same_shape("A", A, (batch, n_out))
+    _same_shape("dW", dW, (n_in, n_out))
+    _same_shape("db", db, (n_out,))
+    activation_grad(A, dA, activation, dZ)
+    np.sum(dZ, axis=0, out=db)
+    np.matmul(X.T, dZ, out=dW)
+    if dX is not None:
+        _same_shape("dX", dX, (batch, n_in))
+        np.matmul(dZ, W.T, out=dX)
+
+
+# ----------------------------------------------------------------------------- losses
+
+def sigmoid_bce(Z, Y, dZ):
+    """Binary cross-entropy of sigmoid(Z) against Y, from the logits Z; mean over all elements.
+
+    Writes dZ = (sigmoid(Z) - Y) / Z.size and returns the loss.
+    Z, Y, dZ: (batch, n_out).
+    """
+    _same_shape("Y", Y, Z.shape)
+    _same_shape("dZ", dZ, Z.shape)
+    # max(z, 0) - z*y + log1p(exp(-|z|)): finite for every finite z.
+    terms = np.maximum(Z, 0) - Z * Y + np.log1p(np.exp(-np.abs(Z)))
+    loss = float(np.sum(terms, dtype=np.float64)) / Z.size
+    _sigmoid(Z, dZ)
+    dZ -= Y
+    dZ /= dZ.dtype.type(Z.size)
+    return loss
+
+
+def softmax_cce(Z, Y, dZ):
+    """Categorical cross-entropy of softmax(Z) against Y (rows of class probabilities, one-hot
+    usually), from the logits; mean over the batch of each row's sum.
+
+    Writes dZ = (softmax(Z) * sum(Y, row) - Y) / batch (p - y for one-hot rows) and returns the loss.
+    Z, Y, dZ: (batch, n_classes).
+    """
+    _same_shape("Y", Y, Z.shape)
+    _same_shape("dZ", dZ, Z.shape)
+    shifted = Z - Z.max(axis=1, keepdims=True)
+    e = np.exp(shifted)
+    sums = e.sum(axis=1, keepdims=True)
+    log_sum = np.log(sums)
+    # -sum_j y_j log p_j with log p_j = shifted_j - log_sum (log-sum-exp, no log of 0).
+    loss = float(np.sum(Y * (log_sum - shifted), dtype=np.float64)) / Z.shape[0]
+    np.multiply(e / sums, Y.sum(axis=1, keepdims=True), out=dZ)
+    dZ -= Y
+    dZ /= dZ.dtype.type(Z.shape[0])
+    return loss
+
+
+def softmax_sparse_cce(Z, labels, dZ):
+    """softmax_cce with integer class labels instead of one-hot rows.
+
+    labels: (batch,) int64, each in [0, n_classes) (checked here, as in the compiled twin).
+    Z, dZ: (batch, n_classes).
+    """
+    _same_shape("labels", labels, (Z.shape[0],))
+    _same_shape("dZ", dZ, Z.shape)
+    if labels.size and (labels.min() < 0 or labels.max() >= Z.shape[1]):
+        raise ValueError(f"labels must lie in [0, {Z.shape[1]})")
+    rows = np.arange(Z.shape[0])
+    shifted = Z - Z.max(axis=1, keepdims=True)
+    e = np.exp(shifted)
+    sums = e.sum(axis=1, keepdims=True)
+    loss = float(np.sum(np.log(sums[:, 0]) - shifted[rows, labels], dtype=np.float64)) / Z.shape[0]
+    np.divide(e, sums, out=dZ)
+    dZ[rows, labels] -= 1
+    dZ /= dZ.dtype.type(Z.shape[0])
+    return loss
+
+
+def mse(A, Y, dA):
+    """Mean squared error over all elements. Writes dA = 2 (A - Y) / A.size, returns the loss.
+    A, Y, dA: (batch, n_out)."""
+    _same_shape("Y", Y, A.shape)
+    _same_shape("dA", dA, A.shape)
+    np.subtract(A, Y, out=dA)
+    loss = float(np.sum(np.square(dA, dtype=np.float64))) / A.size
+    dA *= dA.dtype.type(2.0 / A.size)
+    return loss
+
+
+# ----------------------------------------------------------------------------- accuracy counts
+
+def binary_correct(Z, Y):
+    """How many elements the logits put on the right side: (Z > 0) == (Y > 0.5). Z, Y: (batch, n)."""
+    _same_shape("Y", Y, Z.shape)
+    return int(np.count_nonzero((Z > 0) == (Y > 0.5)))
+
+
+def categorical_correct(Z, Y):
+    """How many rows have argmax Z == argmax Y (first maximum on ties). Z, Y: (batch, n)."""
+    _same_shape("Y", Y, Z.shape)
+    return int(np.count_nonzero(Z.argmax(axis=1) == Y.argmax(axis=1)))
+
+
+def sparse_correct(Z, labels):
+    """How many rows have argmax Z == label. Z: (batch, n), labels: (batch,) int64."""
+    _same_shape("labels", labels, (Z.shape[0],))
+    return int(np.count_nonzero(Z.argmax(axis=1) == labels))
+
+
+# ----------------------------------------------------------------------------- optimizer steps
+# Parameters, gradients and optimizer state are flat 1-D buffers of equal length: the model keeps
+# every layer's W and b as views into one buffer, so one call updates the whole network.
+
+def _check_flat(param, *others):
+    for name, a in others:
+        _same_shape(name, a, param.shape)
+
+
+def sgd_step(param, grad, lr):
+    """param -= lr * grad."""
+    _check_flat(param, ("grad", grad))
+    param -= param.dtype.type(lr) * grad
+
+
+def momentum_step(param, grad, velocity, lr, momentum):
+    """PyTorch's SGD with momentum: velocity = momentum * velocity + grad; param -= lr * velocity."""
+    _check_flat(param, ("grad", grad), ("velocity", velocity))
+    velocity *= velocity.dtype.type(momentum)
+    velocity += grad
+    param -= param.dtype.type(lr) * velocity
+
+
+def adam_step(param, grad, m, v, lr, beta1, beta2, eps, step):
+    """Adam (Kingma & Ba; PyTorch's form) at step number `step` (1 for the first update):
+    m = b1 m + (1-b1) g; v = b2 v + (1-b2) g²;
+    param -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)."""
+    _check_flat(param, ("grad", grad), ("m", m), ("v", v))
+    if step < 1:
+        raise ValueError(f"step must be >= 1, got {step}")
+    t = param.dtype.type
+    m *= t(beta1)
+    m += t(1 - beta1) * grad
+    v *= t(beta2)
+    v += t(1 - beta2) * grad * grad
+    step_size = lr / (1 - beta1 ** step)
+    root_correction = (1 - beta2 ** step) ** 0.5
+    param -= t(step_size) * m / (np.sqrt(v) / t(root_correction) + t(eps))

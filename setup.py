@@ -1,0 +1,74 @@
+"""The compiled extension fastnn._kernels and its compiler flags; metadata lives in pyproject.toml.
+
+Environment switches (read at build time):
+  FASTNN_REQUIRE_EXTENSION=1  a failed build is an error (CI); otherwise the install completes
+                              with the pure-Python backend only.
+  FASTNN_NATIVE=1             add -march=native (faster on this CPU, but the build no longer runs
+                              on older CPUs: opt-in only).
+  FASTNN_CYTHON_DEBUG=1       bounds/wraparound/initialized checks on, for debugging the kernels.
+"""
+import os
+import sys
+
+from setuptools import setup
+from setuptools.command.build_ext import build_ext
+
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+REQUIRE = _flag("FASTNN_REQUIRE_EXTENSION")
+
+
+class OptionalBuildExt(build_ext):
+    """Build the extension, or, unless FASTNN_REQUIRE_EXTENSION is set, warn and carry on without it."""
+
+    def run(self):
+        try:
+            super().run()
+        except Exception as exc:  # compiler missing (setuptools raises several kinds)
+            self._give_up(exc)
+
+    def build_extension(self, ext):
+        try:
+            super().build_extension(ext)
+        except Exception as exc:
+            self._give_up(exc)
+
+    def _give_up(self, exc):
+        if REQUIRE:
+            raise
+        print(f"WARNING: fastnn._kernels was not built ({exc!r}); "
+              "fastnn will use its pure-Python backend.", file=sys.stderr)
+
+
+def extensions():
+    try:
+        import numpy  # noqa: F401  (build requirement; the kernels use typed memoryviews, not the C API)
+        from Cython.Build import cythonize
+    except ImportError as exc:
+        if REQUIRE:
+            raise
+        print(f"WARNING: Cython unavailable ({exc}); building without fastnn._kernels.", file=sys.stderr)
+        return []
+    from setuptools import Extension
+
+    debug = _flag("FASTNN_CYTHON_DEBUG")
+    compile_args = ["-O3"] if not debug else ["-O0", "-g"]
+    if _flag("FASTNN_NATIVE"):
+        compile_args.append("-march=native")
+    ext = Extension("fastnn._kernels", ["fastnn/_kernels.pyx"], extra_compile_args=compile_args,
+                    define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")])
+    directives = {"language_level": 3, "boundscheck": debug, "wraparound": debug,
+                  "initializedcheck": debug, "cdivision": True, "embedsignature": True}
+    try:
+        return cythonize([ext], compiler_directives=directives)
+    except Exception as exc:  # a Cython compile error in the .pyx
+        if REQUIRE:
+            raise
+        print(f"WARNING: cythonize failed ({exc}); building without fastnn._kernels.", file=sys.stderr)
+        return []
+
+
+setup(ext_modules=extensions(), cmdclass={"build_ext": OptionalBuildExt})
