@@ -1,5 +1,19 @@
-"""fastnn: a small neural-network framework whose hot paths are compiled Cython kernels."""
+"""fastnn: a small neural-network framework whose hot paths are compiled Cython kernels.
+
+    import fastnn as fnn
+    model = fnn.Sequential([fnn.Dense(2, 2, activation="sigmoid"),
+                            fnn.Dense(2, 1, activation="sigmoid")], seed=0, dtype="float64")
+    model.compile(loss="binary_crossentropy", optimizer=fnn.SGD(lr=0.5))
+    model.fit(X, y, epochs=10_000, batch_size=None, verbose=0)
+"""
+from . import data
 from .backend import available_backends, get_backend, set_backend, use_backend
+from .callbacks import EarlyStopping, History
+from .layers import Dense
+from .model import Sequential, TrainingDivergedError
+from .optimizers import SGD, Adam
+from .saving import load
 
 __version__ = "0.1.0"
-__all__ = ["available_backends", "get_backend", "set_backend", "use_backend"]
+__all__ = ["Adam", "Dense", "EarlyStopping", "History", "SGD", "Sequential", "TrainingDivergedError",
+           "available_backends", "data", "get_backend", "load", "set_backend", "use_backend"]

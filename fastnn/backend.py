@@ -5,6 +5,7 @@ built). The choice is process-wide: `set_backend` switches it, `use_backend` swi
 `with` block. The model layer reaches the kernels only through `ops()`.
 """
 import contextlib
+import importlib
 import os
 import warnings
 from types import ModuleType
@@ -15,7 +16,7 @@ from . import _fallback
 BACKENDS = ("cython", "python")
 
 try:
-    from . import _kernels
+    _kernels = importlib.import_module("fastnn._kernels")
     _IMPORT_ERROR = None
 except ImportError as exc:  # not built: no compiler, or a failed build
     _kernels = None

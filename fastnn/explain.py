@@ -1,0 +1,105 @@
+"""`python -m fastnn xor --explain`: the lesson's cycle printed with the real numbers.
+
+Forward z = w·x + b, a = σ(z); the loss; backpropagation δ = ∂L/∂z, ∂L/∂w, ∂L/∂b; the update
+w ← w − η ∂L/∂w. The gradients and the update are the ones fit computes (the model's own
+forward, loss, backward and optimizer step); only z is recomputed here, because training keeps
+just a = f(z).
+"""
+from typing import Callable
+
+import numpy as np
+
+from . import activations
+from .backend import ops
+
+
+def _neuron_names(model) -> list[list[str]]:
+    names = []
+    for l, layer in enumerate(model.layers):
+        last = l == len(model.layers) - 1
+        names.append([("o" if last else "h") + (str(j + 1) if layer.n_out > 1 or not last else "")
+                      for j in range(layer.n_out)])
+    return names
+
+
+def _pre_activations(model, X: np.ndarray) -> list[np.ndarray]:
+    """z of every layer, for display: the same dense kernel with a linear activation."""
+    k = ops()
+    zs, a = [], X
+    for layer in model.layers:
+        z = np.empty((a.shape[0], layer.n_out), model.dtype)
+        k.dense_forward(a, layer.W, layer.b, activations.LINEAR, z)
+        a = np.empty_like(z)
+        k.activate(z, layer.code, a)
+        zs.append(z)
+    return zs
+
+
+def _print_parameters(model, names, out) -> None:
+    for l, layer in enumerate(model.layers):
+        for j, name in enumerate(names[l]):
+            w = ", ".join(f"{v:+.4f}" for v in layer.W[:, j])
+            out(f"  {name:>3}: w = [{w}]  b = {layer.b[j]:+.4f}")
+
+
+def explain_step(model, X: np.ndarray, y: np.ndarray, step: int, out: Callable[[str], None] = print) -> float:
+    """Print one full-batch training step of `model` on (X, y) and take it. Returns the loss."""
+    names = _neuron_names(model)
+    lr = model.optimizer.lr
+    n = X.shape[0]
+    out(f"\n=== step {step} " + "=" * 60)
+    out("forward: every neuron computes z = w·x + b, then a = σ(z) = 1 / (1 + e^(−z))")
+    zs = _pre_activations(model, X)
+    acts, grads = model._workspace(n)
+    codes = model._codes(for_loss=True)
+    model._forward(X, acts, codes)
+    probabilities = model.predict(X)
+    for i in range(n):
+        cells = []
+        for l, layer in enumerate(model.layers):
+            for j, name in enumerate(names[l]):
+                a = probabilities[i, j] if l == len(model.layers) - 1 else acts[l + 1][i, j]
+                cells.append(f"{name} z={zs[l][i, j]:+.3f} a={a:.3f}")
+        x = ", ".join(f"{v:g}" for v in X[i])
+        out(f"  x = ({x}) → " + " | ".join(cells) + f"   target {y[i, 0]:g}")
+    loss, _ = model._loss(acts[-1], y, grads[-1])
+    out(f"loss: L = mean over the {n} patterns of −[y·log a + (1−y)·log(1−a)] = {loss:.6f}")
+    out("backward: δ = ∂L/∂z. Output: δ = (a − y)/" + str(n) +
+        ". Hidden: δ = (Σ δ_next · w_next) · a(1 − a). Then ∂L/∂w = Σ δ·(input), ∂L/∂b = Σ δ.")
+    model._backward(acts, grads, codes, n)
+    for l in range(len(model.layers) - 1, -1, -1):
+        deltas = grads[l + 1]
+        for j, name in enumerate(names[l]):
+            d = ", ".join(f"{v:+.4f}" for v in deltas[:, j])
+            out(f"  {name:>3}: δ per pattern = [{d}]")
+    out(f"update: w ← w − η·∂L/∂w with η = {lr:g}")
+    before = [(layer.W.copy(), layer.b.copy(), layer._dW.copy(), layer._db.copy()) for layer in model.layers]
+    model.optimizer.step(model._params, model._grads)
+    for l, layer in enumerate(model.layers):
+        W0, b0, dW, db = before[l]
+        inputs = names[l - 1] if l else [f"x{i + 1}" for i in range(layer.n_in)]
+        for j, name in enumerate(names[l]):
+            for i, src in enumerate(inputs):
+                out(f"  {name}.w[{src}]: {W0[i, j]:+.4f} − {lr:g}·({dW[i, j]:+.4f}) = {layer.W[i, j]:+.4f}")
+            out(f"  {name}.b    : {b0[j]:+.4f} − {lr:g}·({db[j]:+.4f}) = {layer.b[j]:+.4f}")
+    return loss
+
+
+def explain_xor(model, X: np.ndarray, y: np.ndarray, epochs: int, steps: int = 2,
+                out: Callable[[str], None] = print) -> None:
+    """Print the first `steps` steps in full, then train to `epochs` and show how the loss fell."""
+    names = _neuron_names(model)
+    out("A network is layers of neurons; each has weights w and a bias b. The starting weights "
+        "(random, seeded):")
+    _print_parameters(model, names, out)
+    losses = [explain_step(model, X, y, s + 1, out) for s in range(min(steps, epochs))]
+    remaining = epochs - len(losses)
+    if remaining > 0:
+        history = model.fit(X, y, epochs=remaining, batch_size=None, verbose=0)
+        losses += history.history["loss"]
+    out("\n=== how the loss fell " + "=" * 50)
+    marks = sorted({1, 2, 10, 100, 1000, 5000, epochs} & set(range(1, epochs + 1)))
+    for e in marks:
+        out(f"  epoch {e:>6}: loss {losses[e - 1]:.6f}")
+    out("learned parameters:")
+    _print_parameters(model, names, out)

@@ -1,0 +1,103 @@
+"""Dense: a fully connected layer, A = f(X @ W + b).
+
+A layer holds its configuration; its parameters W (n_in, n_out) and b (n_out,) are views into
+the owning Sequential's one flat parameter buffer, so the optimizer updates the whole network
+in a single kernel call. They exist once the layer is part of a Sequential.
+"""
+from typing import Optional
+
+import numpy as np
+
+from . import activations
+from .validation import check_positive_int
+
+INITS = ("auto", "glorot_uniform", "he_uniform", "zeros")
+
+
+class Dense:
+    """Fully connected layer: A = activation(X @ W + b), X: (batch, n_in) -> A: (batch, n_out)."""
+
+    def __init__(self, n_in: int, n_out: int, activation: Optional[str] = None, init: str = "auto"):
+        self.n_in = check_positive_int("n_in", n_in)
+        self.n_out = check_positive_int("n_out", n_out)
+        activations.code(activation)  # raises for an unknown name
+        self.activation = "linear" if activation is None else activation
+        if init not in INITS:
+            raise ValueError(f"init must be one of {list(INITS)}, got {init!r}")
+        self.init = activations.DEFAULT_INIT[self.activation] if init == "auto" else init
+        self._W: Optional[np.ndarray] = None
+        self._b: Optional[np.ndarray] = None
+        self._dW: Optional[np.ndarray] = None
+        self._db: Optional[np.ndarray] = None
+
+    @property
+    def n_params(self) -> int:
+        return self.n_in * self.n_out + self.n_out
+
+    @property
+    def code(self) -> int:
+        """The activation's kernel code."""
+        return activations.CODES[self.activation]
+
+    @property
+    def W(self) -> np.ndarray:
+        """Weights, (n_in, n_out). Assigning copies the values in (the shape must match)."""
+        self._require_built()
+        return self._W
+
+    @W.setter
+    def W(self, value) -> None:
+        self._require_built()
+        self._assign("W", self._W, value)
+
+    @property
+    def b(self) -> np.ndarray:
+        """Biases, (n_out,). Assigning copies the values in (the shape must match)."""
+        self._require_built()
+        return self._b
+
+    @b.setter
+    def b(self, value) -> None:
+        self._require_built()
+        self._assign("b", self._b, value)
+
+    def _require_built(self) -> None:
+        if self._W is None:
+            raise RuntimeError("this Dense layer has no parameters yet: they are created when it is "
+                               "put in a Sequential")
+
+    @staticmethod
+    def _assign(name: str, target: np.ndarray, value) -> None:
+        value = np.asarray(value)
+        if value.shape != target.shape:
+            raise ValueError(f"{name} must have shape {target.shape}, got {value.shape}")
+        if not np.all(np.isfinite(value)):
+            raise ValueError(f"{name} contains NaN or inf")
+        np.copyto(target, value, casting="same_kind")
+
+    def _bind(self, params: np.ndarray, grads: np.ndarray, offset: int) -> int:
+        """Make W, b (and their gradients) views into the flat buffers from `offset`; return the end."""
+        n_w = self.n_in * self.n_out
+        end = offset + n_w + self.n_out
+        self._W = params[offset:offset + n_w].reshape(self.n_in, self.n_out)
+        self._b = params[offset + n_w:end]
+        self._dW = grads[offset:offset + n_w].reshape(self.n_in, self.n_out)
+        self._db = grads[offset + n_w:end]
+        return end
+
+    def _initialize(self, rng: np.random.Generator) -> None:
+        """Glorot uniform: U(±sqrt(6/(n_in+n_out))); He uniform: U(±sqrt(6/n_in)); biases zero."""
+        if self.init == "zeros":
+            limit = 0.0
+        elif self.init == "he_uniform":
+            limit = np.sqrt(6.0 / self.n_in)
+        else:
+            limit = np.sqrt(6.0 / (self.n_in + self.n_out))
+        self._W[...] = rng.uniform(-limit, limit, size=self._W.shape)
+        self._b[...] = 0.0
+
+    def config(self) -> dict:
+        return {"n_in": self.n_in, "n_out": self.n_out, "activation": self.activation, "init": self.init}
+
+    def __repr__(self) -> str:
+        return f"Dense({self.n_in}, {self.n_out}, activation={self.activation!r})"

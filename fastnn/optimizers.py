@@ -1,0 +1,82 @@
+"""Optimizers: their hyper-parameters, their state, and the one kernel call that updates the network.
+
+The model keeps every parameter in one flat buffer (and every gradient in another), so a step is a
+single pass over memory, whatever the number of layers.
+"""
+import numpy as np
+
+from .backend import ops
+from .validation import check_real
+
+
+class SGD:
+    """Gradient descent, with PyTorch's momentum when momentum > 0: v = μ v + g; w -= η v."""
+
+    def __init__(self, lr: float = 0.01, momentum: float = 0.0):
+        self.lr = check_real("lr", lr, low=0.0, low_open=True)
+        self.momentum = check_real("momentum", momentum, low=0.0, high=1.0, high_open=True)
+        self._velocity = None
+
+    def build(self, n_params: int, dtype: np.dtype) -> None:
+        """(Re)create the state for a network of `n_params` parameters."""
+        self._velocity = np.zeros(n_params, dtype) if self.momentum > 0 else None
+
+    def step(self, params: np.ndarray, grads: np.ndarray) -> None:
+        """Update params (flat, (n_params,)) in place from grads (same shape)."""
+        if self._velocity is None:
+            ops().sgd_step(params, grads, self.lr)
+        else:
+            ops().momentum_step(params, grads, self._velocity, self.lr, self.momentum)
+
+    def config(self) -> dict:
+        return {"name": "sgd", "lr": self.lr, "momentum": self.momentum}
+
+    def __repr__(self) -> str:
+        return f"SGD(lr={self.lr}, momentum={self.momentum})"
+
+
+class Adam:
+    """Adam (Kingma & Ba, 2015), in PyTorch's form, with bias correction."""
+
+    def __init__(self, lr: float = 0.001, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8):
+        self.lr = check_real("lr", lr, low=0.0, low_open=True)
+        self.beta1 = check_real("beta1", beta1, low=0.0, high=1.0, high_open=True)
+        self.beta2 = check_real("beta2", beta2, low=0.0, high=1.0, high_open=True)
+        self.eps = check_real("eps", eps, low=0.0, low_open=True)
+        self._m = self._v = None
+        self.iterations = 0
+
+    def build(self, n_params: int, dtype: np.dtype) -> None:
+        self._m = np.zeros(n_params, dtype)
+        self._v = np.zeros(n_params, dtype)
+        self.iterations = 0
+
+    def step(self, params: np.ndarray, grads: np.ndarray) -> None:
+        self.iterations += 1
+        ops().adam_step(params, grads, self._m, self._v, self.lr, self.beta1, self.beta2, self.eps,
+                        self.iterations)
+
+    def config(self) -> dict:
+        return {"name": "adam", "lr": self.lr, "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}
+
+    def __repr__(self) -> str:
+        return f"Adam(lr={self.lr}, beta1={self.beta1}, beta2={self.beta2}, eps={self.eps})"
+
+
+# Optimizers by name, with Keras' defaults.
+OPTIMIZERS = {"sgd": SGD, "adam": Adam}
+
+
+def get(optimizer):
+    """An optimizer instance from a name or an instance (instances are used as given)."""
+    if isinstance(optimizer, (SGD, Adam)):
+        return optimizer
+    if isinstance(optimizer, str) and optimizer in OPTIMIZERS:
+        return OPTIMIZERS[optimizer]()
+    raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)} or an fnn.SGD / fnn.Adam instance, "
+                     f"got {optimizer!r}")
+
+
+def from_config(config: dict):
+    config = dict(config)
+    return OPTIMIZERS[config.pop("name")](**config)

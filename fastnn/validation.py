@@ -1,0 +1,112 @@
+"""Input checks for the public API, in one place.
+
+The compiled kernels trust their inputs, so everything a user passes is checked here first and
+converted once per call (never per batch) to a C-contiguous array of the model's dtype.
+Messages name the argument and say what was expected.
+"""
+import math
+import numbers
+
+import numpy as np
+
+DTYPES = ("float32", "float64")
+
+
+def check_dtype(dtype) -> np.dtype:
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt is None or dt.name not in DTYPES:
+        raise ValueError(f"dtype must be one of {list(DTYPES)}, got {dtype!r}")
+    return dt
+
+
+def check_positive_int(name: str, value, minimum: int = 1) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def check_real(name: str, value, low=None, high=None, low_open=False, high_open=False) -> float:
+    """A finite real number within [low, high] (open ends where asked)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    too_low = low is not None and (value <= low if low_open else value < low)
+    too_high = high is not None and (value >= high if high_open else value > high)
+    if too_low or too_high:
+        left = "(" if low_open else "["
+        right = ")" if high_open else "]"
+        raise ValueError(f"{name} must lie in {left}{low if low is not None else '-inf'}, "
+                         f"{high if high is not None else 'inf'}{right}, got {value}")
+    return value
+
+
+def _numeric_array(name: str, data) -> np.ndarray:
+    try:
+        arr = np.asarray(data)
+    except (ValueError, TypeError) as exc:  # ragged lists and the like
+        raise ValueError(f"{name} could not be read as a numeric array: {exc}") from None
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
+        raise TypeError(f"{name} must hold numbers (int, float or bool), got dtype {arr.dtype}")
+    if np.issubdtype(arr.dtype, np.complexfloating):
+        raise TypeError(f"{name} must be real, got dtype {arr.dtype}")
+    if arr.size == 0:
+        raise ValueError(f"{name} is empty (shape {arr.shape})")
+    return arr
+
+
+def _check_finite(name: str, arr: np.ndarray) -> None:
+    if np.issubdtype(arr.dtype, np.floating):
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            where = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise ValueError(f"{name} contains NaN or inf (first at index {where}: {arr[where]})")
+
+
+def as_features(name: str, data, dtype: np.dtype, n_features: int) -> np.ndarray:
+    """X-like data -> C-contiguous (n_rows, n_features) array of `dtype`."""
+    arr = _numeric_array(name, data)
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (n_samples, {n_features}), got shape {arr.shape}")
+    if arr.shape[1] != n_features:
+        raise ValueError(f"{name} has {arr.shape[1]} features (shape {arr.shape}) but the model's first "
+                         f"layer expects {n_features}")
+    _check_finite(name, arr)
+    return np.ascontiguousarray(arr, dtype=dtype)
+
+
+def as_targets(name: str, data, dtype: np.dtype, n_rows: int, n_outputs: int, sparse: bool) -> np.ndarray:
+    """y-like data -> (n_rows, n_outputs) array of `dtype`, or (n_rows,) int64 labels when `sparse`.
+
+    A 1-D y is accepted for a one-output model (and for sparse labels).
+    """
+    arr = _numeric_array(name, data)
+    if arr.shape[0] != n_rows:
+        raise ValueError(f"{name} has {arr.shape[0]} rows (shape {arr.shape}) but X has {n_rows}")
+    _check_finite(name, arr)
+    if sparse:
+        if arr.ndim == 2 and arr.shape[1] == 1:
+            arr = arr[:, 0]
+        if arr.ndim != 1:
+            raise ValueError(f"{name} must hold one integer class label per row for "
+                             f"sparse_categorical_crossentropy, got shape {arr.shape}")
+        labels = arr.astype(np.int64)
+        if np.issubdtype(arr.dtype, np.floating) and not np.array_equal(labels, arr):
+            raise ValueError(f"{name} must hold integer class labels, got non-integer values")
+        if labels.min() < 0 or labels.max() >= n_outputs:
+            bad = int(np.flatnonzero((labels < 0) | (labels >= n_outputs))[0])
+            raise ValueError(f"{name} labels must lie in [0, {n_outputs}) for a {n_outputs}-unit output "
+                             f"layer; row {bad} has {labels[bad]}")
+        return np.ascontiguousarray(labels)
+    if arr.ndim == 1 and n_outputs == 1:
+        arr = arr.reshape(-1, 1)
+    if arr.ndim != 2 or arr.shape[1] != n_outputs:
+        raise ValueError(f"{name} must have shape ({n_rows}, {n_outputs}) to match the output layer, got "
+                         f"shape {arr.shape}")
+    return np.ascontiguousarray(arr, dtype=dtype)

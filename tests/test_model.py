@@ -1,0 +1,330 @@
+"""The model layer: Sequential / Dense / compile / fit / predict / evaluate, on both backends."""
+import numpy as np
+import pytest
+
+import fastnn as fnn
+from fastnn import data
+
+ACTIVATIONS = ["linear", "sigmoid", "relu", "tanh", "leaky_relu", "softmax"]
+
+
+def make_model(sizes, hidden="tanh", out="sigmoid", seed=0, dtype="float64", loss="binary_crossentropy",
+               optimizer=None):
+    layers = [fnn.Dense(a, b, activation=hidden) for a, b in zip(sizes[:-2], sizes[1:-1])]
+    layers.append(fnn.Dense(sizes[-2], sizes[-1], activation=out))
+    model = fnn.Sequential(layers, seed=seed, dtype=dtype)
+    model.compile(loss=loss, optimizer=optimizer or fnn.SGD(lr=0.1))
+    return model
+
+
+def targets_for(loss, rng, n, n_out):
+    if loss == "sparse_categorical_crossentropy":
+        return rng.integers(0, n_out, n)
+    if loss == "categorical_crossentropy":
+        return data.one_hot(rng.integers(0, n_out, n), n_out)
+    if loss == "binary_crossentropy":
+        return (rng.random((n, n_out)) > 0.5).astype(float)
+    return rng.normal(size=(n, n_out))
+
+
+OUTPUT_FOR_LOSS = {"binary_crossentropy": "sigmoid", "categorical_crossentropy": "softmax",
+                   "sparse_categorical_crossentropy": "softmax", "mse": "linear"}
+
+
+# ---------------------------------------------------------------- construction
+
+def test_dense_shapes_and_init(backend):
+    model = fnn.Sequential([fnn.Dense(3, 5, activation="relu"), fnn.Dense(5, 2, activation="tanh")], seed=1)
+    first, second = model.layers
+    assert first.W.shape == (3, 5) and first.b.shape == (5,)
+    assert second.W.shape == (5, 2) and second.b.shape == (2,)
+    assert first.W.dtype == np.float32  # the default dtype
+    # He uniform for relu, Glorot uniform for tanh; biases start at zero.
+    assert np.abs(first.W).max() <= np.sqrt(6 / 3) and np.abs(first.W).std() > 0
+    assert np.abs(second.W).max() <= np.sqrt(6 / 7)
+    assert not first.b.any() and not second.b.any()
+    assert model.count_params() == 3 * 5 + 5 + 5 * 2 + 2
+
+
+def test_activation_none_is_linear():
+    assert fnn.Dense(2, 3).activation == "linear"
+
+
+def test_sizes_must_agree():
+    with pytest.raises(ValueError, match="n_out=3.*n_in=4"):
+        fnn.Sequential([fnn.Dense(2, 3), fnn.Dense(4, 1)])
+
+
+def test_unbuilt_layer_has_no_weights():
+    with pytest.raises(RuntimeError, match="Sequential"):
+        fnn.Dense(2, 3).W
+
+
+def test_layer_cannot_join_two_models():
+    layer = fnn.Dense(2, 3)
+    fnn.Sequential([layer])
+    with pytest.raises(ValueError, match="already belongs"):
+        fnn.Sequential([layer])
+
+
+def test_compile_checks_output_activation():
+    model = fnn.Sequential([fnn.Dense(2, 3, activation="relu")])
+    with pytest.raises(ValueError, match="sigmoid"):
+        model.compile("binary_crossentropy", "sgd")
+    with pytest.raises(ValueError, match="softmax"):
+        model.compile("categorical_crossentropy", "sgd")
+
+
+def test_fit_before_compile():
+    model = fnn.Sequential([fnn.Dense(2, 1)])
+    with pytest.raises(RuntimeError, match="compile"):
+        model.fit([[0, 0]], [0], verbose=0)
+
+
+def test_summary(capsys):
+    model = make_model([4, 8, 3], out="softmax", loss="categorical_crossentropy")
+    model.summary()
+    text = capsys.readouterr().out
+    assert "dense_0 (4->8)" in text and "dense_1 (8->3)" in text
+    assert f"total params: {4 * 8 + 8 + 8 * 3 + 3}" in text
+
+
+# ---------------------------------------------------------------- shapes and outputs
+
+@pytest.mark.parametrize("loss", sorted(OUTPUT_FOR_LOSS))
+def test_fit_predict_evaluate_shapes(backend, loss):
+    rng = np.random.default_rng(0)
+    n_out = 1 if loss == "binary_crossentropy" else 3
+    X = rng.normal(size=(37, 4))
+    y = targets_for(loss, rng, 37, n_out)
+    model = make_model([4, 6, n_out], out=OUTPUT_FOR_LOSS[loss], loss=loss)
+    history = model.fit(X, y, epochs=3, batch_size=8, verbose=0,
+                        validation_data=(X[:10], y[:10]))
+    expected = {"loss", "val_loss"}
+    if loss != "mse":
+        expected |= {"accuracy", "val_accuracy"}
+    assert set(history.history) == expected
+    assert all(len(v) == 3 for v in history.history.values())
+    assert history.epoch == [0, 1, 2]
+    P = model.predict(X)
+    assert P.shape == (37, n_out) and P.dtype == np.float64
+    if OUTPUT_FOR_LOSS[loss] == "softmax":
+        np.testing.assert_allclose(P.sum(axis=1), 1.0, rtol=1e-12)
+    if OUTPUT_FOR_LOSS[loss] in ("softmax", "sigmoid"):
+        assert (P >= 0).all() and (P <= 1).all()
+    result = model.evaluate(X, y)
+    assert set(result) == ({"loss"} if loss == "mse" else {"loss", "accuracy"})
+
+
+def test_predict_chunks_agree(backend):
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(50, 3))
+    model = make_model([3, 5, 2], out="softmax", loss="categorical_crossentropy")
+    full = model.predict(X)
+    for rows in (1, 7, 50, 500):
+        np.testing.assert_allclose(model.predict(X, batch_size=rows), full, rtol=1e-12)
+
+
+def test_predict_accepts_lists_and_layouts(backend):
+    model = make_model([2, 3, 1], dtype="float32")
+    X = np.asfortranarray(np.arange(12, dtype=np.int16).reshape(6, 2))
+    expected = model.predict(np.ascontiguousarray(X, dtype=np.float32))
+    np.testing.assert_array_equal(model.predict(X), expected)
+    np.testing.assert_array_equal(model.predict(X.tolist()), expected)
+    np.testing.assert_array_equal(model.predict(X[::1, ::-1][:, ::-1]), expected)
+    assert model.predict(X).dtype == np.float32
+
+
+def test_evaluate_matches_predictions(backend):
+    """evaluate's loss and accuracy are those of predict's probabilities."""
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(40, 3))
+    y = (rng.random((40, 1)) > 0.5).astype(float)
+    model = make_model([3, 4, 1])
+    p = model.predict(X)
+    bce = -np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))
+    result = model.evaluate(X, y)
+    assert result["loss"] == pytest.approx(bce, rel=1e-10)
+    assert result["accuracy"] == pytest.approx(np.mean((p > 0.5) == (y > 0.5)))
+
+
+# ---------------------------------------------------------------- training
+
+def test_full_batch_equals_one_batch_of_everything(backend):
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(20, 3))
+    y = (rng.random((20, 1)) > 0.5).astype(float)
+    a, b = make_model([3, 4, 1]), make_model([3, 4, 1])
+    a.fit(X, y, epochs=5, batch_size=None, verbose=0)
+    b.fit(X, y, epochs=5, batch_size=20, shuffle=False, verbose=0)
+    for wa, wb in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_array_equal(wa, wb)
+
+
+def test_same_seed_same_run(backend):
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(30, 3))
+    y = rng.integers(0, 3, 30)
+    runs = []
+    for _ in range(2):
+        model = make_model([3, 8, 3], hidden="relu", out="softmax", loss="sparse_categorical_crossentropy",
+                           seed=7, optimizer=fnn.Adam(lr=0.01))
+        history = model.fit(X, y, epochs=4, batch_size=7, verbose=0)
+        runs.append((model.get_weights(), history.history["loss"]))
+    for wa, wb in zip(runs[0][0], runs[1][0]):
+        np.testing.assert_array_equal(wa, wb)
+    assert runs[0][1] == runs[1][1]
+    other = make_model([3, 8, 3], hidden="relu", out="softmax", loss="sparse_categorical_crossentropy", seed=8)
+    assert not np.array_equal(other.get_weights()[0], runs[0][0][0])
+
+
+def test_one_sgd_step_is_w_minus_lr_grad(backend):
+    """After one full-batch SGD step, w_new = w - lr * dL/dw, with dL/dw from finite differences."""
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(6, 2))
+    y = (rng.random((6, 1)) > 0.5).astype(float)
+    model = make_model([2, 3, 1], optimizer=fnn.SGD(lr=0.3))
+    before = model.get_weights()
+    grads = numeric_gradient(model, X, y)
+    model.fit(X, y, epochs=1, batch_size=None, verbose=0)
+    for w0, g, w1 in zip(before, grads, model.get_weights()):
+        np.testing.assert_allclose(w1, w0 - 0.3 * g, rtol=1e-6, atol=1e-9)
+
+
+def numeric_gradient(model, X, y, eps=1e-6):
+    """Central finite differences of evaluate's loss with respect to every weight."""
+    grads = []
+    weights = model.get_weights()
+    for i, w in enumerate(weights):
+        g = np.zeros_like(w)
+        for idx in np.ndindex(w.shape):
+            for sign in (+1, -1):
+                trial = [v.copy() for v in weights]
+                trial[i][idx] += sign * eps
+                model.set_weights(trial)
+                g[idx] += sign * model.evaluate(X, y)["loss"] / (2 * eps)
+        grads.append(g)
+    model.set_weights(weights)
+    return grads
+
+
+def model_gradient(model, X, y):
+    """The gradient fit computes for one full batch (the model's own forward/loss/backward)."""
+    X, y = model._prepare(X, y)
+    acts, grads = model._workspace(X.shape[0])
+    codes = model._codes(for_loss=True)
+    model._forward(X, acts, codes)
+    model._loss(acts[-1], y, grads[-1])
+    model._backward(acts, grads, codes, X.shape[0])
+    return [a.copy() for layer in model.layers for a in (layer._dW, layer._db)]
+
+
+@pytest.mark.parametrize("hidden", ACTIVATIONS)
+@pytest.mark.parametrize("loss", sorted(OUTPUT_FOR_LOSS))
+def test_model_gradient_matches_finite_differences(backend, hidden, loss):
+    rng = np.random.default_rng(6)
+    n_out = 3
+    X = rng.normal(size=(5, 3))
+    y = targets_for(loss, rng, 5, n_out)
+    model = make_model([3, 4, n_out], hidden=hidden, out=OUTPUT_FOR_LOSS[loss], loss=loss, seed=2)
+    if hidden in ("relu", "leaky_relu"):  # keep pre-activations away from the kink at 0
+        model.layers[0].b = np.full(4, 0.05)
+    analytic = model_gradient(model, X, y)
+    numeric = numeric_gradient(model, X, y)
+    for a, n in zip(analytic, numeric):
+        np.testing.assert_allclose(a, n, rtol=1e-5, atol=1e-8)
+
+
+@pytest.mark.parametrize("out", ["sigmoid", "tanh", "relu", "softmax"])
+def test_mse_with_nonlinear_output_gradient(backend, out):
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(4, 2))
+    y = rng.random((4, 3))
+    model = make_model([2, 3, 3], out=out, loss="mse", seed=3)
+    model.layers[1].b = np.full(3, 0.1)
+    for a, n in zip(model_gradient(model, X, y), numeric_gradient(model, X, y)):
+        np.testing.assert_allclose(a, n, rtol=1e-5, atol=1e-8)
+
+
+def test_training_reduces_loss_on_moons(backend):
+    X, labels = data.moons(300, noise=0.1, seed=0)
+    model = make_model([2, 16, 2], hidden="tanh", out="softmax", loss="sparse_categorical_crossentropy",
+                       dtype="float32", optimizer=fnn.Adam(lr=0.02))
+    history = model.fit(X, labels, epochs=40, batch_size=32, verbose=0)
+    assert history.history["loss"][-1] < 0.5 * history.history["loss"][0]
+    assert model.evaluate(X, labels)["accuracy"] > 0.9
+
+
+def test_momentum_and_adam_learn(backend):
+    X, y = data.xor()
+    for optimizer in (fnn.SGD(lr=0.5, momentum=0.9), fnn.Adam(lr=0.05)):
+        model = make_model([2, 4, 1], optimizer=optimizer, seed=1)
+        model.fit(X, y, epochs=500, batch_size=None, verbose=0)
+        np.testing.assert_array_equal(model.predict(X).round(), y)
+
+
+def test_optimizer_instance_not_shared(backend):
+    """One optimizer passed to two models: each model gets its own state."""
+    X, y = data.xor()
+    opt = fnn.SGD(lr=0.5, momentum=0.9)
+    a, b, c = (make_model([2, 3, 1], seed=0) for _ in range(3))
+    a.compile("binary_crossentropy", opt)
+    b.compile("binary_crossentropy", opt)
+    c.compile("binary_crossentropy", fnn.SGD(lr=0.5, momentum=0.9))
+    a.fit(X, y, epochs=5, batch_size=None, verbose=0)
+    b.fit(X, y, epochs=5, batch_size=None, verbose=0)
+    c.fit(X, y, epochs=5, batch_size=None, verbose=0)
+    for wb, wc in zip(b.get_weights(), c.get_weights()):
+        np.testing.assert_array_equal(wb, wc)
+
+
+# ---------------------------------------------------------------- weights, callbacks
+
+def test_get_set_weights(backend):
+    model = make_model([2, 3, 1])
+    weights = model.get_weights()
+    assert [w.shape for w in weights] == [(2, 3), (3,), (3, 1), (1,)]
+    weights[0][...] = 5.0  # a copy: the model is untouched
+    assert not np.any(model.layers[0].W == 5.0)
+    model.set_weights(weights)
+    np.testing.assert_array_equal(model.layers[0].W, 5.0)
+    with pytest.raises(ValueError, match="4 arrays"):
+        model.set_weights(weights[:3])
+    with pytest.raises(ValueError, match=r"weights\[2\].*\(3, 1\)"):
+        model.set_weights([weights[0], weights[1], np.zeros((1, 3)), weights[3]])
+
+
+def test_early_stopping(backend):
+    rng = np.random.default_rng(8)
+    X = rng.normal(size=(40, 2))
+    y = rng.normal(size=(40, 1))  # noise: the validation loss soon stops improving
+    model = make_model([2, 32, 1], out="linear", loss="mse", optimizer=fnn.SGD(lr=0.05))
+    stopper = fnn.EarlyStopping(monitor="val_loss", patience=2, restore_best_weights=True)
+    history = model.fit(X[:20], y[:20], epochs=500, batch_size=4, verbose=0,
+                        validation_data=(X[20:], y[20:]), callbacks=[stopper])
+    assert stopper.stopped_epoch is not None and len(history.epoch) == stopper.stopped_epoch + 1 < 500
+    assert model.evaluate(X[20:], y[20:])["loss"] == pytest.approx(min(history.history["val_loss"]), rel=1e-9)
+
+
+def test_callable_callback_sees_every_epoch_and_can_stop(backend):
+    X, y = data.xor()
+    model = make_model([2, 2, 1])
+    seen = []
+
+    def hook(epoch, logs):
+        seen.append((epoch, logs["loss"]))
+        if epoch == 4:
+            model.stop_training = True
+
+    history = model.fit(X, y, epochs=100, batch_size=None, verbose=0, callbacks=[hook])
+    assert [e for e, _ in seen] == [0, 1, 2, 3, 4]
+    assert [l for _, l in seen] == history.history["loss"]
+
+
+def test_verbose_progress(backend, capsys):
+    X, y = data.xor()
+    make_model([2, 2, 1]).fit(X, y, epochs=3, batch_size=None, verbose=1)
+    err = capsys.readouterr().err
+    assert "3/3" in err and "loss" in err
+    make_model([2, 2, 1]).fit(X, y, epochs=3, batch_size=None, verbose=0)
+    assert capsys.readouterr().err == ""
