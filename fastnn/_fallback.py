@@ -11,6 +11,7 @@ Each function checks the shapes it relies on and raises ValueError, as its compi
 import numpy as np
 
 from .activations import LEAKY_SLOPE, LINEAR, RELU, LEAKY_RELU, SIGMOID, SOFTMAX, TANH
+from .losses import BINARY_CROSSENTROPY, CATEGORICAL_CROSSENTROPY, MSE, SPARSE_CATEGORICAL_CROSSENTROPY
 
 
 # ----------------------------------------------------------------------------- checks
@@ -240,3 +241,133 @@ def adam_step(param, grad, m, v, lr, beta1, beta2, eps, step):
     step_size = lr / (1 - beta1 ** step)
     root_correction = (1 - beta2 ** step) ** 0.5
     param -= t(step_size) * m / (np.sqrt(v) / t(root_correction) + t(eps))
+
+
+# ----------------------------------------------------------------------------- whole training runs
+# For small networks the cost of training is per call, not per FLOP; train_epochs runs many epochs
+# (gather, forward, loss, backward, update for every batch) in one call. It is the same sequence of
+# kernel calls as Sequential's step-by-step path, so both give the same numbers.
+
+SGD, MOMENTUM, ADAM = 0, 1, 2  # optimizer codes
+
+_LOSS_KERNELS = {  # loss code -> (loss and gradient, correct count)
+    BINARY_CROSSENTROPY: (sigmoid_bce, binary_correct),
+    CATEGORICAL_CROSSENTROPY: (softmax_cce, categorical_correct),
+    SPARSE_CATEGORICAL_CROSSENTROPY: (softmax_sparse_cce, sparse_correct),
+    MSE: (mse, None)}
+
+
+def _layout(sizes):
+    """Offsets of each layer's W and b in the flat parameter buffer."""
+    offsets, at = [], 0
+    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+        offsets.append((at, at + n_in * n_out, at + n_in * n_out + n_out))
+        at += n_in * n_out + n_out
+    return offsets, at
+
+
+def train_epochs(X, Y, labels, order, sizes, codes, loss, batch, params, grads, optimizer, state1, state2,
+                 hyper, step, epoch_loss, epoch_correct):
+    """Train for len(epoch_loss) epochs in one call; returns (epochs finished, optimizer step count).
+
+    X: (n, sizes[0]); Y: (n, sizes[-1]) targets, or (0, sizes[-1]) when `labels` (n,) int64 holds
+    class labels (sparse loss; otherwise labels is (0,)). order: (epochs, n) int64 row order of each
+    epoch, or (0, n) to take rows in order. sizes: (L+1,) int64 layer widths; codes: (L,) int64
+    activation codes, the output's LINEAR when the loss takes logits; loss: loss code; batch >= 1.
+    params, grads: flat (n_params,) buffers, W then b per layer; optimizer: SGD | MOMENTUM | ADAM
+    with state1/state2 (velocity; Adam's m, v; (0,) when unused) and hyper = (lr, momentum or beta1,
+    beta2, eps) float64 (4,); step: the number of updates made so far (Adam's t).
+    Writes per epoch the mean loss (float64) and the number of correct predictions. If an epoch's loss
+    or parameters are not finite, the parameters are put back as they were before that epoch and the
+    call returns early: epochs finished < len(epoch_loss), epoch_loss[finished] holds the bad loss.
+    """
+    sizes = [int(s) for s in sizes]
+    codes = [int(c) for c in codes]
+    n = X.shape[0]
+    targets = labels if loss == SPARSE_CATEGORICAL_CROSSENTROPY else Y
+    epochs = epoch_loss.shape[0]
+    _check_train_args(X, Y, labels, order, sizes, codes, loss, batch, params, grads, optimizer, state1,
+                      state2, hyper, epoch_correct, epochs)
+    offsets, _ = _layout(sizes)
+    Ws = [params[a:b].reshape(i, o) for (a, b, _), i, o in zip(offsets, sizes[:-1], sizes[1:])]
+    bs = [params[b:c] for (_, b, c) in offsets]
+    dWs = [grads[a:b].reshape(i, o) for (a, b, _), i, o in zip(offsets, sizes[:-1], sizes[1:])]
+    dbs = [grads[b:c] for (_, b, c) in offsets]
+    acts = [None] + [np.empty((batch, s), X.dtype) for s in sizes[1:]]
+    deltas = [None] + [np.empty((batch, s), X.dtype) for s in sizes[1:]]
+    X_batch = np.empty((batch, sizes[0]), X.dtype)
+    t_batch = np.empty((batch,) + targets.shape[1:], targets.dtype)
+    last_good = np.empty_like(params)
+    loss_fn, correct_fn = _LOSS_KERNELS[loss]
+    lr, mu_or_beta1, beta2, eps = (float(h) for h in hyper)
+    L = len(codes)
+    for epoch in range(epochs):
+        np.copyto(last_good, params)
+        total, correct = 0.0, 0
+        for start in range(0, n, batch):
+            rows = min(batch, n - start)
+            if order.shape[0]:
+                idx = order[epoch, start:start + rows]
+                acts[0] = np.take(X, idx, axis=0, out=X_batch[:rows])
+                t = np.take(targets, idx, axis=0, out=t_batch[:rows])
+            else:
+                acts[0], t = X[start:start + rows], targets[start:start + rows]
+            for l in range(L):
+                dense_forward(acts[l][:rows], Ws[l], bs[l], codes[l], acts[l + 1][:rows])
+            total += loss_fn(acts[L][:rows], t, deltas[L][:rows]) * rows
+            if correct_fn is not None:
+                correct += correct_fn(acts[L][:rows], t)
+            for l in range(L - 1, -1, -1):
+                dA = deltas[l + 1][:rows]
+                dense_backward(acts[l][:rows], Ws[l], acts[l + 1][:rows], dA, codes[l], dA, dWs[l], dbs[l],
+                               deltas[l][:rows] if l > 0 else None)
+            step += 1
+            if optimizer == SGD:
+                sgd_step(params, grads, lr)
+            elif optimizer == MOMENTUM:
+                momentum_step(params, grads, state1, lr, mu_or_beta1)
+            else:
+                adam_step(params, grads, state1, state2, lr, mu_or_beta1, beta2, eps, step)
+        epoch_loss[epoch] = total / n
+        epoch_correct[epoch] = correct
+        if not (np.isfinite(epoch_loss[epoch]) and np.isfinite(params).all()):
+            np.copyto(params, last_good)
+            return epoch, step
+    return epochs, step
+
+
+def _check_train_args(X, Y, labels, order, sizes, codes, loss, batch, params, grads, optimizer, state1,
+                      state2, hyper, epoch_correct, epochs):
+    n = X.shape[0]
+    if len(sizes) != len(codes) + 1 or len(codes) < 1 or min(sizes) < 1:
+        raise ValueError(f"sizes {list(sizes)} and codes {list(codes)} do not describe a network")
+    for c in codes:
+        _check_activation(c)
+    if loss not in _LOSS_KERNELS:
+        raise ValueError(f"unknown loss code {loss!r}")
+    if optimizer not in (SGD, MOMENTUM, ADAM):
+        raise ValueError(f"unknown optimizer code {optimizer!r}")
+    if n < 1 or batch < 1:
+        raise ValueError(f"need n >= 1 rows and batch >= 1, got n={n}, batch={batch}")
+    _same_shape("X", X, (n, sizes[0]))
+    if loss == SPARSE_CATEGORICAL_CROSSENTROPY:
+        _same_shape("labels", labels, (n,))
+        if labels.min() < 0 or labels.max() >= sizes[-1]:
+            raise ValueError(f"labels must lie in [0, {sizes[-1]})")
+    else:
+        _same_shape("Y", Y, (n, sizes[-1]))
+        _same_shape("labels", labels, (0,))
+    if order.shape[0]:
+        _same_shape("order", order, (epochs, n))
+        if order.min() < 0 or order.max() >= n:
+            raise ValueError(f"order must hold row numbers in [0, {n})")
+    else:
+        _same_shape("order", order, (0, n))
+    _, n_params = _layout(sizes)
+    _same_shape("params", params, (n_params,))
+    _same_shape("grads", grads, (n_params,))
+    need = {SGD: (0, 0), MOMENTUM: (n_params, 0), ADAM: (n_params, n_params)}[optimizer]
+    _same_shape("state1", state1, (need[0],))
+    _same_shape("state2", state2, (need[1],))
+    _same_shape("hyper", hyper, (4,))
+    _same_shape("epoch_correct", epoch_correct, (epochs,))

@@ -5,8 +5,8 @@ work buffers, the batching and the bookkeeping. Every number is computed by the 
 kernels (`ops()`): forward `A = f(X @ W + b)` layer by layer, the loss and its gradient from the
 output's logits, backward layer by layer, then one optimizer step over the flat buffer.
 """
-import math
 import threading
+import time
 from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
@@ -20,6 +20,10 @@ from .validation import as_features, as_targets, check_dtype, check_positive_int
 # Rows per chunk when predicting/evaluating without a batch size: large enough to amortise each
 # kernel call, small enough that the chunk's activations stay in cache-sized buffers.
 _CHUNK_ROWS = 1024
+# fit returns to Python about this often (seconds) when nothing needs it after every epoch.
+_CHUNK_SECONDS = 0.1
+# Most rows of shuffled order handed to one train_epochs call (int64: 32 MB).
+_MAX_ORDER_ROWS = 1 << 22
 
 
 class TrainingDivergedError(FloatingPointError):
@@ -29,6 +33,11 @@ class TrainingDivergedError(FloatingPointError):
     def __init__(self, message: str, history: History):
         super().__init__(message)
         self.history = history
+
+
+def history_logs(history: History) -> dict:
+    """The last epoch's logs."""
+    return {key: values[-1] for key, values in history.history.items()}
 
 
 class Sequential:
@@ -247,61 +256,60 @@ class Sequential:
             self._fit_lock.release()
 
     def _fit(self, X, y, epochs, batch, shuffle, validation, verbose, callbacks) -> History:
+        """Runs of epochs go to the backend's train_epochs in one call each. With callbacks or
+        validation data a run is one epoch (they see every epoch); otherwise runs grow to about
+        _CHUNK_SECONDS, so Python is visited a few times a second (progress bar, Ctrl-C)."""
         n = X.shape[0]
-        history = History()
-        acts, grads = self._workspace(batch)
-        codes = self._codes(for_loss=True)
-        # Batch buffers for shuffled gathers (a slice of X is used as-is when not shuffling).
-        X_batch = np.empty((batch, X.shape[1]), self.dtype) if shuffle else None
-        y_batch = np.empty((batch,) + y.shape[1:], y.dtype) if shuffle else None
-        last_good = np.empty_like(self._params)
+        sparse = self._loss_code == losses.SPARSE_CATEGORICAL_CROSSENTROPY
+        Y = np.empty((0, self.n_out), self.dtype) if sparse else y
+        labels = y if sparse else np.empty(0, np.int64)
+        in_order = np.empty((0, n), np.int64)
+        sizes = np.array([self.n_in] + [layer.n_out for layer in self._layers], np.int64)
+        codes = np.array(self._codes(for_loss=True), np.int64)
+        optimizer, state1, state2, hyper = self.optimizer.kernel_args()
+        epoch_loss = np.zeros(epochs)
+        epoch_correct = np.zeros(epochs, np.int64)
         classification = losses.KERNELS[self._loss_code][1] is not None
+        every_epoch = bool(callbacks) or validation is not None
+        history = History()
         progress = Progress(epochs, enabled=bool(verbose))
         self.stop_training = False
         for cb in callbacks:
             if hasattr(cb, "on_train_begin"):
                 cb.on_train_begin(self)
+        done, run = 0, 1
         try:
-            for epoch in range(epochs):
-                np.copyto(last_good, self._params)
-                order = self._rng.permutation(n) if shuffle else None
-                loss_sum = 0.0
-                correct = 0
-                for start in range(0, n, batch):
-                    stop = min(start + batch, n)
-                    rows = stop - start
-                    if shuffle:
-                        idx = order[start:stop]
-                        Xb = np.take(X, idx, axis=0, out=X_batch[:rows])
-                        yb = np.take(y, idx, axis=0, out=y_batch[:rows])
-                    else:
-                        Xb, yb = X[start:stop], y[start:stop]
-                    out = self._forward(Xb, acts, codes)
-                    batch_loss, batch_correct = self._loss(out, yb, grads[-1][:rows])
-                    self._backward(acts, grads, codes, rows)
-                    self.optimizer.step(self._params, self._grads)
-                    loss_sum += batch_loss * rows
-                    correct += batch_correct
-                logs = {"loss": loss_sum / n}
-                if not math.isfinite(logs["loss"]) or not np.isfinite(self._params).all():
-                    np.copyto(self._params, last_good)
+            while done < epochs and not self.stop_training:
+                run = min(run, epochs - done, max(1, _MAX_ORDER_ROWS // n))
+                order = np.stack([self._rng.permutation(n) for _ in range(run)]) if shuffle else in_order
+                started = time.perf_counter()
+                finished, self.optimizer.iterations = ops().train_epochs(
+                    X, Y, labels, order, sizes, codes, self._loss_code, batch, self._params, self._grads,
+                    optimizer, state1, state2, hyper, self.optimizer.iterations,
+                    epoch_loss[done:done + run], epoch_correct[done:done + run])
+                seconds = time.perf_counter() - started
+                for epoch in range(done, done + finished):
+                    logs = {"loss": float(epoch_loss[epoch])}
+                    if classification:
+                        logs["accuracy"] = int(epoch_correct[epoch]) / self._metric_counts(n)
+                    if validation is not None:
+                        val = self._evaluate(*validation, batch_size=None)
+                        logs.update({"val_" + key: value for key, value in val.items()})
+                    history.append(epoch, logs)
+                    for cb in callbacks:
+                        if hasattr(cb, "on_epoch_end"):
+                            cb.on_epoch_end(epoch, logs)
+                        else:
+                            cb(epoch, logs)
+                if finished < run:
                     raise TrainingDivergedError(
-                        f"training diverged at epoch {epoch}: the loss is {logs['loss']}; the model keeps "
-                        f"the weights from before that epoch (try a smaller learning rate)", history)
-                if classification:
-                    logs["accuracy"] = correct / self._metric_counts(n)
-                if validation is not None:
-                    val = self._evaluate(*validation, batch_size=None)
-                    logs.update({"val_" + key: value for key, value in val.items()})
-                history.append(epoch, logs)
-                progress.update(epoch + 1, logs)
-                for cb in callbacks:
-                    if hasattr(cb, "on_epoch_end"):
-                        cb.on_epoch_end(epoch, logs)
-                    else:
-                        cb(epoch, logs)
-                if self.stop_training:
-                    break
+                        f"training diverged at epoch {done + finished}: the loss is "
+                        f"{epoch_loss[done + finished]}; the model keeps the weights from before that epoch "
+                        f"(try a smaller learning rate)", history)
+                done += run
+                progress.update(done, history_logs(history))
+                if not every_epoch:  # aim the next run at _CHUNK_SECONDS
+                    run = max(1, min(2 * run, int(run * _CHUNK_SECONDS / max(seconds, 1e-9))))
         finally:
             progress.close()
         for cb in callbacks:

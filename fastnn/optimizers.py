@@ -8,6 +8,10 @@ import numpy as np
 from .backend import ops
 from .validation import check_real
 
+# Optimizer codes of the whole-run kernel train_epochs (the same in both backends).
+SGD_CODE, MOMENTUM_CODE, ADAM_CODE = 0, 1, 2
+_NO_STATE = {np.dtype("float32"): np.empty(0, np.float32), np.dtype("float64"): np.empty(0, np.float64)}
+
 
 class SGD:
     """Gradient descent, with PyTorch's momentum when momentum > 0: v = μ v + g; w -= η v."""
@@ -16,13 +20,23 @@ class SGD:
         self.lr = check_real("lr", lr, low=0.0, low_open=True)
         self.momentum = check_real("momentum", momentum, low=0.0, high=1.0, high_open=True)
         self._velocity = None
+        self.iterations = 0
 
     def build(self, n_params: int, dtype: np.dtype) -> None:
         """(Re)create the state for a network of `n_params` parameters."""
         self._velocity = np.zeros(n_params, dtype) if self.momentum > 0 else None
+        self._no_state = _NO_STATE[np.dtype(dtype)]
+        self.iterations = 0
+
+    def kernel_args(self) -> tuple:
+        """(code, state1, state2, hyper) for train_epochs."""
+        if self._velocity is None:
+            return SGD_CODE, self._no_state, self._no_state, np.array([self.lr, 0.0, 0.0, 0.0])
+        return MOMENTUM_CODE, self._velocity, self._no_state, np.array([self.lr, self.momentum, 0.0, 0.0])
 
     def step(self, params: np.ndarray, grads: np.ndarray) -> None:
         """Update params (flat, (n_params,)) in place from grads (same shape)."""
+        self.iterations += 1
         if self._velocity is None:
             ops().sgd_step(params, grads, self.lr)
         else:
@@ -50,6 +64,9 @@ class Adam:
         self._m = np.zeros(n_params, dtype)
         self._v = np.zeros(n_params, dtype)
         self.iterations = 0
+
+    def kernel_args(self) -> tuple:
+        return ADAM_CODE, self._m, self._v, np.array([self.lr, self.beta1, self.beta2, self.eps])
 
     def step(self, params: np.ndarray, grads: np.ndarray) -> None:
         self.iterations += 1

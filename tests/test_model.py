@@ -328,3 +328,52 @@ def test_verbose_progress(backend, capsys):
     assert "3/3" in err and "loss" in err
     make_model([2, 2, 1]).fit(X, y, epochs=3, batch_size=None, verbose=0)
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("optimizer", [fnn.SGD(lr=0.1), fnn.SGD(lr=0.1, momentum=0.9), fnn.Adam(lr=0.01)],
+                         ids=["sgd", "momentum", "adam"])
+@pytest.mark.parametrize("loss", sorted(OUTPUT_FOR_LOSS))
+def test_fit_equals_step_by_step(backend, loss, optimizer):
+    """fit hands whole runs of epochs to one kernel call; the result equals calling the kernels
+    batch by batch from Python (same shuffles from the same seeded generator)."""
+    rng = np.random.default_rng(9)
+    X = rng.normal(size=(23, 3))
+    y = targets_for(loss, rng, 23, 2 if loss != "binary_crossentropy" else 1)
+    n_out = 1 if loss == "binary_crossentropy" else 2
+    fused = make_model([3, 5, n_out], out=OUTPUT_FOR_LOSS[loss], loss=loss, optimizer=optimizer, seed=4)
+    history = fused.fit(X, y, epochs=3, batch_size=5, verbose=0)
+
+    stepped = make_model([3, 5, n_out], out=OUTPUT_FOR_LOSS[loss], loss=loss, optimizer=optimizer, seed=4)
+    Xc, yc = stepped._prepare(X, y)
+    acts, grads = stepped._workspace(5)
+    codes = stepped._codes(for_loss=True)
+    losses = []
+    for _ in range(3):
+        order = stepped._rng.permutation(23)
+        total = 0.0
+        for start in range(0, 23, 5):
+            idx = order[start:start + 5]
+            out = stepped._forward(Xc[idx], acts, codes)
+            total += stepped._loss(out, yc[idx], grads[-1][:len(idx)])[0] * len(idx)
+            stepped._backward(acts, grads, codes, len(idx))
+            stepped.optimizer.step(stepped._params, stepped._grads)
+        losses.append(total / 23)
+    np.testing.assert_array_equal(fused._params, stepped._params)
+    assert history.history["loss"] == losses
+
+
+def test_divergence_stops_with_clear_error(backend):
+    rng = np.random.default_rng(10)
+    X = rng.normal(size=(20, 3)) * 100
+    y = rng.normal(size=(20, 1)) * 100
+    model = make_model([3, 8, 1], hidden="relu", out="linear", loss="mse", optimizer=fnn.SGD(lr=10.0))
+    history_seen = []
+    with pytest.raises(fnn.TrainingDivergedError, match="diverged at epoch") as info:
+        model.fit(X, y, epochs=100, batch_size=4, verbose=0,
+                  callbacks=[lambda e, logs: history_seen.append(model.get_weights())])
+    assert np.isfinite(model._params).all()
+    finished = len(info.value.history.epoch)
+    assert finished == len(history_seen)
+    if finished:  # the weights are those at the end of the last finished epoch
+        for a, b in zip(model.get_weights(), history_seen[-1]):
+            np.testing.assert_array_equal(a, b)
