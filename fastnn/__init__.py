@@ -12,8 +12,10 @@ from .callbacks import EarlyStopping, History
 from .layers import Dense
 from .model import Sequential, TrainingDivergedError
 from .optimizers import SGD, Adam
+from .parallel import fit_parallel, get_num_threads, set_num_threads
 from .saving import load
 
 __version__ = "0.1.0"
 __all__ = ["Adam", "Dense", "EarlyStopping", "History", "SGD", "Sequential", "TrainingDivergedError",
-           "available_backends", "data", "get_backend", "load", "set_backend", "use_backend"]
+           "available_backends", "data", "fit_parallel", "get_backend", "get_num_threads", "load",
+           "set_backend", "set_num_threads", "use_backend"]

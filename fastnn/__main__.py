@@ -1,4 +1,5 @@
-"""python -m fastnn xor | demo: the lesson's XOR network, and a tour of generated data sets."""
+"""python -m fastnn xor | demo | bench: the lesson's XOR network, a tour of generated data sets,
+and the benchmark suite's table of speed ratios."""
 import argparse
 import sys
 import time
@@ -88,6 +89,11 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    from fastnn import benchreport
+    return benchreport.main(quick=args.quick, as_json=args.json, path=args.path, pytest_args=args.pytest_args)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fastnn", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -102,12 +108,18 @@ def main(argv=None) -> int:
     p = sub.add_parser("demo", help="train on generated data sets, accuracy and time per backend")
     p.add_argument("--backend", choices=fnn.backend.BACKENDS, help="default: every available backend")
     p.set_defaults(run=cmd_demo)
+    p = sub.add_parser("bench", help="run the benchmark suite (bench/) and print the table of ratios")
+    p.add_argument("--quick", action="store_true", help="a short pass: less data, one round")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--path", help="the bench/ folder (default: ./bench)")
+    p.add_argument("pytest_args", nargs="*", help="passed to pytest, e.g. -- -k xor")
+    p.set_defaults(run=cmd_bench)
     args = parser.parse_args(argv)
     if getattr(args, "backend", None) and args.command == "xor":
         fnn.set_backend(args.backend)
     try:
         return args.run(args)
-    except (ValueError, ImportError) as exc:
+    except (ValueError, ImportError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

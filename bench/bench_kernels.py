@@ -1,0 +1,101 @@
+"""Kernel level: one dense layer's forward and backward against NumPy at several shapes, and the
+sgemm peak itself, so every row can be read as a fraction of what the machine's BLAS can do."""
+import numpy as np
+import pytest
+
+import fastnn as fnn
+from fastnn.activations import RELU
+
+from common import record, threads
+
+SHAPES = [(4, 2, 2), (32, 32, 32), (256, 128, 512), (256, 512, 512), (512, 1024, 1024)]  # batch, n_in, n_out
+IDS = [f"{b}x{i}x{o}" for b, i, o in SHAPES]
+
+
+def layer(shape, dtype=np.float32):
+    batch, n_in, n_out = shape
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((batch, n_in)).astype(dtype)
+    W = (rng.standard_normal((n_in, n_out)) / np.sqrt(n_in)).astype(dtype)
+    b = rng.standard_normal(n_out).astype(dtype)
+    return X, W, b
+
+
+def flops_forward(shape):
+    batch, n_in, n_out = shape
+    return 2 * batch * n_in * n_out
+
+
+def repeat(shape) -> int:
+    """Calls per round: about 20 ms of work at 50 GFLOP/s, at least one."""
+    return max(1, int(1e9 / flops_forward(shape)))
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=IDS)
+@pytest.mark.parametrize("impl", ["fastnn", "numpy"])
+def test_dense_forward(benchmark, rounds, shape, impl):
+    benchmark.group = f"kernel dense forward+relu {IDS[SHAPES.index(shape)]}, 1 thread"
+    X, W, b = layer(shape)
+    out = np.empty((shape[0], shape[2]), np.float32)
+    reps = repeat(shape)
+    if impl == "fastnn":
+        if "cython" not in fnn.available_backends():
+            pytest.skip("compiled backend not built")
+        k = fnn.backend._MODULES["cython"]
+
+        def run():
+            for _ in range(reps):
+                k.dense_forward(X, W, b, RELU, out)
+    else:
+        def run():
+            for _ in range(reps):
+                np.matmul(X, W, out=out)
+                out += b
+                np.maximum(out, 0, out=out)
+    with threads(1):
+        record(benchmark, run, rounds, reps * flops_forward(shape) / 1e9, "GFLOP", impl)
+    np.testing.assert_allclose(out, np.maximum(X @ W + b, 0), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=IDS)
+@pytest.mark.parametrize("impl", ["fastnn", "numpy"])
+def test_dense_backward(benchmark, rounds, shape, impl):
+    """dZ = dA·relu'(A), db, dW = Xᵀ·dZ, dX = dZ·Wᵀ: two products, 2× the forward's FLOPs."""
+    benchmark.group = f"kernel dense backward (relu) {IDS[SHAPES.index(shape)]}, 1 thread"
+    X, W, b = layer(shape)
+    A = np.maximum(X @ W + b, 0)
+    dA = np.random.default_rng(1).standard_normal(A.shape).astype(np.float32)
+    dZ, dW, db, dX = np.empty_like(A), np.empty_like(W), np.empty_like(b), np.empty_like(X)
+    reps = max(1, repeat(shape) // 2)
+    if impl == "fastnn":
+        if "cython" not in fnn.available_backends():
+            pytest.skip("compiled backend not built")
+        k = fnn.backend._MODULES["cython"]
+
+        def run():
+            for _ in range(reps):
+                k.dense_backward(X, W, A, dA, RELU, dZ, dW, db, dX)
+    else:
+        def run():
+            for _ in range(reps):
+                np.multiply(dA, A > 0, out=dZ)
+                np.sum(dZ, axis=0, out=db)
+                np.matmul(X.T, dZ, out=dW)
+                np.matmul(dZ, W.T, out=dX)
+    with threads(1):
+        record(benchmark, run, rounds, reps * 2 * flops_forward(shape) / 1e9, "GFLOP", impl)
+    np.testing.assert_allclose(dW, X.T @ (dA * (A > 0)), rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_sgemm_peak(benchmark, rounds, n_threads):
+    """The ceiling: a 1024³ float32 matrix product through SciPy's BLAS (the one fastnn calls)."""
+    from scipy.linalg.blas import sgemm
+    benchmark.group = f"sgemm peak 1024³, {n_threads} thread{'s' * (n_threads > 1)}"
+    rng = np.random.default_rng(0)
+    a = np.asfortranarray(rng.standard_normal((1024, 1024)).astype(np.float32))
+    c = np.asfortranarray(np.empty((1024, 1024), np.float32))
+    reps = 10
+    with threads(n_threads):
+        record(benchmark, lambda: [sgemm(1.0, a, a, c=c, overwrite_c=True) for _ in range(reps)], rounds,
+               reps * 2 * 1024 ** 3 / 1e9, "GFLOP", "sgemm")

@@ -1,0 +1,108 @@
+"""Synthetic-classification MLPs (the peers' cases), float32: training and inference throughput.
+
+Training is one epoch of minibatch SGD with PyTorch's momentum (lr 0.05, μ 0.9), ReLU hidden
+layers, softmax cross-entropy, batches in order, from fresh He-initialised weights each round.
+"""
+import numpy as np
+import pytest
+
+import fastnn as fnn
+
+import peers
+from common import accuracy, case_data, record, threads
+
+TRAIN = [("small", 1), ("medium", 1), ("medium", 2), ("large", 2)]
+
+
+def fastnn_model(sizes, seed=0):
+    layers = [fnn.Dense(a, b, activation="relu") for a, b in zip(sizes[:-2], sizes[1:-1])]
+    layers.append(fnn.Dense(sizes[-2], sizes[-1], activation="softmax"))
+    model = fnn.Sequential(layers, seed=seed, dtype="float32")
+    model.compile("sparse_categorical_crossentropy", fnn.SGD(lr=peers.LR_MLP, momentum=peers.MOMENTUM))
+    return model
+
+
+def learned(pred, y, n_classes, quick) -> bool:
+    """One epoch lifts training accuracy clearly above chance (the full-size data; a quick pass
+    only checks the output is a valid prediction)."""
+    return quick or accuracy(pred, y) > 1.5 / n_classes
+
+
+@pytest.mark.parametrize("case, n_threads", TRAIN, ids=[f"{c}-{t}thread" for c, t in TRAIN])
+@pytest.mark.parametrize("impl", ["fastnn", "fastnn-python", "numpy", "torch", "jax"])
+def test_mlp_train(benchmark, rounds, quick, case, n_threads, impl):
+    benchmark.group = f"mlp {case} train, {n_threads} thread{'s' * (n_threads > 1)}"
+    X, y, sizes, batch = case_data(case, quick)
+    n = len(X)
+    if impl.startswith("fastnn"):
+        backend = "python" if impl == "fastnn-python" else "cython"
+        if backend not in fnn.available_backends():
+            pytest.skip("compiled backend not built")
+        if backend == "python" and case != "small":
+            pytest.skip("the pure-Python backend is compared on the small case only")
+        state = {}
+
+        def setup():
+            state["model"] = fastnn_model(sizes)
+            state["before"] = state["model"].evaluate(X, y)["loss"]
+            return (), {}
+
+        def train():
+            with fnn.use_backend(backend):
+                state["model"].fit(X, y, epochs=1, batch_size=batch, shuffle=False, verbose=0)
+
+        with threads(n_threads):
+            record(benchmark, train, rounds, n, "sample", f"fastnn ({backend})", setup=setup)
+        assert state["model"].evaluate(X, y)["loss"] < state["before"]
+        assert learned(state["model"].predict(X).argmax(1), y, sizes[-1], quick)
+    elif impl == "numpy":
+        with threads(n_threads):
+            params = record(benchmark, lambda: peers.numpy_mlp_train(X, y, sizes, batch), rounds, n, "sample",
+                            "NumPy by hand")
+        assert learned(peers.numpy_mlp_predict(X, params), y, sizes[-1], quick)
+    elif impl == "torch":
+        pytest.importorskip("torch")
+        with threads(n_threads):
+            m = record(benchmark, lambda: peers.torch_mlp_train(X, y, sizes, batch), rounds, n, "sample", "PyTorch")
+        assert learned(peers.torch_mlp_predict(X, m), y, sizes[-1], quick)
+    else:
+        pytest.importorskip("jax")
+        with threads(n_threads):
+            train_epoch, predict, samples = peers.jax_mlp(X, y, sizes, batch)
+            params = record(benchmark, train_epoch, rounds, samples, "sample", "JAX (jit, lax.scan epoch)")
+        assert learned(predict(params), y, sizes[-1], quick)
+
+
+@pytest.mark.benchmark(group="mlp medium inference, 2 threads")
+@pytest.mark.parametrize("impl", ["fastnn", "numpy", "torch", "jax"])
+def test_mlp_inference(benchmark, rounds, quick, impl):
+    X, y, sizes, batch = case_data("medium", quick)
+    if quick:
+        X = np.tile(X, (4, 1))
+    else:  # 100 k rows, as the peers
+        X = X[:100_000]
+    n = len(X)
+    if impl == "fastnn":
+        if "cython" not in fnn.available_backends():
+            pytest.skip("compiled backend not built")
+        model = fastnn_model(sizes)
+        with threads(2):
+            P = record(benchmark, lambda: model.predict(X), rounds, n, "sample", "fastnn (cython)")
+        np.testing.assert_allclose(P.sum(axis=1), 1.0, rtol=1e-4)
+        return
+    if impl == "numpy":
+        params = peers.he_params(sizes)
+        with threads(2):
+            pred = record(benchmark, lambda: peers.numpy_mlp_predict(X, params), rounds, n, "sample", "NumPy by hand")
+    elif impl == "torch":
+        pytest.importorskip("torch")
+        m = peers.torch_mlp(sizes)
+        with threads(2):
+            pred = record(benchmark, lambda: peers.torch_mlp_predict(X, m), rounds, n, "sample", "PyTorch")
+    else:
+        pytest.importorskip("jax")
+        with threads(2):
+            _, predict, _ = peers.jax_mlp(X, np.zeros(n, np.int64), sizes, batch)
+            params = [(np.asarray(W), np.asarray(b)) for W, b in zip(*peers.he_params(sizes))]
+            pred = record(benchmark, lambda: predict(params), rounds, n, "sample", "JAX (jit)")
+    assert pred.shape == (n,)

@@ -1,0 +1,67 @@
+"""XOR 2-2-1, float64, full-batch gradient descent, 10,000 epochs: µs per epoch, against the peers."""
+import numpy as np
+import pytest
+
+import fastnn as fnn
+from fastnn.__main__ import xor_model
+
+import peers
+from common import record
+
+X, Y = fnn.data.xor()
+EPOCHS = 10_000
+
+
+def solved(p) -> bool:
+    return bool(np.array_equal(np.round(np.asarray(p).reshape(-1, 1)), Y))
+
+
+@pytest.mark.benchmark(group="xor")
+@pytest.mark.parametrize("name", ["cython", "python"])
+def test_xor_fastnn(benchmark, rounds, quick, name):
+    if name not in fnn.available_backends():
+        pytest.skip("compiled backend not built")
+    epochs = EPOCHS if name == "cython" or not quick else 1000
+    model = None
+
+    def setup():
+        nonlocal model
+        with fnn.use_backend(name):
+            model = xor_model()
+        return (), {}
+
+    def train():
+        with fnn.use_backend(name):
+            model.fit(X, Y, epochs=epochs, batch_size=None, verbose=0)
+
+    record(benchmark, train, rounds, epochs, "epoch", f"fastnn ({name})", setup=setup)
+    if epochs == EPOCHS:
+        assert solved(model.predict(X))
+
+
+@pytest.mark.benchmark(group="xor")
+def test_xor_numpy(benchmark, rounds, quick):
+    epochs = 1000 if quick else EPOCHS
+    p = record(benchmark, lambda: peers.numpy_xor(X, Y.copy(), epochs), rounds, epochs, "epoch", "NumPy by hand")
+    assert epochs < EPOCHS or solved(p)
+
+
+@pytest.mark.benchmark(group="xor")
+def test_xor_torch(benchmark, rounds):
+    pytest.importorskip("torch")
+    epochs = 1000  # 0.25 ms an epoch: a tenth of the run measures the same rate
+    record(benchmark, lambda: peers.torch_xor(X, Y, epochs), rounds, epochs, "epoch", "PyTorch")
+
+
+@pytest.mark.benchmark(group="xor")
+def test_xor_jax(benchmark, rounds):
+    pytest.importorskip("jax")
+    run = peers.jax_xor(X, Y, EPOCHS)
+    assert solved(record(benchmark, run, rounds, EPOCHS, "epoch", "JAX (jit, fori_loop)"))
+
+
+@pytest.mark.benchmark(group="xor")
+def test_xor_numba(benchmark, rounds):
+    pytest.importorskip("numba")
+    run = peers.numba_xor(X, Y, EPOCHS)
+    assert solved(record(benchmark, run, rounds, EPOCHS, "epoch", "Numba (@njit)"))

@@ -1,0 +1,67 @@
+"""Helpers of the benchmark suite: the peers' cases and data, thread pinning, recording a row.
+
+Every benchmark records how many units of work one round does (epochs or samples) in extra_info,
+so `python -m fastnn bench` can print throughputs and ratios measured in the same run.
+"""
+import contextlib
+import os
+import sys
+
+import numpy as np
+
+import fastnn as fnn
+
+# name: (samples, layer sizes, batch) — the peers' cases (../shared/peers/mlp.py).
+CASES = {"small": (20000, [20, 32, 32, 2], 32),
+         "medium": (100000, [128, 512, 512, 10], 256),
+         "large": (20000, [784, 1024, 1024, 10], 512)}
+QUICK_SAMPLES = {"small": 2000, "medium": 2048, "large": 1024}
+
+
+def case_data(case: str, quick: bool):
+    n, sizes, batch = CASES[case]
+    n = QUICK_SAMPLES[case] if quick else n
+    X, y = fnn.data.classification(n, n_features=sizes[0], n_classes=sizes[-1], seed=0, dtype="float32")
+    return X, y, sizes, batch
+
+
+def all_threads_affinity(cores) -> None:
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            os.sched_setaffinity(int(tid), cores)
+        except OSError:  # a thread that just ended
+            pass
+
+
+@contextlib.contextmanager
+def threads(n: int):
+    """Run with `n` threads: BLAS limited to n, torch told n, and with n == 1 every thread of the
+    process pinned to one core (the only way to hold JAX/XLA's own pool to one core in-process)."""
+    from threadpoolctl import threadpool_limits
+    everything = os.sched_getaffinity(0)
+    torch_threads = None
+    try:
+        if "torch" in sys.modules:
+            torch = sys.modules["torch"]
+            torch_threads = torch.get_num_threads()
+            torch.set_num_threads(n)
+        if n < len(everything):
+            all_threads_affinity(set(sorted(everything)[:n]))
+        with threadpool_limits(limits=n):
+            yield
+    finally:
+        all_threads_affinity(everything)
+        if torch_threads is not None:
+            sys.modules["torch"].set_num_threads(torch_threads)
+
+
+def record(benchmark, fn, rounds: int, units: float, unit: str, impl: str, setup=None):
+    """Time fn over `rounds` rounds (after one warm-up) and label the row for the ratio table."""
+    benchmark.extra_info.update(units=units, unit=unit, impl=impl)
+    if setup is None:
+        return benchmark.pedantic(fn, rounds=rounds, iterations=1, warmup_rounds=1)
+    return benchmark.pedantic(fn, setup=setup, rounds=rounds, warmup_rounds=1)
+
+
+def accuracy(pred, y) -> float:
+    return float(np.mean(np.asarray(pred) == y))

@@ -1,0 +1,50 @@
+"""Threads: the BLAS thread count, and several models trained at once.
+
+fit's kernels run without the GIL, so N models fit in N Python threads really run in parallel.
+Each then gets a one-thread BLAS, so N threads never start N × cores BLAS threads.
+Thread counts are controlled through threadpoolctl (`pip install "fastnn[threads]"`).
+"""
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Optional, Sequence
+
+
+def _threadpoolctl():
+    try:
+        import threadpoolctl
+    except ImportError:
+        raise ImportError('controlling BLAS threads needs threadpoolctl: pip install "fastnn[threads]"') from None
+    return threadpoolctl
+
+
+_limits = None  # keeps the process-wide limit set by set_num_threads in force
+
+
+def set_num_threads(n: int) -> None:
+    """Let BLAS (the matrix products of big layers) use `n` threads, process-wide."""
+    global _limits
+    from .validation import check_positive_int
+    n = check_positive_int("n", n)
+    _limits = _threadpoolctl().threadpool_limits(limits=n, user_api="blas")
+
+
+def get_num_threads() -> int:
+    """The number of threads BLAS uses now (the largest over the BLAS libraries loaded)."""
+    info = _threadpoolctl().threadpool_info()
+    return max((lib["num_threads"] for lib in info if lib["user_api"] == "blas"), default=1)
+
+
+def fit_parallel(models: Sequence, X, y, n_jobs: Optional[int] = None, **fit_kwargs) -> list:
+    """Fit each model on (X, y) in its own thread, each with a one-thread BLAS; returns the Histories
+    in the models' order. The result equals fitting the models one after the other.
+    n_jobs: threads at once (default: the number of CPUs). fit_kwargs go to every model.fit."""
+    from .validation import check_positive_int
+    models = list(models)
+    if len({id(m) for m in models}) != len(models):
+        raise ValueError("models must be distinct: one model cannot be fitted in two threads at once")
+    n_jobs = (os.cpu_count() or 1) if n_jobs is None else check_positive_int("n_jobs", n_jobs)
+    fit_kwargs.setdefault("verbose", 0)
+    with _threadpoolctl().threadpool_limits(limits=1, user_api="blas"):
+        with ThreadPoolExecutor(max_workers=min(n_jobs, max(len(models), 1))) as pool:
+            futures = [pool.submit(m.fit, X, y, **fit_kwargs) for m in models]
+            return [f.result() for f in futures]
