@@ -1,0 +1,1108 @@
+# cython: language_level=3
+"""Compiled twin of fastnn._fallback: same names, same signatures, same results.
+
+Conventions shared with the pure-Python twin:
+- row-major arrays: X (batch, n_in), W (n_in, n_out), b (n_out,);
+- outputs are preallocated by the caller and passed in, nothing is returned but scalars;
+- all float arrays of one call share one dtype (float32 or float64), C-contiguous;
+- activations are integer codes (fastnn.activations), derivatives are taken through A = f(Z);
+- loss sums are accumulated in a C double and returned as a Python float.
+Each function checks the shapes it relies on and raises ValueError, as its pure-Python twin does,
+while it holds the GIL; then it runs `noexcept nogil` workers inside `with nogil:`, where nothing
+is checked. Arrays arrive as typed memoryviews over the fused type `floating` (float32/float64),
+`const` where read-only (so read-only arrays are accepted). The workers take data pointers and
+sizes (a matrix is C-contiguous: row i starts at i * n_columns), so that train_epochs can run
+whole epochs on views into one flat parameter buffer without the GIL. Matrix products go to BLAS
+(scipy.linalg.cython_blas) or, for tiny shapes, to direct loops.
+The compiler directives (bounds/wraparound/initialized checks off, cdivision on) come from setup.py.
+"""
+from cython cimport floating
+from libc.math cimport exp, expf, fabs, fabsf, log, log1p, log1pf, logf, pow, sqrt, sqrtf, tanh, tanhf
+from libc.stdint cimport int64_t
+from libc.string cimport memcpy, memset
+from scipy.linalg.cython_blas cimport dgemm, sgemm
+
+import numpy as np
+
+# The codes of fastnn.activations, fastnn.losses and _fallback's optimizers (checked against them
+# at import: _check_codes). cpdef: also module attributes, as in _fallback.
+cpdef enum:
+    LINEAR = 0
+    SIGMOID = 1
+    RELU = 2
+    TANH = 3
+    LEAKY_RELU = 4
+    SOFTMAX = 5
+
+cpdef enum:
+    BINARY_CROSSENTROPY = 0
+    CATEGORICAL_CROSSENTROPY = 1
+    SPARSE_CATEGORICAL_CROSSENTROPY = 2
+    MSE = 3
+
+cpdef enum:
+    SGD = 0
+    MOMENTUM = 1
+    ADAM = 2
+
+cdef double LEAKY_SLOPE = 0.01  # PyTorch's default negative slope for LeakyReLU
+
+# Where matrix products stop being direct loops and become one BLAS gemm call. A product of
+# (m, k) by (k, n) runs as loops when m*n*k <= GEMM_CROSSOVER, or when the batch is one row (the
+# gemv shape, where OpenBLAS's gemm packs the whole weight matrix for one row: 3-7x slower than the
+# loops even at 512x512). Measured on this 2-core AMD EPYC (AVX2), scipy-openblas 0.3.30, baseline
+# x86-64 build, batch 2..256, widths 1..128, all three products, float32 and float64: a BLAS call
+# costs 0.1-0.15 µs even for the XOR net's 4x2x2 (loops: 17-37 ns); loops win 3-5x at m*n*k <= 64,
+# break even around 1024-2048 (float32 X·W and Xᵀ·dZ near 8192, dZ·Wᵀ near 512), lose 1.3-3x at
+# 32768. 1024 and 2048 tie for the lowest total time (10 % above the best choice per shape).
+cdef Py_ssize_t GEMM_CROSSOVER = 1024
+
+
+# libc.math in the precision of the data: the f-versions for float32.
+
+cdef inline floating _exp(floating x) noexcept nogil:
+    if floating is float:
+        return expf(x)
+    else:
+        return exp(x)
+
+
+cdef inline floating _log(floating x) noexcept nogil:
+    if floating is float:
+        return logf(x)
+    else:
+        return log(x)
+
+
+cdef inline floating _log1p(floating x) noexcept nogil:
+    if floating is float:
+        return log1pf(x)
+    else:
+        return log1p(x)
+
+
+cdef inline floating _tanh(floating x) noexcept nogil:
+    if floating is float:
+        return tanhf(x)
+    else:
+        return tanh(x)
+
+
+cdef inline floating _sqrt(floating x) noexcept nogil:
+    if floating is float:
+        return sqrtf(x)
+    else:
+        return sqrt(x)
+
+
+cdef inline floating _abs(floating x) noexcept nogil:
+    if floating is float:
+        return fabsf(x)
+    else:
+        return fabs(x)
+
+
+cdef inline floating _row_max(const floating* z, Py_ssize_t n) noexcept nogil:
+    """max(z[:n]) as np.max computes it: NaN if the row holds a NaN. n >= 1."""
+    cdef Py_ssize_t j
+    cdef floating top = z[0]
+    for j in range(1, n):
+        if z[j] > top or z[j] != z[j]:  # once top is NaN, nothing replaces it
+            top = z[j]
+    return top
+
+
+# Data pointers of the arrays a `def` received; NULL for an empty array, whose data is never read.
+
+cdef inline const floating* _in2(const floating[:, ::1] a) noexcept nogil:
+    return &a[0, 0] if a.shape[0] > 0 and a.shape[1] > 0 else NULL
+
+
+cdef inline floating* _out2(floating[:, ::1] a) noexcept nogil:
+    return &a[0, 0] if a.shape[0] > 0 and a.shape[1] > 0 else NULL
+
+
+cdef inline const floating* _in1(const floating[::1] a) noexcept nogil:
+    return &a[0] if a.shape[0] > 0 else NULL
+
+
+cdef inline floating* _out1(floating[::1] a) noexcept nogil:
+    return &a[0] if a.shape[0] > 0 else NULL
+
+
+cdef inline const int64_t* _labels_ptr(const int64_t[::1] labels) noexcept nogil:
+    return &labels[0] if labels.shape[0] > 0 else NULL
+
+
+# ----------------------------------------------------------------------------- checks
+# Shapes are compared in C; the ValueError (the same message as _fallback's) is built only on failure.
+
+def _shape_error(name, a, shape):
+    return ValueError(f"{name} has shape {tuple(a.shape)}, expected {tuple(shape)}")
+
+
+def _same_shape(name, a, shape):
+    """_fallback's check, for the cold paths (train_epochs' arguments)."""
+    if tuple(a.shape) != tuple(shape):
+        raise _shape_error(name, a, shape)
+
+
+cdef inline bint _is_activation(long long activation) noexcept nogil:
+    return activation == LINEAR or activation == SIGMOID or activation == RELU or \
+        activation == TANH or activation == LEAKY_RELU or activation == SOFTMAX
+
+
+def _activation_error(activation):
+    return ValueError(f"unknown activation code {activation!r}")
+
+
+def _empty_softmax_error(name, a):
+    return ValueError(f"{name} has shape {tuple(a.shape)}: softmax needs at least one column")
+
+
+def _empty_argmax_error(name, a):
+    return ValueError(f"{name} has shape {tuple(a.shape)}: argmax needs at least one column")
+
+
+def _empty_mean_error():
+    # What `float(loss_sum) / 0` raises in _fallback: a loss over no elements has no mean.
+    return ZeroDivisionError("float division by zero")
+
+
+def _check_codes():
+    """The enums above must number things as fastnn.activations, fastnn.losses and _fallback do."""
+    from . import _fallback, activations, losses
+    ours = {"LINEAR": LINEAR, "SIGMOID": SIGMOID, "RELU": RELU, "TANH": TANH, "LEAKY_RELU": LEAKY_RELU,
+            "SOFTMAX": SOFTMAX, "LEAKY_SLOPE": LEAKY_SLOPE,
+            "BINARY_CROSSENTROPY": BINARY_CROSSENTROPY, "CATEGORICAL_CROSSENTROPY": CATEGORICAL_CROSSENTROPY,
+            "SPARSE_CATEGORICAL_CROSSENTROPY": SPARSE_CATEGORICAL_CROSSENTROPY, "MSE": MSE,
+            "SGD": SGD, "MOMENTUM": MOMENTUM, "ADAM": ADAM}
+    theirs = {name: getattr(activations, name, getattr(losses, name, getattr(_fallback, name, None)))
+              for name in ours}
+    if ours != theirs:
+        raise ImportError(f"fastnn._kernels was built with the codes {ours}, but fastnn has {theirs}: "
+                          "rebuild the extension")
+
+
+_check_codes()
+
+
+# ----------------------------------------------------------------------------- activations
+
+cdef enum:
+    SIGMOID_CHUNK = 256  # elements per two-pass chunk in _sigmoid_row: 2 KB of float64 on the stack
+
+
+cdef void _sigmoid_row(const floating* z, const floating* b, floating* out, Py_ssize_t n) noexcept nogil:
+    """out = sigmoid(z + b) for one row of n, b: (n,) or NULL (no bias); out may be z.
+
+    exp(-|z|) never overflows; sigmoid(z) = 1/(1+e) for z >= 0 and e/(1+e) for z < 0. In chunks:
+    first the calls to exp, then a loop with neither calls nor branches (the choice between 1 and
+    e vectorises to a select), so a mix of signs costs no mispredicted branches.
+    """
+    cdef floating e[SIGMOID_CHUNK]
+    cdef floating x, one = 1
+    cdef Py_ssize_t start = 0, stop, j
+    cdef bint bias = b != NULL
+    while start < n:
+        stop = min(start + SIGMOID_CHUNK, n)
+        for j in range(start, stop):
+            x = z[j] + b[j] if bias else z[j]
+            e[j - start] = _exp(-_abs(x))
+        for j in range(start, stop):  # reads z[j] before writing out[j]: out may be z
+            x = z[j] + b[j] if bias else z[j]
+            out[j] = (one if x >= 0 else e[j - start]) / (one + e[j - start])
+        start = stop
+
+
+cdef void _softmax_row(const floating* z, const floating* b, floating* out, Py_ssize_t n) noexcept nogil:
+    """out = softmax(z + b) for one row of n >= 1, shifted by the row max so exp never overflows.
+    b: (n,) or NULL (no bias); out may be z."""
+    cdef Py_ssize_t j
+    cdef floating x, top, total
+    cdef double sum_e = 0
+    for j in range(n):
+        out[j] = z[j] + b[j] if b != NULL else z[j]
+    top = _row_max(out, n)
+    for j in range(n):
+        x = _exp(out[j] - top)
+        out[j] = x
+        sum_e += x
+    total = <floating>sum_e
+    for j in range(n):
+        out[j] = out[j] / total
+
+
+cdef inline floating _relu(floating x) noexcept nogil:
+    cdef floating zero = 0
+    return zero if x < 0 else x  # np.maximum(x, 0): NaN stays NaN
+
+
+cdef inline floating _leaky_relu(floating x, floating slope) noexcept nogil:
+    # where(x > 0, x, x * slope), as a sum of which one term is 0 (exact; only the sign of a zero
+    # may differ): selects and arithmetic without branches, so the loops vectorise. (gcc turns
+    # x * (1 if x > 0 else slope) back into a branch, which then does not vectorise.)
+    cdef floating zero = 0
+    return (zero if x < 0 else x) + slope * (x if x < 0 else zero)
+
+
+cdef void _activate(const floating* Z, const floating* b, int activation, floating* out,
+                    Py_ssize_t m, Py_ssize_t n) noexcept nogil:
+    """out = f(Z + b), Z, out: (m, n), b: (n,) or NULL (no bias), in one pass; out may be Z."""
+    cdef Py_ssize_t i, j
+    cdef floating slope = <floating>LEAKY_SLOPE
+    cdef const floating* z
+    cdef floating* o
+    for i in range(m):
+        z = Z + i * n
+        o = out + i * n
+        if activation == SIGMOID:
+            _sigmoid_row(z, b, o, n)
+        elif activation == SOFTMAX:  # row-wise
+            _softmax_row(z, b, o, n)
+        elif b != NULL:  # each loop comes with and without the bias, so that both vectorise
+            if activation == LINEAR:
+                for j in range(n):
+                    o[j] = z[j] + b[j]
+            elif activation == RELU:
+                for j in range(n):
+                    o[j] = _relu(z[j] + b[j])
+            elif activation == TANH:
+                for j in range(n):
+                    o[j] = _tanh(z[j] + b[j])
+            else:  # LEAKY_RELU
+                for j in range(n):
+                    o[j] = _leaky_relu(z[j] + b[j], slope)
+        else:
+            if activation == LINEAR:
+                for j in range(n):
+                    o[j] = z[j]
+            elif activation == RELU:
+                for j in range(n):
+                    o[j] = _relu(z[j])
+            elif activation == TANH:
+                for j in range(n):
+                    o[j] = _tanh(z[j])
+            else:  # LEAKY_RELU
+                for j in range(n):
+                    o[j] = _leaky_relu(z[j], slope)
+
+
+def activate(const floating[:, ::1] Z not None, int activation, floating[:, ::1] out not None):
+    """out = f(Z), row-wise for softmax. Z, out: (batch, n); out may be Z."""
+    if not _is_activation(activation):
+        raise _activation_error(activation)
+    if out.shape[0] != Z.shape[0] or out.shape[1] != Z.shape[1]:
+        raise _shape_error("out", out, (Z.shape[0], Z.shape[1]))
+    if activation == SOFTMAX and Z.shape[1] == 0:
+        raise _empty_softmax_error("Z", Z)
+    with nogil:
+        _activate(_in2(Z), NULL, activation, _out2(out), Z.shape[0], Z.shape[1])
+
+
+cdef void _activation_grad(const floating* A, const floating* dA, int activation, floating* out,
+                           floating* db, Py_ssize_t m, Py_ssize_t n) noexcept nogil:
+    """out = dA * f'(Z), written through A = f(Z), and, unless db is NULL, db = column sums of out,
+    in one pass. A, dA, out: (m, n), db: (n,); out may be dA."""
+    cdef Py_ssize_t i, j
+    cdef bint sums = db != NULL
+    cdef floating a, g, s, zero = 0, one = 1, slope = <floating>LEAKY_SLOPE
+    cdef double dot
+    cdef const floating* ar
+    cdef const floating* dr
+    cdef floating* o
+    if sums:
+        for j in range(n):
+            db[j] = 0
+    for i in range(m):
+        ar = A + i * n
+        dr = dA + i * n
+        o = out + i * n
+        if activation == LINEAR:
+            for j in range(n):
+                g = dr[j]
+                o[j] = g
+                if sums:
+                    db[j] += g
+        elif activation == SIGMOID:
+            for j in range(n):
+                a = ar[j]
+                g = dr[j] * (a * (one - a))
+                o[j] = g
+                if sums:
+                    db[j] += g
+        elif activation == RELU:
+            for j in range(n):
+                g = dr[j] * (one if ar[j] > 0 else zero)  # a multiply, as in NumPy: NaN * 0 is NaN
+                o[j] = g
+                if sums:
+                    db[j] += g
+        elif activation == TANH:
+            for j in range(n):
+                a = ar[j]
+                g = dr[j] * (one - a * a)
+                o[j] = g
+                if sums:
+                    db[j] += g
+        elif activation == LEAKY_RELU:
+            for j in range(n):
+                g = dr[j] * (one if ar[j] > 0 else slope)
+                o[j] = g
+                if sums:
+                    db[j] += g
+        else:  # SOFTMAX: the Jacobian-vector product A * (dA - sum(dA * A, row))
+            dot = 0
+            for j in range(n):
+                dot += dr[j] * ar[j]
+            s = <floating>dot
+            for j in range(n):
+                g = ar[j] * (dr[j] - s)
+                o[j] = g
+                if sums:
+                    db[j] += g
+
+
+def activation_grad(const floating[:, ::1] A not None, const floating[:, ::1] dA not None, int activation,
+                    floating[:, ::1] out not None):
+    """out = dA * f'(Z), with f' written through A = f(Z). A, dA, out: (batch, n); out may be dA.
+
+    For softmax this is the Jacobian-vector product A * (dA - sum(dA * A, row)).
+    """
+    if not _is_activation(activation):
+        raise _activation_error(activation)
+    if dA.shape[0] != A.shape[0] or dA.shape[1] != A.shape[1]:
+        raise _shape_error("dA", dA, (A.shape[0], A.shape[1]))
+    if out.shape[0] != A.shape[0] or out.shape[1] != A.shape[1]:
+        raise _shape_error("out", out, (A.shape[0], A.shape[1]))
+    with nogil:
+        _activation_grad(_in2(A), _in2(dA), activation, _out2(out), NULL, A.shape[0], A.shape[1])
+
+
+# ----------------------------------------------------------------------------- dense layer
+# Three products: Z = X·W (forward), dW = Xᵀ·dZ and dX = dZ·Wᵀ (backward). BLAS is column-major,
+# where a row-major matrix reads as its transpose: the row-major C = op(A)·op(B) is computed as the
+# column-major Cᵀ = op(B)ᵀ·op(A)ᵀ, i.e. gemm with the operands swapped (as scikit-learn's _gemm).
+
+cdef void _gemm(bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                const floating* A, Py_ssize_t lda, const floating* B, Py_ssize_t ldb,
+                floating* C, Py_ssize_t ldc) noexcept nogil:
+    """Row-major C (m, n) = op(A) (m, k) · op(B) (k, n), op = transpose when trans_*; ld* are the
+    row lengths of the arrays as stored. m, n, k >= 1."""
+    cdef char ta = b'T' if trans_a else b'N'
+    cdef char tb = b'T' if trans_b else b'N'
+    cdef int im = <int>m, jn = <int>n, kk = <int>k, la = <int>lda, lb = <int>ldb, lc = <int>ldc
+    cdef floating one = 1, zero = 0
+    if floating is float:
+        sgemm(&tb, &ta, &jn, &im, &kk, &one, <float*>B, &lb, <float*>A, &la, &zero, C, &lc)
+    else:
+        dgemm(&tb, &ta, &jn, &im, &kk, &one, <double*>B, &lb, <double*>A, &la, &zero, C, &lc)
+
+
+cdef void _matmul(const floating* X, const floating* W, floating* out,
+                  Py_ssize_t m, Py_ssize_t k, Py_ssize_t n) noexcept nogil:
+    """out = X·W. X: (m, k), W: (k, n), out: (m, n)."""
+    cdef Py_ssize_t i, p, j
+    cdef floating x0, x1, x2, x3
+    cdef const floating* w
+    cdef floating* o
+    if m == 0 or n == 0:
+        return
+    if k == 0:
+        memset(out, 0, m * n * sizeof(floating))
+        return
+    if m * n * k > GEMM_CROSSOVER and m > 1:
+        _gemm(False, False, m, n, k, X, k, W, n, out, n)
+        return
+    # k-i-j, four rows of W per pass: each group of rows of W is read once (it stays in L1 while
+    # every row of out takes its share), and the inner loops stream rows of W into a row of out.
+    p = 4 if k >= 4 else 1
+    for i in range(m):  # the first pass sets out
+        o = out + i * n
+        if k >= 4:
+            x0 = X[i * k]; x1 = X[i * k + 1]; x2 = X[i * k + 2]; x3 = X[i * k + 3]
+            for j in range(n):
+                o[j] = x0 * W[j] + x1 * W[n + j] + x2 * W[2 * n + j] + x3 * W[3 * n + j]
+        else:
+            x0 = X[i * k]
+            for j in range(n):
+                o[j] = x0 * W[j]
+    while p + 4 <= k:
+        w = W + p * n
+        for i in range(m):
+            o = out + i * n
+            x0 = X[i * k + p]; x1 = X[i * k + p + 1]; x2 = X[i * k + p + 2]; x3 = X[i * k + p + 3]
+            for j in range(n):
+                o[j] += x0 * w[j] + x1 * w[n + j] + x2 * w[2 * n + j] + x3 * w[3 * n + j]
+        p += 4
+    while p < k:
+        w = W + p * n
+        for i in range(m):
+            o = out + i * n
+            x0 = X[i * k + p]
+            for j in range(n):
+                o[j] += x0 * w[j]
+        p += 1
+
+
+cdef void _matmul_tn(const floating* X, const floating* dZ, floating* dW,
+                     Py_ssize_t m, Py_ssize_t k, Py_ssize_t n) noexcept nogil:
+    """dW = Xᵀ·dZ. X: (m, k), dZ: (m, n), dW: (k, n)."""
+    cdef Py_ssize_t i, p, j
+    cdef floating x0, x1, x2, x3
+    cdef const floating* d
+    cdef floating* o
+    if k == 0 or n == 0:
+        return
+    if m == 0:
+        memset(dW, 0, k * n * sizeof(floating))
+        return
+    if m * n * k > GEMM_CROSSOVER and m > 1:
+        _gemm(True, False, k, n, m, X, k, dZ, n, dW, n)
+        return
+    # Sum over the batch of outer products X[i]ᵀ·dZ[i], four batch rows per pass; the inner loops
+    # stream rows of dZ into a row of dW.
+    for p in range(k):  # the first pass sets dW
+        o = dW + p * n
+        if m >= 4:
+            x0 = X[p]; x1 = X[k + p]; x2 = X[2 * k + p]; x3 = X[3 * k + p]
+            for j in range(n):
+                o[j] = x0 * dZ[j] + x1 * dZ[n + j] + x2 * dZ[2 * n + j] + x3 * dZ[3 * n + j]
+        else:
+            x0 = X[p]
+            for j in range(n):
+                o[j] = x0 * dZ[j]
+    i = 4 if m >= 4 else 1
+    while i + 4 <= m:
+        d = dZ + i * n
+        for p in range(k):
+            o = dW + p * n
+            x0 = X[i * k + p]; x1 = X[(i + 1) * k + p]; x2 = X[(i + 2) * k + p]; x3 = X[(i + 3) * k + p]
+            for j in range(n):
+                o[j] += x0 * d[j] + x1 * d[n + j] + x2 * d[2 * n + j] + x3 * d[3 * n + j]
+        i += 4
+    while i < m:
+        d = dZ + i * n
+        for p in range(k):
+            o = dW + p * n
+            x0 = X[i * k + p]
+            for j in range(n):
+                o[j] += x0 * d[j]
+        i += 1
+
+
+cdef void _matmul_nt(const floating* dZ, const floating* W, floating* dX,
+                     Py_ssize_t m, Py_ssize_t n, Py_ssize_t k) noexcept nogil:
+    """dX = dZ·Wᵀ. dZ: (m, n), W: (k, n), dX: (m, k)."""
+    cdef Py_ssize_t i, p, j
+    cdef floating g, acc0, acc1, acc2, acc3
+    cdef const floating* d
+    cdef const floating* w
+    if m == 0 or k == 0:
+        return
+    if m * n * k > GEMM_CROSSOVER and m > 1:
+        _gemm(False, True, m, k, n, dZ, n, W, n, dX, k)
+        return
+    # Each dX[i, p] is the dot product of two contiguous rows, dZ[i] and W[p]. Four rows of W per
+    # pass share the loads of dZ[i], and each group of rows of W is read once (it stays in L1).
+    p = 0
+    while p + 4 <= k:
+        w = W + p * n
+        for i in range(m):
+            d = dZ + i * n
+            acc0 = 0; acc1 = 0; acc2 = 0; acc3 = 0
+            for j in range(n):
+                g = d[j]
+                acc0 += g * w[j]; acc1 += g * w[n + j]; acc2 += g * w[2 * n + j]; acc3 += g * w[3 * n + j]
+            dX[i * k + p] = acc0; dX[i * k + p + 1] = acc1; dX[i * k + p + 2] = acc2; dX[i * k + p + 3] = acc3
+        p += 4
+    while p < k:
+        w = W + p * n
+        for i in range(m):
+            d = dZ + i * n
+            acc0 = 0
+            for j in range(n):
+                acc0 += d[j] * w[j]
+            dX[i * k + p] = acc0
+        p += 1
+
+
+cdef void _dense_forward(const floating* X, const floating* W, const floating* b, int activation, floating* out,
+                         Py_ssize_t batch, Py_ssize_t n_in, Py_ssize_t n_out) noexcept nogil:
+    _matmul(X, W, out, batch, n_in, n_out)
+    _activate(out, b, activation, out, batch, n_out)  # + b and f in one pass
+
+
+def dense_forward(const floating[:, ::1] X not None, const floating[:, ::1] W not None,
+                  const floating[::1] b not None, int activation, floating[:, ::1] out not None):
+    """out = f(X @ W + b). X: (batch, n_in), W: (n_in, n_out), b: (n_out,), out: (batch, n_out)."""
+    if W.shape[0] != X.shape[1]:
+        raise ValueError(f"X has {X.shape[1]} columns but W has {W.shape[0]} rows")
+    if b.shape[0] != W.shape[1]:
+        raise _shape_error("b", b, (W.shape[1],))
+    if out.shape[0] != X.shape[0] or out.shape[1] != W.shape[1]:
+        raise _shape_error("out", out, (X.shape[0], W.shape[1]))
+    if not _is_activation(activation):
+        raise _activation_error(activation)
+    if activation == SOFTMAX and out.shape[1] == 0:
+        raise _empty_softmax_error("out", out)
+    with nogil:
+        _dense_forward(_in2(X), _in2(W), _in1(b), activation, _out2(out), X.shape[0], X.shape[1], W.shape[1])
+
+
+cdef void _dense_backward(const floating* X, const floating* W, const floating* A, const floating* dA,
+                          int activation, floating* dZ, floating* dW, floating* db, floating* dX,
+                          Py_ssize_t batch, Py_ssize_t n_in, Py_ssize_t n_out) noexcept nogil:
+    """As dense_backward; dX NULL: no input gradient."""
+    _activation_grad(A, dA, activation, dZ, db, batch, n_out)  # dZ and db in one pass
+    _matmul_tn(X, dZ, dW, batch, n_in, n_out)
+    if dX != NULL:
+        _matmul_nt(dZ, W, dX, batch, n_out, n_in)
+
+
+def dense_backward(const floating[:, ::1] X not None, const floating[:, ::1] W not None,
+                   const floating[:, ::1] A not None, const floating[:, ::1] dA not None, int activation,
+                   floating[:, ::1] dZ not None, floating[:, ::1] dW not None, floating[::1] db not None,
+                   floating[:, ::1] dX=None):
+    """Backward pass of one dense layer whose forward was A = f(X @ W + b).
+
+    dZ = dA * f'(Z) (dZ may be dA), db = sum over the batch of dZ, dW = X.T @ dZ, and, unless
+    dX is None (the network's input needs no gradient), dX = dZ @ W.T.
+    X: (batch, n_in), W: (n_in, n_out), A, dA, dZ: (batch, n_out), dW: (n_in, n_out),
+    db: (n_out,), dX: (batch, n_in) or None.
+    """
+    cdef Py_ssize_t batch = X.shape[0], n_in = X.shape[1], n_out = W.shape[1]
+    if W.shape[0] != n_in:
+        raise _shape_error("W", W, (n_in, n_out))
+    if A.shape[0] != batch or A.shape[1] != n_out:
+        raise _shape_error("A", A, (batch, n_out))
+    if dW.shape[0] != n_in or dW.shape[1] != n_out:
+        raise _shape_error("dW", dW, (n_in, n_out))
+    if db.shape[0] != n_out:
+        raise _shape_error("db", db, (n_out,))
+    if not _is_activation(activation):
+        raise _activation_error(activation)
+    if dA.shape[0] != batch or dA.shape[1] != n_out:
+        raise _shape_error("dA", dA, (batch, n_out))
+    if dZ.shape[0] != batch or dZ.shape[1] != n_out:
+        raise _shape_error("dZ", dZ, (batch, n_out))
+    cdef floating* input_grad = NULL
+    if dX is not None:
+        if dX.shape[0] != batch or dX.shape[1] != n_in:
+            raise _shape_error("dX", dX, (batch, n_in))
+        input_grad = _out2(dX)  # NULL also when empty: nothing to write
+    with nogil:
+        _dense_backward(_in2(X), _in2(W), _in2(A), _in2(dA), activation, _out2(dZ), _out2(dW), _out1(db),
+                        input_grad, batch, n_in, n_out)
+
+
+# ----------------------------------------------------------------------------- losses
+# The workers return the loss sum; its mean is taken by the caller.
+
+cdef double _sigmoid_bce(const floating* Z, const floating* Y, floating* dZ, Py_ssize_t m,
+                         Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef floating z, y, e, zero = 0, one = 1, size = <floating>(m * n)
+    cdef double loss_sum = 0
+    for i in range(m * n):
+        z = Z[i]
+        y = Y[i]
+        # max(z, 0) - z*y + log1p(exp(-|z|)): finite for every finite z.
+        e = _exp(-_abs(z))
+        loss_sum += ((zero if z < 0 else z) - z * y) + _log1p(e)
+        dZ[i] = ((one if z >= 0 else e) / (one + e) - y) / size  # (sigmoid(z) - y) / size
+    return loss_sum
+
+
+def sigmoid_bce(const floating[:, ::1] Z not None, const floating[:, ::1] Y not None,
+                floating[:, ::1] dZ not None):
+    """Binary cross-entropy of sigmoid(Z) against Y, from the logits Z; mean over all elements.
+
+    Writes dZ = (sigmoid(Z) - Y) / Z.size and returns the loss.
+    Z, Y, dZ: (batch, n_out).
+    """
+    if Y.shape[0] != Z.shape[0] or Y.shape[1] != Z.shape[1]:
+        raise _shape_error("Y", Y, (Z.shape[0], Z.shape[1]))
+    if dZ.shape[0] != Z.shape[0] or dZ.shape[1] != Z.shape[1]:
+        raise _shape_error("dZ", dZ, (Z.shape[0], Z.shape[1]))
+    cdef Py_ssize_t size = Z.shape[0] * Z.shape[1]
+    if size == 0:
+        raise _empty_mean_error()
+    cdef double loss_sum
+    with nogil:
+        loss_sum = _sigmoid_bce(_in2(Z), _in2(Y), _out2(dZ), Z.shape[0], Z.shape[1])
+    return loss_sum / size
+
+
+cdef double _softmax_cce(const floating* Z, const floating* Y, floating* dZ, Py_ssize_t m,
+                         Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i, j
+    cdef floating top, shifted, y, total, log_sum, y_sum, batch = <floating>m
+    cdef double sum_e, sum_y, loss_sum = 0
+    cdef const floating* z
+    cdef const floating* t
+    cdef floating* d
+    for i in range(m):
+        z = Z + i * n
+        t = Y + i * n
+        d = dZ + i * n
+        top = _row_max(z, n)
+        sum_e = 0
+        sum_y = 0
+        for j in range(n):
+            sum_e += _exp(z[j] - top)
+            sum_y += t[j]
+        total = <floating>sum_e
+        log_sum = _log(total)
+        y_sum = <floating>sum_y
+        for j in range(n):  # reads z[j] and t[j] before writing d[j]: dZ may be Z
+            shifted = z[j] - top
+            y = t[j]
+            # -sum_j y_j log p_j with log p_j = shifted_j - log_sum (log-sum-exp, no log of 0).
+            loss_sum += y * (log_sum - shifted)
+            d[j] = ((_exp(shifted) / total) * y_sum - y) / batch
+    return loss_sum
+
+
+def softmax_cce(const floating[:, ::1] Z not None, const floating[:, ::1] Y not None,
+                floating[:, ::1] dZ not None):
+    """Categorical cross-entropy of softmax(Z) against Y (rows of class probabilities, one-hot
+    usually), from the logits; mean over the batch of each row's sum.
+
+    Writes dZ = (softmax(Z) * sum(Y, row) - Y) / batch (p - y for one-hot rows) and returns the loss.
+    Z, Y, dZ: (batch, n_classes).
+    """
+    if Y.shape[0] != Z.shape[0] or Y.shape[1] != Z.shape[1]:
+        raise _shape_error("Y", Y, (Z.shape[0], Z.shape[1]))
+    if dZ.shape[0] != Z.shape[0] or dZ.shape[1] != Z.shape[1]:
+        raise _shape_error("dZ", dZ, (Z.shape[0], Z.shape[1]))
+    if Z.shape[1] == 0:
+        raise _empty_softmax_error("Z", Z)
+    if Z.shape[0] == 0:
+        raise _empty_mean_error()
+    cdef double loss_sum
+    with nogil:
+        loss_sum = _softmax_cce(_in2(Z), _in2(Y), _out2(dZ), Z.shape[0], Z.shape[1])
+    return loss_sum / Z.shape[0]
+
+
+cdef bint _labels_in_range(const int64_t* labels, Py_ssize_t size, Py_ssize_t n_classes) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(size):
+        if labels[i] < 0 or labels[i] >= n_classes:
+            return False
+    return True
+
+
+cdef double _softmax_sparse_cce(const floating* Z, const int64_t* labels, floating* dZ, Py_ssize_t m,
+                                Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i, j, label
+    cdef floating top, total, one = 1, batch = <floating>m
+    cdef double sum_e, loss_sum = 0
+    cdef const floating* z
+    cdef floating* d
+    for i in range(m):
+        z = Z + i * n
+        d = dZ + i * n
+        top = _row_max(z, n)
+        sum_e = 0
+        for j in range(n):
+            sum_e += _exp(z[j] - top)
+        total = <floating>sum_e
+        label = <Py_ssize_t>labels[i]
+        loss_sum += _log(total) - (z[label] - top)
+        for j in range(n):  # reads z[j] before writing d[j]: dZ may be Z
+            if j == label:
+                d[j] = (_exp(z[j] - top) / total - one) / batch
+            else:
+                d[j] = (_exp(z[j] - top) / total) / batch
+    return loss_sum
+
+
+def softmax_sparse_cce(const floating[:, ::1] Z not None, const int64_t[::1] labels not None,
+                       floating[:, ::1] dZ not None):
+    """softmax_cce with integer class labels instead of one-hot rows.
+
+    labels: (batch,) int64, each in [0, n_classes) (checked here, as in the pure-Python twin).
+    Z, dZ: (batch, n_classes).
+    """
+    if labels.shape[0] != Z.shape[0]:
+        raise _shape_error("labels", labels, (Z.shape[0],))
+    if dZ.shape[0] != Z.shape[0] or dZ.shape[1] != Z.shape[1]:
+        raise _shape_error("dZ", dZ, (Z.shape[0], Z.shape[1]))
+    if not _labels_in_range(_labels_ptr(labels), labels.shape[0], Z.shape[1]):
+        raise ValueError(f"labels must lie in [0, {Z.shape[1]})")
+    if Z.shape[1] == 0:
+        raise _empty_softmax_error("Z", Z)
+    if Z.shape[0] == 0:
+        raise _empty_mean_error()
+    cdef double loss_sum
+    with nogil:
+        loss_sum = _softmax_sparse_cce(_in2(Z), _labels_ptr(labels), _out2(dZ), Z.shape[0], Z.shape[1])
+    return loss_sum / Z.shape[0]
+
+
+cdef double _mse(const floating* A, const floating* Y, floating* dA, Py_ssize_t m, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef floating d, scale = <floating>(2.0 / (m * n))
+    cdef double loss_sum = 0
+    for i in range(m * n):
+        d = A[i] - Y[i]
+        loss_sum += <double>d * d
+        dA[i] = d * scale
+    return loss_sum
+
+
+def mse(const floating[:, ::1] A not None, const floating[:, ::1] Y not None, floating[:, ::1] dA not None):
+    """Mean squared error over all elements. Writes dA = 2 (A - Y) / A.size, returns the loss.
+    A, Y, dA: (batch, n_out)."""
+    if Y.shape[0] != A.shape[0] or Y.shape[1] != A.shape[1]:
+        raise _shape_error("Y", Y, (A.shape[0], A.shape[1]))
+    if dA.shape[0] != A.shape[0] or dA.shape[1] != A.shape[1]:
+        raise _shape_error("dA", dA, (A.shape[0], A.shape[1]))
+    cdef Py_ssize_t size = A.shape[0] * A.shape[1]
+    if size == 0:
+        raise _empty_mean_error()
+    cdef double loss_sum
+    with nogil:
+        loss_sum = _mse(_in2(A), _in2(Y), _out2(dA), A.shape[0], A.shape[1])
+    return loss_sum / size
+
+
+# ----------------------------------------------------------------------------- accuracy counts
+
+cdef inline Py_ssize_t _row_argmax(const floating* z, Py_ssize_t n) noexcept nogil:
+    """argmax(z[:n]) as np.argmax computes it: the first maximum, or the first NaN. n >= 1."""
+    cdef Py_ssize_t j, best = 0
+    cdef floating top = z[0]
+    if top != top:
+        return 0
+    for j in range(1, n):
+        if z[j] != z[j]:
+            return j
+        if z[j] > top:
+            top = z[j]
+            best = j
+    return best
+
+
+cdef Py_ssize_t _binary_correct(const floating* Z, const floating* Y, Py_ssize_t m,
+                                Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i, count = 0
+    cdef floating half = 0.5
+    for i in range(m * n):
+        count += (Z[i] > 0) == (Y[i] > half)
+    return count
+
+
+def binary_correct(const floating[:, ::1] Z not None, const floating[:, ::1] Y not None):
+    """How many elements the logits put on the right side: (Z > 0) == (Y > 0.5). Z, Y: (batch, n)."""
+    if Y.shape[0] != Z.shape[0] or Y.shape[1] != Z.shape[1]:
+        raise _shape_error("Y", Y, (Z.shape[0], Z.shape[1]))
+    cdef Py_ssize_t count
+    with nogil:
+        count = _binary_correct(_in2(Z), _in2(Y), Z.shape[0], Z.shape[1])
+    return count
+
+
+cdef Py_ssize_t _categorical_correct(const floating* Z, const floating* Y, Py_ssize_t m,
+                                     Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i, count = 0
+    for i in range(m):
+        count += _row_argmax(Z + i * n, n) == _row_argmax(Y + i * n, n)
+    return count
+
+
+def categorical_correct(const floating[:, ::1] Z not None, const floating[:, ::1] Y not None):
+    """How many rows have argmax Z == argmax Y (first maximum on ties). Z, Y: (batch, n)."""
+    if Y.shape[0] != Z.shape[0] or Y.shape[1] != Z.shape[1]:
+        raise _shape_error("Y", Y, (Z.shape[0], Z.shape[1]))
+    if Z.shape[1] == 0:
+        raise _empty_argmax_error("Z", Z)
+    cdef Py_ssize_t count
+    with nogil:
+        count = _categorical_correct(_in2(Z), _in2(Y), Z.shape[0], Z.shape[1])
+    return count
+
+
+cdef Py_ssize_t _sparse_correct(const floating* Z, const int64_t* labels, Py_ssize_t m,
+                                Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i, count = 0
+    for i in range(m):
+        count += _row_argmax(Z + i * n, n) == labels[i]
+    return count
+
+
+def sparse_correct(const floating[:, ::1] Z not None, const int64_t[::1] labels not None):
+    """How many rows have argmax Z == label. Z: (batch, n), labels: (batch,) int64."""
+    if labels.shape[0] != Z.shape[0]:
+        raise _shape_error("labels", labels, (Z.shape[0],))
+    if Z.shape[1] == 0:
+        raise _empty_argmax_error("Z", Z)
+    cdef Py_ssize_t count
+    with nogil:
+        count = _sparse_correct(_in2(Z), _labels_ptr(labels), Z.shape[0], Z.shape[1])
+    return count
+
+
+# ----------------------------------------------------------------------------- optimizer steps
+# Parameters, gradients and optimizer state are flat 1-D buffers of equal length: the model keeps
+# every layer's W and b as views into one buffer, so one call updates the whole network.
+# Each step is one pass over the buffers; scalars are cast to the data's dtype first, as in _fallback.
+
+cdef void _sgd_step(floating* param, const floating* grad, Py_ssize_t size, floating lr) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(size):
+        param[i] = param[i] - lr * grad[i]
+
+
+def sgd_step(floating[::1] param not None, const floating[::1] grad not None, double lr):
+    """param -= lr * grad."""
+    if grad.shape[0] != param.shape[0]:
+        raise _shape_error("grad", grad, (param.shape[0],))
+    with nogil:
+        _sgd_step(_out1(param), _in1(grad), param.shape[0], <floating>lr)
+
+
+cdef void _momentum_step(floating* param, const floating* grad, floating* velocity, Py_ssize_t size,
+                         floating lr, floating momentum) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef floating v
+    for i in range(size):
+        v = velocity[i] * momentum + grad[i]
+        velocity[i] = v
+        param[i] = param[i] - lr * v
+
+
+def momentum_step(floating[::1] param not None, const floating[::1] grad not None,
+                  floating[::1] velocity not None, double lr, double momentum):
+    """PyTorch's SGD with momentum: velocity = momentum * velocity + grad; param -= lr * velocity."""
+    if grad.shape[0] != param.shape[0]:
+        raise _shape_error("grad", grad, (param.shape[0],))
+    if velocity.shape[0] != param.shape[0]:
+        raise _shape_error("velocity", velocity, (param.shape[0],))
+    with nogil:
+        _momentum_step(_out1(param), _in1(grad), _out1(velocity), param.shape[0], <floating>lr,
+                       <floating>momentum)
+
+
+cdef void _adam_step(floating* param, const floating* grad, floating* m, floating* v, Py_ssize_t size,
+                     double lr, double beta1, double beta2, double eps, long long step) noexcept nogil:
+    # Python's float ** int and ** 0.5 are C pow, as here.
+    cdef double step_size = lr / (1 - pow(beta1, <double>step))
+    cdef double root_correction = pow(1 - pow(beta2, <double>step), 0.5)
+    cdef floating b1 = <floating>beta1, c1 = <floating>(1 - beta1), b2 = <floating>beta2
+    cdef floating c2 = <floating>(1 - beta2), s = <floating>step_size, r = <floating>root_correction
+    cdef floating e = <floating>eps, g, mi, vi
+    cdef Py_ssize_t i
+    for i in range(size):
+        g = grad[i]
+        mi = m[i] * b1 + c1 * g
+        vi = v[i] * b2 + c2 * g * g
+        m[i] = mi
+        v[i] = vi
+        param[i] = param[i] - s * mi / (_sqrt(vi) / r + e)
+
+
+def adam_step(floating[::1] param not None, const floating[::1] grad not None, floating[::1] m not None,
+              floating[::1] v not None, double lr, double beta1, double beta2, double eps, long long step):
+    """Adam (Kingma & Ba; PyTorch's form) at step number `step` (1 for the first update):
+    m = b1 m + (1-b1) g; v = b2 v + (1-b2) g²;
+    param -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)."""
+    if grad.shape[0] != param.shape[0]:
+        raise _shape_error("grad", grad, (param.shape[0],))
+    if m.shape[0] != param.shape[0]:
+        raise _shape_error("m", m, (param.shape[0],))
+    if v.shape[0] != param.shape[0]:
+        raise _shape_error("v", v, (param.shape[0],))
+    if step < 1:
+        raise ValueError(f"step must be >= 1, got {step}")
+    with nogil:
+        _adam_step(_out1(param), _in1(grad), _out1(m), _out1(v), param.shape[0], lr, beta1, beta2, eps, step)
+
+
+# ----------------------------------------------------------------------------- whole training runs
+# For small networks the cost of training is per call, not per FLOP; train_epochs runs many epochs
+# (gather, forward, loss, backward, update for every batch) in one call, without the GIL. It is the
+# same sequence of kernels as Sequential's step-by-step path, so both give the same numbers.
+
+cdef inline bint _finite(double x) noexcept nogil:
+    return x - x == 0  # false for inf and NaN (no -ffast-math here, so this is not folded away)
+
+
+cdef bint _all_finite(const floating* x, Py_ssize_t size) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(size):
+        if not (x[i] - x[i] == 0):
+            return False
+    return True
+
+
+def _layout(sizes):
+    """Offsets of each layer's W and b in the flat parameter buffer."""
+    offsets, at = [], 0
+    for n_in, n_out in zip(sizes, sizes[1:]):  # (no negative indices: this module runs with wraparound off)
+        offsets.append((at, at + n_in * n_out, at + n_in * n_out + n_out))
+        at += n_in * n_out + n_out
+    return offsets, at
+
+
+def train_epochs(const floating[:, ::1] X not None, const floating[:, ::1] Y not None,
+                 const int64_t[::1] labels not None, const int64_t[:, ::1] order not None, sizes, codes,
+                 int loss, Py_ssize_t batch, floating[::1] params not None, floating[::1] grads not None,
+                 int optimizer, floating[::1] state1 not None, floating[::1] state2 not None,
+                 const double[::1] hyper not None, long long step, double[::1] epoch_loss not None,
+                 int64_t[::1] epoch_correct not None):
+    """Train for len(epoch_loss) epochs in one call; returns (epochs finished, optimizer step count).
+
+    X: (n, sizes[0]); Y: (n, sizes[-1]) targets, or (0, sizes[-1]) when `labels` (n,) int64 holds
+    class labels (sparse loss; otherwise labels is (0,)). order: (epochs, n) int64 row order of each
+    epoch, or (0, n) to take rows in order. sizes: (L+1,) int64 layer widths; codes: (L,) int64
+    activation codes, the output's LINEAR when the loss takes logits; loss: loss code; batch >= 1.
+    params, grads: flat (n_params,) buffers, W then b per layer; optimizer: SGD | MOMENTUM | ADAM
+    with state1/state2 (velocity; Adam's m, v; (0,) when unused) and hyper = (lr, momentum or beta1,
+    beta2, eps) float64 (4,); step: the number of updates made so far (Adam's t).
+    Writes per epoch the mean loss (float64) and the number of correct predictions. If an epoch's loss
+    or parameters are not finite, the parameters are put back as they were before that epoch and the
+    call returns early: epochs finished < len(epoch_loss), epoch_loss[finished] holds the bad loss.
+    """
+    sizes = [int(s) for s in sizes]
+    codes = [int(c) for c in codes]
+    cdef Py_ssize_t n = X.shape[0], epochs = epoch_loss.shape[0]
+    _check_train_args(X, Y, labels, order, sizes, codes, loss, batch, params, grads, optimizer, state1,
+                      state2, hyper, epoch_correct, epochs)
+    if optimizer == ADAM and step + 1 < 1:  # what _fallback's first adam_step would raise
+        raise ValueError(f"step must be >= 1, got {step + 1}")
+    cdef Py_ssize_t L = len(codes), rows_max = min(batch, n), n_params = params.shape[0]
+    cdef Py_ssize_t n_x = sizes[0], n_y = sizes[L]
+    cdef bint sparse = loss == SPARSE_CATEGORICAL_CROSSENTROPY, shuffled = order.shape[0] > 0
+    # Per layer l: width[l] (width[L] is the output's), code[l], the offsets of W and b in params,
+    # and the offsets in `work` of its output activation and of the gradient with respect to it.
+    offsets, _ = _layout(sizes)
+    act_at, delta_at, at = [0], [0], 0
+    for width in sizes[1:]:
+        act_at.append(at)
+        delta_at.append(at + rows_max * width)
+        at += 2 * rows_max * width
+    table = np.array([sizes, codes + [0], [o[0] for o in offsets] + [0], [o[1] for o in offsets] + [0],
+                      act_at, delta_at], np.int64)
+    cdef const int64_t[:, ::1] t = table
+    # work: activations and their gradients, the gathered batch (X rows, then Y rows), the
+    # parameters as they were before the epoch.
+    cdef Py_ssize_t batch_at = at, targets_at = at + rows_max * n_x, last_at = targets_at + rows_max * n_y
+    work_array = np.empty(last_at + n_params, np.float32 if floating is float else np.float64)
+    batch_labels = np.empty(rows_max, np.int64)
+    cdef floating[::1] work = work_array
+    cdef int64_t[::1] label_rows = batch_labels
+    cdef floating* w = &work[0]
+    cdef floating* P = &params[0]
+    cdef floating* G = &grads[0]
+    cdef floating* S1 = _out1(state1)
+    cdef floating* S2 = _out1(state2)
+    cdef double lr = hyper[0], mu_or_beta1 = hyper[1], beta2 = hyper[2], eps = hyper[3], total
+    cdef Py_ssize_t epoch, start, rows, r, l, idx, finished = epochs, correct
+    cdef const floating* x
+    cdef const floating* y = NULL
+    cdef const int64_t* lab = NULL
+    cdef const floating* a
+    cdef floating* z
+    cdef floating* d
+    with nogil:
+        for epoch in range(epochs):
+            memcpy(w + last_at, P, n_params * sizeof(floating))
+            total = 0
+            correct = 0
+            start = 0
+            while start < n:
+                rows = min(batch, n - start)
+                x = &X[start, 0]
+                if sparse:
+                    lab = &labels[start]
+                else:
+                    y = &Y[start, 0]
+                if shuffled:  # gather this batch's rows
+                    for r in range(rows):
+                        idx = <Py_ssize_t>order[epoch, start + r]
+                        memcpy(w + batch_at + r * n_x, &X[idx, 0], n_x * sizeof(floating))
+                        if sparse:
+                            label_rows[r] = labels[idx]
+                        else:
+                            memcpy(w + targets_at + r * n_y, &Y[idx, 0], n_y * sizeof(floating))
+                    x = w + batch_at
+                    y = w + targets_at
+                    lab = &label_rows[0]
+                a = x
+                for l in range(L):
+                    z = w + t[4, l + 1]
+                    _dense_forward(a, P + t[2, l], P + t[3, l], <int>t[1, l], z, rows, t[0, l], t[0, l + 1])
+                    a = z
+                d = w + t[5, L]
+                if loss == BINARY_CROSSENTROPY:
+                    total += _sigmoid_bce(a, y, d, rows, n_y) / <double>(rows * n_y) * rows
+                    correct += _binary_correct(a, y, rows, n_y)
+                elif loss == CATEGORICAL_CROSSENTROPY:
+                    total += _softmax_cce(a, y, d, rows, n_y) / <double>rows * rows
+                    correct += _categorical_correct(a, y, rows, n_y)
+                elif loss == SPARSE_CATEGORICAL_CROSSENTROPY:
+                    total += _softmax_sparse_cce(a, lab, d, rows, n_y) / <double>rows * rows
+                    correct += _sparse_correct(a, lab, rows, n_y)
+                else:  # MSE
+                    total += _mse(a, y, d, rows, n_y) / <double>(rows * n_y) * rows
+                for l in range(L - 1, -1, -1):
+                    d = w + t[5, l + 1]
+                    _dense_backward(x if l == 0 else w + t[4, l], P + t[2, l], w + t[4, l + 1], d, <int>t[1, l],
+                                    d, G + t[2, l], G + t[3, l], NULL if l == 0 else w + t[5, l],
+                                    rows, t[0, l], t[0, l + 1])
+                step += 1
+                if optimizer == SGD:
+                    _sgd_step(P, G, n_params, <floating>lr)
+                elif optimizer == MOMENTUM:
+                    _momentum_step(P, G, S1, n_params, <floating>lr, <floating>mu_or_beta1)
+                else:
+                    _adam_step(P, G, S1, S2, n_params, lr, mu_or_beta1, beta2, eps, step)
+                start += rows
+            epoch_loss[epoch] = total / n
+            epoch_correct[epoch] = correct
+            if not (_finite(epoch_loss[epoch]) and _all_finite(P, n_params)):
+                memcpy(P, w + last_at, n_params * sizeof(floating))
+                finished = epoch
+                break
+    return finished, step
+
+
+def _check_train_args(X, Y, labels, order, sizes, codes, loss, batch, params, grads, optimizer, state1,
+                      state2, hyper, epoch_correct, epochs):
+    n = X.shape[0]
+    if len(sizes) != len(codes) + 1 or len(codes) < 1 or min(sizes) < 1:
+        raise ValueError(f"sizes {list(sizes)} and codes {list(codes)} do not describe a network")
+    for c in codes:
+        if not _is_activation(c):
+            raise _activation_error(c)
+    if loss not in (BINARY_CROSSENTROPY, CATEGORICAL_CROSSENTROPY, SPARSE_CATEGORICAL_CROSSENTROPY, MSE):
+        raise ValueError(f"unknown loss code {loss!r}")
+    if optimizer not in (SGD, MOMENTUM, ADAM):
+        raise ValueError(f"unknown optimizer code {optimizer!r}")
+    if n < 1 or batch < 1:
+        raise ValueError(f"need n >= 1 rows and batch >= 1, got n={n}, batch={batch}")
+    _same_shape("X", X, (n, sizes[0]))
+    n_out = sizes[len(sizes) - 1]  # (no negative indices: this module runs with wraparound off)
+    if loss == SPARSE_CATEGORICAL_CROSSENTROPY:
+        _same_shape("labels", labels, (n,))
+        if not _labels_in_range(_labels_ptr(labels), n, n_out):
+            raise ValueError(f"labels must lie in [0, {n_out})")
+    else:
+        _same_shape("Y", Y, (n, n_out))
+        _same_shape("labels", labels, (0,))
+    if order.shape[0]:
+        _same_shape("order", order, (epochs, n))
+        if np.min(order) < 0 or np.max(order) >= n:
+            raise ValueError(f"order must hold row numbers in [0, {n})")
+    else:
+        _same_shape("order", order, (0, n))
+    _, n_params = _layout(sizes)
+    _same_shape("params", params, (n_params,))
+    _same_shape("grads", grads, (n_params,))
+    need = {SGD: (0, 0), MOMENTUM: (n_params, 0), ADAM: (n_params, n_params)}[optimizer]
+    _same_shape("state1", state1, (need[0],))
+    _same_shape("state2", state2, (need[1],))
+    _same_shape("hyper", hyper, (4,))
+    _same_shape("epoch_correct", epoch_correct, (epochs,))

@@ -1,0 +1,222 @@
+"""Shared fixtures: every numerical test runs on both backends through the `backend` fixture.
+
+- `backend`: the kernel module (fastnn._kernels or fastnn._fallback), active for the whole test.
+  Without a compiled build the "cython" case is skipped, or fails when FASTNN_REQUIRE_EXTENSION=1
+  (CI), or when a compiled file is present but does not import (a broken build is never a skip).
+- `compiled`, `both_backends`: fastnn._kernels, or both modules, for tests that compare or probe them.
+- `dtype`: float32 and float64.  `assert_close`: the suite's tolerances.
+- `make_call`: random valid arguments for any kernel, for the tests that treat kernels generically.
+"""
+import importlib.metadata
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import fastnn
+import fastnn.backend as fnn_backend
+from fastnn import _fallback
+from fastnn._fallback import ADAM
+from fastnn.activations import LINEAR, SIGMOID
+from fastnn.losses import CATEGORICAL_CROSSENTROPY
+
+PACKAGE_DIR = Path(fastnn.__file__).resolve().parent
+REQUIRE_EXTENSION = os.environ.get("FASTNN_REQUIRE_EXTENSION", "").strip().lower() in {"1", "true", "yes", "on"}
+BACKEND_AT_IMPORT = fastnn.get_backend()
+RTOL = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-12}
+
+
+# ----------------------------------------------------------------------------- which fastnn is tested
+
+def _compiled_files():
+    return sorted(p.name for p in PACKAGE_DIR.glob("_kernels*") if p.suffix in (".so", ".pyd"))
+
+
+def _compiled_problem():
+    """None when fastnn._kernels is importable; otherwise (why not, whether that is a broken build)."""
+    if "cython" in fastnn.available_backends():
+        return None
+    error = getattr(fnn_backend, "_IMPORT_ERROR", None)
+    if _compiled_files():
+        return f"fastnn._kernels was built ({', '.join(_compiled_files())}) but does not import: {error}", True
+    return f"the compiled extension fastnn._kernels wasn't built (nothing in {PACKAGE_DIR}): {error}", False
+
+
+def _shadowing_problem():
+    """When fastnn is installed (not editable), the tests must import that copy, not the source folder."""
+    try:
+        installed = Path(importlib.metadata.distribution("fastnn").locate_file("fastnn/__init__.py"))
+    except importlib.metadata.PackageNotFoundError:
+        return None  # a development run (PYTHONPATH=.): the source folder is the package
+    if not installed.is_file() or installed.resolve() == Path(fastnn.__file__).resolve():
+        return None  # editable install, or the installed copy is the one imported
+    return (f"the tests imported fastnn from {fastnn.__file__}, but fastnn is installed at {installed}: "
+            "the source folder shadows the built package. From the repository root run `pytest` "
+            "(pyproject.toml sets --import-mode=importlib), not `python -m pytest`, which puts the "
+            "current directory on sys.path; and do not put the checkout on PYTHONPATH")
+
+
+def pytest_sessionstart(session):
+    problem = _shadowing_problem()
+    if problem:
+        pytest.exit(problem, returncode=pytest.ExitCode.USAGE_ERROR)
+
+
+def pytest_report_header(config):
+    problem = _compiled_problem()
+    kernels = fnn_backend._MODULES.get("cython")
+    return [f"fastnn: {fastnn.__file__}",
+            f"fastnn backend: {fastnn.get_backend()} (available: {', '.join(fastnn.available_backends())}; "
+            f"FASTNN_REQUIRE_EXTENSION={'1' if REQUIRE_EXTENSION else 'unset'})",
+            f"fastnn._kernels: {kernels.__file__ if kernels is not None else problem[0]}"]
+
+
+def require_compiled():
+    """Skip the calling test when the extension is missing; fail instead under
+    FASTNN_REQUIRE_EXTENSION=1 or when a compiled file exists but does not import."""
+    problem = _compiled_problem()
+    if problem is not None:
+        reason, broken = problem
+        if REQUIRE_EXTENSION or broken:
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return fnn_backend._MODULES["cython"]
+
+
+# ----------------------------------------------------------------------------- fixtures
+
+@pytest.fixture(params=["cython", "python"], ids=["cython", "python"])
+def backend(request):
+    """The kernel module of one backend, which is also the active backend during the test."""
+    if request.param == "cython":
+        require_compiled()
+    with fastnn.use_backend(request.param):
+        yield fnn_backend.ops()
+
+
+@pytest.fixture
+def compiled():
+    """fastnn._kernels (skip or fail as `backend` does when it is missing)."""
+    return require_compiled()
+
+
+@pytest.fixture
+def both_backends():
+    """For tests that compare the backends: {"cython": _kernels, "python": _fallback}."""
+    return {"cython": require_compiled(), "python": _fallback}
+
+
+@pytest.fixture(scope="session")
+def backend_at_import():
+    return BACKEND_AT_IMPORT
+
+
+@pytest.fixture(autouse=True)
+def _backend_is_restored():
+    """No test may leave another backend active than the one it found."""
+    before = fastnn.get_backend()
+    yield
+    assert fastnn.get_backend() == before, "the test changed the active backend without restoring it"
+
+
+@pytest.fixture(params=[np.float32, np.float64], ids=["float32", "float64"])
+def dtype(request):
+    return np.dtype(request.param)
+
+
+def _assert_close(actual, expected, dtype, scale=0.0):
+    """|actual - expected| <= rtol (|expected| + scale) + tiny, elementwise.
+
+    rtol is 1e-12 for float64 and 1e-5 for float32. `scale` (scalar or broadcastable) is the
+    magnitude of the terms summed to get `expected` (e.g. |X| @ |W| for X @ W), so a result that
+    cancels to near 0 is held to an absolute error relative to its terms, as rounding allows.
+    `tiny` (the dtype's smallest normal number) accepts underflow to 0 or to a subnormal.
+    """
+    dtype = np.dtype(dtype)
+    actual = np.asarray(actual, dtype=np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    assert actual.shape == expected.shape, f"shape {actual.shape} != expected {expected.shape}"
+    bound = RTOL[dtype] * (np.abs(expected) + scale) + np.finfo(dtype).tiny
+    error = np.abs(actual - expected)
+    bad = ~(error <= bound)  # NaN counts as bad
+    if bad.any():
+        i = np.unravel_index(np.argmax(np.where(bad, np.nan_to_num(error, nan=np.inf), -1.0)), bad.shape)
+        raise AssertionError(f"{bad.sum()} of {bad.size} elements differ beyond rtol={RTOL[dtype]:g} "
+                             f"(scaled); e.g. at {i}: got {actual[i]!r}, expected {expected[i]!r}")
+
+
+@pytest.fixture
+def assert_close():
+    return _assert_close
+
+
+def _make_call(name, dtype, rng, batch=5, n_in=4, n_out=3, activation=SIGMOID):
+    """Random valid arguments (a dict in parameter order) for kernel `name`, and the names of the
+    arrays it writes. A = f(Z) and softmax/probability inputs are realistic, labels are in range.
+    train_epochs gets a network n_in -> 4 (activation) -> n_out (logits), categorical
+    cross-entropy, Adam, two shuffled epochs of `batch` rows in mini-batches of 2."""
+    def rand(*shape, scale=1.0):
+        return (scale * rng.standard_normal(shape)).astype(dtype)
+
+    def zeros(*shape):
+        return np.zeros(shape, dtype)
+
+    Z = rand(batch, n_out, scale=3.0)
+    A = zeros(batch, n_out)
+    _fallback.activate(Z, activation, A)
+    X, W, b = rand(batch, n_in), rand(n_in, n_out), rand(n_out)
+    Y = rng.uniform(size=(batch, n_out)).astype(dtype)
+    labels = rng.integers(0, n_out, size=batch, dtype=np.int64)
+    n_flat = n_in * n_out + n_out  # length of a flat parameter buffer
+    n_net = n_in * 4 + 4 + 4 * n_out + n_out  # the parameters of train_epochs' n_in -> 4 -> n_out network
+    calls = {
+        "activate": (dict(Z=Z, activation=activation, out=zeros(batch, n_out)), ["out"]),
+        "activation_grad": (dict(A=A, dA=rand(batch, n_out), activation=activation,
+                                 out=zeros(batch, n_out)), ["out"]),
+        "dense_forward": (dict(X=X, W=W, b=b, activation=activation, out=zeros(batch, n_out)), ["out"]),
+        "dense_backward": (dict(X=X, W=W, A=A, dA=rand(batch, n_out), activation=activation,
+                                dZ=zeros(batch, n_out), dW=zeros(n_in, n_out), db=zeros(n_out),
+                                dX=zeros(batch, n_in)), ["dZ", "dW", "db", "dX"]),
+        "sigmoid_bce": (dict(Z=Z, Y=Y, dZ=zeros(batch, n_out)), ["dZ"]),
+        "softmax_cce": (dict(Z=Z, Y=Y, dZ=zeros(batch, n_out)), ["dZ"]),
+        "softmax_sparse_cce": (dict(Z=Z, labels=labels, dZ=zeros(batch, n_out)), ["dZ"]),
+        "mse": (dict(A=A, Y=Y, dA=zeros(batch, n_out)), ["dA"]),
+        "binary_correct": (dict(Z=Z, Y=np.round(Y)), []),
+        "categorical_correct": (dict(Z=Z, Y=Y), []),
+        "sparse_correct": (dict(Z=Z, labels=labels), []),
+        "sgd_step": (dict(param=rand(n_flat), grad=rand(n_flat), lr=0.1), ["param"]),
+        "momentum_step": (dict(param=rand(n_flat), grad=rand(n_flat), velocity=rand(n_flat), lr=0.1,
+                               momentum=0.9), ["param", "velocity"]),
+        "adam_step": (dict(param=rand(n_flat), grad=rand(n_flat), m=rand(n_flat), v=rand(n_flat) ** 2,
+                           lr=0.01, beta1=0.9, beta2=0.999, eps=1e-8, step=3), ["param", "m", "v"]),
+        "train_epochs": (dict(X=X, Y=Y / Y.sum(axis=1, keepdims=True), labels=np.zeros(0, np.int64),
+                              order=np.stack([rng.permutation(batch) for _ in range(2)]),
+                              sizes=np.array([n_in, 4, n_out]), codes=np.array([activation, LINEAR]),
+                              loss=CATEGORICAL_CROSSENTROPY, batch=2, params=rand(n_net, scale=0.5),
+                              grads=zeros(n_net), optimizer=ADAM, state1=zeros(n_net), state2=zeros(n_net),
+                              hyper=np.array([0.01, 0.9, 0.999, 1e-8]), step=0,
+                              epoch_loss=np.zeros(2), epoch_correct=np.zeros(2, np.int64)),
+                         ["params", "grads", "state1", "state2", "epoch_loss", "epoch_correct"]),
+    }
+    if name not in calls:
+        pytest.fail(f"tests/conftest.py has no example arguments for kernel {name!r}: add them to make_call")
+    return calls[name]
+
+
+@pytest.fixture
+def make_call():
+    return _make_call
+
+
+def kernel_names():
+    """The contract's kernels: the public functions defined in fastnn._fallback."""
+    return sorted(name for name, obj in vars(_fallback).items()
+                  if callable(obj) and not name.startswith("_")
+                  and getattr(obj, "__module__", None) == _fallback.__name__)
+
+
+def pytest_generate_tests(metafunc):
+    """A test with a `kernel_name` argument runs once for every kernel of the contract."""
+    if "kernel_name" in metafunc.fixturenames:
+        metafunc.parametrize("kernel_name", kernel_names())

@@ -1,0 +1,625 @@
+"""The kernel contract (fastnn/_fallback.py), checked on both backends through the `backend` fixture.
+
+Each kernel is compared with a plain float64 NumPy formula written here, on shapes that include
+batch 1, width 1 and odd sizes; the gradients are also checked against finite differences.
+"""
+import numpy as np
+import pytest
+import scipy.special
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fastnn._fallback import ADAM, MOMENTUM, SGD
+from fastnn.activations import LEAKY_RELU, LEAKY_SLOPE, LINEAR, NAMES, RELU, SIGMOID, SOFTMAX, TANH
+from fastnn.losses import BINARY_CROSSENTROPY, CATEGORICAL_CROSSENTROPY, CODES as LOSS_CODES, MSE
+from fastnn.losses import SPARSE_CATEGORICAL_CROSSENTROPY
+
+ACTIVATIONS = sorted(NAMES)
+# (batch, n_in, n_out): batch 1, width 1, odd sizes, and one big enough for a BLAS path.
+SHAPES = [(1, 1, 1), (1, 6, 3), (7, 1, 4), (5, 3, 1), (13, 17, 9), (64, 33, 65)]
+activation_ids = NAMES.get
+
+
+def rand(rng, dtype, *shape, scale=1.0):
+    return (scale * rng.standard_normal(shape)).astype(dtype)
+
+
+# ----------------------------------------------------------------------------- float64 references
+
+def ref_activate(Z, code):
+    Z = np.asarray(Z, np.float64)
+    if code == LINEAR:
+        return Z.copy()
+    if code == SIGMOID:
+        return 1 / (1 + np.exp(-Z))
+    if code == RELU:
+        return np.where(Z > 0, Z, 0.0)
+    if code == TANH:
+        return np.tanh(Z)
+    if code == LEAKY_RELU:
+        return np.where(Z > 0, Z, LEAKY_SLOPE * Z)
+    E = np.exp(Z)
+    return E / E.sum(axis=1, keepdims=True)
+
+
+def ref_activation_grad(A, dA, code):
+    """dA times the activation's derivative, written through A = f(Z); softmax by its full Jacobian."""
+    A, dA = np.asarray(A, np.float64), np.asarray(dA, np.float64)
+    if code == SOFTMAX:
+        jacobians = np.einsum("bi,ij->bij", A, np.eye(A.shape[1])) - np.einsum("bi,bj->bij", A, A)
+        return np.einsum("bi,bij->bj", dA, jacobians)
+    derivative = {LINEAR: np.ones_like(A), SIGMOID: A * (1 - A), RELU: (A > 0) * 1.0, TANH: 1 - A * A,
+                  LEAKY_RELU: np.where(A > 0, 1.0, LEAKY_SLOPE)}[code]
+    return dA * derivative
+
+
+def grad_scale(A, dA):
+    """Magnitude of the terms in dA * f'(A): 1 and A² (tanh, sigmoid), and softmax's row sum."""
+    A, dA = np.abs(np.asarray(A, np.float64)), np.abs(np.asarray(dA, np.float64))
+    return dA * (1 + A * A) + A * (dA * A).sum(axis=1, keepdims=True)
+
+
+def ref_loss(loss, out, target):
+    """(loss, d loss / d out) for a loss code; target is Y, or the labels for the sparse loss."""
+    z = np.asarray(out, np.float64)
+    if loss == SPARSE_CATEGORICAL_CROSSENTROPY:
+        loss, target = CATEGORICAL_CROSSENTROPY, np.eye(z.shape[1])[target]
+    y = np.asarray(target, np.float64)
+    if loss == BINARY_CROSSENTROPY:  # -y log p - (1-y) log(1-p) = log(1 + e^z) - z y
+        return np.mean(np.logaddexp(0, z) - z * y), (1 / (1 + np.exp(-z)) - y) / z.size
+    if loss == CATEGORICAL_CROSSENTROPY:
+        p = ref_activate(z, SOFTMAX)
+        return -(y * np.log(p)).sum() / len(z), (p * y.sum(axis=1, keepdims=True) - y) / len(z)
+    return np.mean((z - y) ** 2), 2 * (z - y) / z.size
+
+
+def f64(*arrays):
+    return [np.asarray(a, np.float64) for a in arrays]
+
+
+# ----------------------------------------------------------------------------- activations
+
+@pytest.mark.parametrize("activation", ACTIVATIONS, ids=activation_ids)
+@pytest.mark.parametrize("shape", SHAPES)
+def test_activate(backend, dtype, shape, activation, assert_close):
+    rng = np.random.default_rng(1)
+    Z = rand(rng, dtype, shape[0], shape[2], scale=3.0)
+    out = np.full_like(Z, np.nan)
+    assert backend.activate(Z, activation, out) is None
+    assert_close(out, ref_activate(Z, activation), dtype)
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS, ids=activation_ids)
+@pytest.mark.parametrize("shape", SHAPES)
+def test_activation_grad(backend, dtype, shape, activation, assert_close):
+    rng = np.random.default_rng(2)
+    A = ref_activate(rand(rng, np.float64, shape[0], shape[2], scale=3.0), activation).astype(dtype)
+    dA = rand(rng, dtype, *A.shape)
+    out = np.full_like(A, np.nan)
+    backend.activation_grad(A, dA, activation, out)
+    assert_close(out, ref_activation_grad(A, dA, activation), dtype, scale=grad_scale(A, dA))
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS, ids=activation_ids)
+def test_activate_in_place(backend, dtype, activation, assert_close):
+    Z = rand(np.random.default_rng(3), dtype, 6, 5, scale=3.0)
+    expected = ref_activate(Z, activation)
+    backend.activate(Z, activation, Z)  # out=Z is allowed
+    assert_close(Z, expected, dtype)
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS, ids=activation_ids)
+def test_activation_grad_in_place(backend, dtype, activation, assert_close):
+    rng = np.random.default_rng(4)
+    A = ref_activate(rand(rng, np.float64, 6, 5), activation).astype(dtype)
+    dA = rand(rng, dtype, 6, 5)
+    expected, scale = ref_activation_grad(A, dA, activation), grad_scale(A, dA)
+    backend.activation_grad(A, dA, activation, dA)  # out=dA is allowed
+    assert_close(dA, expected, dtype, scale=scale)
+
+
+def test_activations_of_huge_inputs(backend, dtype, assert_close):
+    Z = np.array([[-1e4, -1e3, -100.0, -30.0, -1.0, 0.0],
+                  [1e4, 1e3, 100.0, 30.0, 1.0, 1e4 - 1]], dtype=dtype)
+    out = np.empty_like(Z)
+
+    backend.activate(Z, SIGMOID, out)
+    assert_close(out, scipy.special.expit(Z.astype(np.float64)), dtype)
+    assert 0 <= out[0, 0] <= np.finfo(dtype).tiny and out[1, 0] == 1
+
+    backend.activate(Z, TANH, out)
+    assert out[0, 0] == -1 and out[1, 0] == 1
+    assert_close(out, np.tanh(Z.astype(np.float64)), dtype)
+
+    backend.activate(Z, SOFTMAX, out)
+    assert np.isfinite(out).all()
+    assert_close(out, scipy.special.softmax(Z.astype(np.float64), axis=1), dtype)
+
+
+# ----------------------------------------------------------------------------- dense layer
+
+def check_dense_forward(k, dtype, rng, batch, n_in, n_out, activation, assert_close):
+    X, W, b = rand(rng, dtype, batch, n_in), rand(rng, dtype, n_in, n_out), rand(rng, dtype, n_out)
+    out = np.full((batch, n_out), np.nan, dtype)
+    k.dense_forward(X, W, b, activation, out)
+    x, w, bias = f64(X, W, b)
+    # Rounding errors in Z = XW + b are relative to |X||W| + |b|, and softmax mixes a whole row.
+    scale = (np.abs(x) @ np.abs(w) + np.abs(bias)).max(axis=1, keepdims=True)
+    assert_close(out, ref_activate(x @ w + bias, activation), dtype, scale=scale)
+
+
+def check_dense_backward(k, dtype, rng, batch, n_in, n_out, activation, assert_close):
+    X, W = rand(rng, dtype, batch, n_in), rand(rng, dtype, n_in, n_out)
+    A = ref_activate(rand(rng, np.float64, batch, n_out, scale=2.0), activation).astype(dtype)
+    dA = rand(rng, dtype, batch, n_out)
+    dZ, dW, db, dX = (np.full(s, np.nan, dtype) for s in [(batch, n_out), (n_in, n_out), (n_out,), (batch, n_in)])
+    k.dense_backward(X, W, A, dA, activation, dZ, dW, db, dX)
+    x, w = f64(X, W)
+    ref_dZ = ref_activation_grad(A, dA, activation)
+    size_dZ = np.abs(ref_dZ) + grad_scale(A, dA)
+    assert_close(dZ, ref_dZ, dtype, scale=grad_scale(A, dA))
+    assert_close(db, ref_dZ.sum(axis=0), dtype, scale=size_dZ.sum(axis=0))
+    assert_close(dW, x.T @ ref_dZ, dtype, scale=np.abs(x).T @ size_dZ)
+    assert_close(dX, ref_dZ @ w.T, dtype, scale=size_dZ @ np.abs(w).T)
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS, ids=activation_ids)
+@pytest.mark.parametrize("shape", SHAPES)
+def test_dense_forward(backend, dtype, shape, activation, assert_close):
+    check_dense_forward(backend, dtype, np.random.default_rng(5), *shape, activation, assert_close)
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS, ids=activation_ids)
+@pytest.mark.parametrize("shape", SHAPES)
+def test_dense_backward(backend, dtype, shape, activation, assert_close):
+    check_dense_backward(backend, dtype, np.random.default_rng(6), *shape, activation, assert_close)
+
+
+@settings(max_examples=15, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batch=st.integers(1, 40), n_in=st.integers(1, 40), n_out=st.integers(1, 40),
+       activation=st.sampled_from(ACTIVATIONS), seed=st.integers(0, 2**32 - 1))
+def test_dense_layer_on_any_shape(backend, dtype, assert_close, batch, n_in, n_out, activation, seed):
+    rng = np.random.default_rng(seed)
+    check_dense_forward(backend, dtype, rng, batch, n_in, n_out, activation, assert_close)
+    check_dense_backward(backend, dtype, rng, batch, n_in, n_out, activation, assert_close)
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS, ids=activation_ids)
+def test_dense_backward_aliases(backend, dtype, activation, assert_close):
+    """dZ may be the dA array itself, and dX may be None (or left out): the other results don't change."""
+    rng = np.random.default_rng(7)
+    X, W = rand(rng, dtype, 6, 4), rand(rng, dtype, 4, 5)
+    A = ref_activate(rand(rng, np.float64, 6, 5), activation).astype(dtype)
+    dA = rand(rng, dtype, 6, 5)
+    dZ, dW, db, dX = np.empty_like(dA), np.empty_like(W), np.empty(5, dtype), np.empty_like(X)
+    backend.dense_backward(X, W, A, dA, activation, dZ, dW, db, dX)
+
+    dA2, dW2, db2, dX2 = dA.copy(), np.empty_like(W), np.empty(5, dtype), np.empty_like(X)
+    backend.dense_backward(X, W, A, dA2, activation, dA2, dW2, db2, dX2)  # dZ is dA
+    for got, expected in [(dA2, dZ), (dW2, dW), (db2, db), (dX2, dX)]:
+        assert_close(got, expected, dtype, scale=np.abs(expected).max())
+
+    dW3, db3 = np.empty_like(W), np.empty(5, dtype)
+    backend.dense_backward(X, W, A, dA, activation, np.empty_like(dA), dW3, db3, None)
+    dW4, db4 = np.empty_like(W), np.empty(5, dtype)
+    backend.dense_backward(X, W, A, dA, activation, np.empty_like(dA), dW4, db4)  # dX defaults to None
+    for got in (dW3, dW4):
+        assert_close(got, dW, dtype, scale=np.abs(dW).max())
+    for got in (db3, db4):
+        assert_close(got, db, dtype, scale=np.abs(db).max())
+
+
+# ----------------------------------------------------------------------------- losses
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_sigmoid_bce(backend, dtype, shape, assert_close):
+    rng = np.random.default_rng(8)
+    Z = rand(rng, dtype, shape[0], shape[2], scale=3.0)
+    Y = rng.uniform(size=Z.shape).astype(dtype)  # soft targets are allowed
+    dZ = np.full_like(Z, np.nan)
+    loss = backend.sigmoid_bce(Z, Y, dZ)
+    expected_loss, expected_dZ = ref_loss(BINARY_CROSSENTROPY, Z, Y)
+    z, y = f64(Z, Y)
+    assert isinstance(loss, float)
+    assert_close(loss, expected_loss, dtype, scale=np.mean(np.abs(z) * (1 + y) + 1))
+    assert_close(dZ, expected_dZ, dtype, scale=(1 + y) / z.size)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_softmax_cce(backend, dtype, shape, assert_close):
+    rng = np.random.default_rng(9)
+    Z = rand(rng, dtype, shape[0], shape[2], scale=3.0)
+    Y = rng.uniform(size=Z.shape).astype(dtype)  # rows of weights, not only one-hot
+    dZ = np.full_like(Z, np.nan)
+    loss = backend.softmax_cce(Z, Y, dZ)
+    expected_loss, expected_dZ = ref_loss(CATEGORICAL_CROSSENTROPY, Z, Y)
+    z, y = f64(Z, Y)
+    assert isinstance(loss, float)
+    assert_close(loss, expected_loss, dtype, scale=(y * (np.abs(z) + 10)).sum() / len(z))
+    assert_close(dZ, expected_dZ, dtype, scale=2 * y.sum(axis=1, keepdims=True) / len(z))
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_softmax_sparse_cce(backend, dtype, shape, assert_close):
+    rng = np.random.default_rng(10)
+    Z = rand(rng, dtype, shape[0], shape[2], scale=3.0)
+    labels = rng.integers(0, shape[2], size=shape[0])
+    dZ = np.full_like(Z, np.nan)
+    loss = backend.softmax_sparse_cce(Z, labels, dZ)
+    expected_loss, expected_dZ = ref_loss(SPARSE_CATEGORICAL_CROSSENTROPY, Z, labels)
+    assert isinstance(loss, float)
+    assert_close(loss, expected_loss, dtype, scale=np.abs(Z).max() + 10)
+    assert_close(dZ, expected_dZ, dtype, scale=2 / len(Z))
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_mse(backend, dtype, shape, assert_close):
+    rng = np.random.default_rng(11)
+    A, Y = rand(rng, dtype, shape[0], shape[2]), rand(rng, dtype, shape[0], shape[2])
+    dA = np.full_like(A, np.nan)
+    loss = backend.mse(A, Y, dA)
+    expected_loss, expected_dA = ref_loss(MSE, A, Y)
+    a, y = f64(A, Y)
+    size = np.abs(a) + np.abs(y)
+    assert isinstance(loss, float)
+    assert_close(loss, expected_loss, dtype, scale=np.mean(2 * size * np.abs(a - y)))
+    assert_close(dA, expected_dA, dtype, scale=2 * size / a.size)
+
+
+def test_losses_of_huge_logits(backend, dtype, assert_close):
+    """Logits of ±1e4: finite losses and gradients; a confidently wrong logit z costs about |z|."""
+    Z = np.array([[1e4], [-1e4], [1e4], [-1e4]], dtype)
+    Y = np.array([[0.0], [1.0], [1.0], [0.0]], dtype)  # two wrong, two right
+    dZ = np.empty_like(Z)
+    assert_close(backend.sigmoid_bce(Z[:1], Y[:1], dZ[:1]), 1e4, dtype)  # alone: loss == |z|
+    loss = backend.sigmoid_bce(Z, Y, dZ)
+    assert_close(loss, 2e4 / 4, dtype)
+    assert_close(dZ, (scipy.special.expit(Z.astype(np.float64)) - Y) / 4, dtype)
+
+    Z = np.array([[1e4, -1e4, 0.0], [-1e4, 1e4, 1e4 - 1]], dtype)
+    labels = np.array([1, 2])
+    Y = np.eye(3, dtype=dtype)[labels]
+    log_p = scipy.special.log_softmax(Z.astype(np.float64), axis=1)
+    expected_loss = -log_p[[0, 1], labels].mean()  # (2e4 + log(1 + e)) / 2
+    expected_dZ = (np.exp(log_p) - Y) / 2
+    dZ, dZ_sparse = np.empty_like(Z), np.empty_like(Z)
+    assert_close(backend.softmax_cce(Z, Y, dZ), expected_loss, dtype)
+    assert_close(backend.softmax_sparse_cce(Z, labels, dZ_sparse), expected_loss, dtype)
+    assert_close(dZ, expected_dZ, dtype, scale=1.0)
+    assert_close(dZ_sparse, expected_dZ, dtype, scale=1.0)
+
+    A, Y = np.array([[1e4, -1e4]], dtype), np.array([[-1e4, 1e4]], dtype)
+    dA = np.empty_like(A)
+    assert_close(backend.mse(A, Y, dA), 4e8, dtype)
+    assert_close(dA, [[2e4, -2e4]], dtype)
+
+
+# ----------------------------------------------------------------------------- gradients vs finite differences
+
+# Output layer and loss. The cross-entropies take the logits, so their layer is LINEAR in
+# dense_backward; MSE takes the output of any activation.
+OUTPUTS = ([("sigmoid_bce", LINEAR), ("softmax_cce", LINEAR), ("softmax_sparse_cce", LINEAR)]
+           + [("mse", code) for code in ACTIVATIONS])
+
+
+@pytest.mark.parametrize("hidden", ACTIVATIONS, ids=lambda code: f"hidden={NAMES[code]}")
+@pytest.mark.parametrize("loss_name, output", OUTPUTS, ids=[f"{loss}-{NAMES[code]}" for loss, code in OUTPUTS])
+def test_two_layer_gradients_match_finite_differences(backend, loss_name, output, hidden):
+    rng = np.random.default_rng(12)
+    batch, n_in, n_hidden, n_out = 4, 3, 5, 3
+    X = rng.standard_normal((batch, n_in))
+    W1, b1 = rng.standard_normal((n_in, n_hidden)), rng.standard_normal(n_hidden)
+    W2, b2 = rng.standard_normal((n_hidden, n_out)), rng.standard_normal(n_out)
+    Y = {"sigmoid_bce": rng.uniform(size=(batch, n_out)),
+         "softmax_cce": rng.uniform(size=(batch, n_out)),
+         "softmax_sparse_cce": rng.integers(0, n_out, size=batch),
+         "mse": rng.standard_normal((batch, n_out))}[loss_name]
+    loss_kernel = getattr(backend, loss_name)
+    H, out = np.empty((batch, n_hidden)), np.empty((batch, n_out))
+
+    def loss():
+        backend.dense_forward(X, W1, b1, hidden, H)
+        backend.dense_forward(H, W2, b2, output, out)
+        return loss_kernel(out, Y, np.empty_like(out))
+
+    d_out = np.empty_like(out)
+    loss()
+    loss_kernel(out, Y, d_out)
+    dZ2, dW2, db2, dH = np.empty_like(out), np.empty_like(W2), np.empty_like(b2), np.empty_like(H)
+    backend.dense_backward(H, W2, out, d_out, output, dZ2, dW2, db2, dH)
+    dZ1, dW1, db1, dX = np.empty_like(H), np.empty_like(W1), np.empty_like(b1), np.empty_like(X)
+    backend.dense_backward(X, W1, H, dH, hidden, dZ1, dW1, db1, dX)
+
+    h = 1e-6
+    for name, param, grad in [("W1", W1, dW1), ("b1", b1, db1), ("W2", W2, dW2), ("b2", b2, db2), ("X", X, dX)]:
+        numeric = np.empty_like(param)
+        for i in np.ndindex(param.shape):
+            original = param[i]
+            param[i] = original + h
+            up = loss()
+            param[i] = original - h
+            down = loss()
+            param[i] = original
+            numeric[i] = (up - down) / (2 * h)
+        np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-8, err_msg=f"d loss / d {name}")
+
+
+# ----------------------------------------------------------------------------- optimizer steps
+
+def test_sgd_step(backend, dtype, assert_close):
+    rng = np.random.default_rng(13)
+    param, grad = rand(rng, dtype, 37), rand(rng, dtype, 37)
+    expected = param.astype(np.float64) - 0.05 * grad.astype(np.float64)
+    backend.sgd_step(param, grad, 0.05)
+    assert_close(param, expected, dtype, scale=1.0)
+
+
+def test_momentum_steps(backend, dtype, assert_close):
+    """PyTorch's form over several steps: v = mu v + g; w -= lr v."""
+    rng = np.random.default_rng(14)
+    lr, mu = 0.1, 0.9
+    param, velocity = rand(rng, dtype, 37), np.zeros(37, dtype)
+    w, v = param.astype(np.float64), np.zeros(37)
+    for _ in range(5):
+        grad = rand(rng, dtype, 37)
+        backend.momentum_step(param, grad, velocity, lr, mu)
+        v = mu * v + grad
+        w = w - lr * v
+    assert_close(velocity, v, dtype, scale=10.0)
+    assert_close(param, w, dtype, scale=10.0)
+
+
+def test_adam_steps(backend, dtype, assert_close):
+    """Kingma & Ba with bias correction over several steps; eps large enough to matter."""
+    rng = np.random.default_rng(15)
+    lr, beta1, beta2, eps = 0.01, 0.9, 0.999, 1e-4
+    param, m, v = rand(rng, dtype, 37), np.zeros(37, dtype), np.zeros(37, dtype)
+    w, m_ref, v_ref = param.astype(np.float64), np.zeros(37), np.zeros(37)
+    for t in range(1, 6):
+        grad = (rng.standard_normal(37) * 10.0 ** rng.uniform(-5, 0, 37)).astype(dtype)  # some near eps
+        backend.adam_step(param, grad, m, v, lr, beta1, beta2, eps, t)
+        g = grad.astype(np.float64)
+        m_ref = beta1 * m_ref + (1 - beta1) * g
+        v_ref = beta2 * v_ref + (1 - beta2) * g * g
+        m_hat, v_hat = m_ref / (1 - beta1 ** t), v_ref / (1 - beta2 ** t)
+        w = w - lr * m_hat / (np.sqrt(v_hat) + eps)
+    assert_close(m, m_ref, dtype)
+    assert_close(v, v_ref, dtype)
+    assert_close(param, w, dtype, scale=1.0)
+
+
+@pytest.mark.parametrize("step", [0, -1])
+def test_adam_step_rejects_step_below_one(backend, dtype, step):
+    param, grad, m, v = (np.zeros(4, dtype) for _ in range(4))
+    with pytest.raises(ValueError):
+        backend.adam_step(param, grad, m, v, 0.01, 0.9, 0.999, 1e-8, step)
+
+
+# ----------------------------------------------------------------------------- accuracy counts
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_counts(backend, dtype, shape):
+    rng = np.random.default_rng(16)
+    batch, n = shape[0], shape[2]
+    Z = rand(rng, dtype, batch, n)
+    Z[0, 0] = 0.0  # a logit of exactly 0 predicts the negative class
+    Y = rng.integers(0, 2, size=(batch, n)).astype(dtype)
+    Y[-1, -1] = 0.5  # a target of exactly 0.5 counts as negative
+    assert backend.binary_correct(Z, Y) == np.count_nonzero((Z > 0) == (Y > 0.5))
+
+    Z[0] = 1.0  # a tied row: the first maximum wins
+    P = rng.uniform(size=(batch, n)).astype(dtype)
+    assert backend.categorical_correct(Z, P) == np.count_nonzero(Z.argmax(axis=1) == P.argmax(axis=1))
+    assert backend.categorical_correct(Z, Z) == batch
+
+    labels = rng.integers(0, n, size=batch)
+    assert backend.sparse_correct(Z, labels) == np.count_nonzero(Z.argmax(axis=1) == labels)
+    assert backend.sparse_correct(Z, Z.argmax(axis=1)) == batch
+
+
+# ----------------------------------------------------------------------------- whole training runs
+
+def ref_correct(loss, out, target):
+    if loss == BINARY_CROSSENTROPY:
+        return np.count_nonzero((out > 0) == (target > 0.5))
+    if loss == CATEGORICAL_CROSSENTROPY:
+        return np.count_nonzero(out.argmax(axis=1) == target.argmax(axis=1))
+    if loss == SPARSE_CATEGORICAL_CROSSENTROPY:
+        return np.count_nonzero(out.argmax(axis=1) == target)
+    return 0
+
+
+def ref_train(X, target, order, sizes, codes, loss, batch, params, optimizer, hyper, step, epochs):
+    """Mini-batch training in float64, as train_epochs documents it: for each epoch and each batch
+    of `batch` rows (in `order`, or in order), forward, loss, backward, one optimizer step."""
+    params, X = np.array(params, np.float64), np.asarray(X, np.float64)
+    state1, state2 = np.zeros_like(params), np.zeros_like(params)
+    layers, at = [], 0
+    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+        layers.append((params[at:at + n_in * n_out].reshape(n_in, n_out),
+                       params[at + n_in * n_out:at + n_in * n_out + n_out]))
+        at += n_in * n_out + n_out
+    lr, h1, beta2, eps = hyper
+    losses, counts = [], []
+    for epoch in range(epochs):
+        rows = order[epoch] if len(order) else np.arange(len(X))
+        total, correct = 0.0, 0
+        for start in range(0, len(X), batch):
+            idx = rows[start:start + batch]
+            acts = [X[idx]]
+            for (W, b), code in zip(layers, codes):
+                acts.append(ref_activate(acts[-1] @ W + b, code))
+            value, d_out = ref_loss(loss, acts[-1], target[idx])
+            total += value * len(idx)
+            correct += ref_correct(loss, acts[-1], target[idx])
+            grads = []
+            for (W, b), code, A_in, A_out in reversed(list(zip(layers, codes, acts[:-1], acts[1:]))):
+                dZ = ref_activation_grad(A_out, d_out, code)
+                grads = [(A_in.T @ dZ).ravel(), dZ.sum(axis=0)] + grads
+                d_out = dZ @ W.T
+            g = np.concatenate(grads)
+            step += 1
+            if optimizer == SGD:
+                params -= lr * g
+            elif optimizer == MOMENTUM:
+                state1[:] = h1 * state1 + g
+                params -= lr * state1
+            else:
+                state1[:] = h1 * state1 + (1 - h1) * g
+                state2[:] = beta2 * state2 + (1 - beta2) * g * g
+                params -= lr * (state1 / (1 - h1 ** step)) / (np.sqrt(state2 / (1 - beta2 ** step)) + eps)
+        losses.append(total / len(X))
+        counts.append(correct)
+    return params, state1, state2, g, losses, counts, step
+
+
+def train_setup(rng, dtype, loss, optimizer, shuffle, n=7, epochs=3, lr=0.05):
+    """Arguments of train_epochs for a 3 -> 4 (tanh) -> 2 network and n rows."""
+    sizes = np.array([3, 4, 2])
+    codes = np.array([TANH, SIGMOID if loss == MSE else LINEAR])  # the cross-entropies take logits
+    n_params = 3 * 4 + 4 + 4 * 2 + 2
+    if loss == SPARSE_CATEGORICAL_CROSSENTROPY:
+        Y, labels = np.zeros((0, 2), dtype), rng.integers(0, 2, size=n)
+    else:
+        Y, labels = rng.uniform(size=(n, 2)).astype(dtype), np.zeros(0, np.int64)
+    order = np.stack([rng.permutation(n) for _ in range(epochs)]) if shuffle else np.zeros((0, n), np.int64)
+    state_sizes = {SGD: (0, 0), MOMENTUM: (n_params, 0), ADAM: (n_params, n_params)}[optimizer]
+    return dict(X=rand(rng, dtype, n, 3), Y=Y, labels=labels, order=order, sizes=sizes, codes=codes,
+                loss=loss, batch=3, params=rand(rng, dtype, n_params), grads=np.zeros(n_params, dtype),
+                optimizer=optimizer, state1=np.zeros(state_sizes[0], dtype),
+                state2=np.zeros(state_sizes[1], dtype), hyper=np.array([lr, 0.9, 0.999, 1e-8]), step=4,
+                epoch_loss=np.zeros(epochs), epoch_correct=np.zeros(epochs, np.int64))
+
+
+@pytest.mark.parametrize("shuffle", [False, True], ids=["in-order", "shuffled"])
+@pytest.mark.parametrize("optimizer", [SGD, MOMENTUM, ADAM], ids=["sgd", "momentum", "adam"])
+@pytest.mark.parametrize("loss", sorted(LOSS_CODES.values()), ids=sorted(LOSS_CODES, key=LOSS_CODES.get))
+def test_train_epochs(backend, dtype, loss, optimizer, shuffle, assert_close):
+    args = train_setup(np.random.default_rng(18), dtype, loss, optimizer, shuffle)
+    sparse = loss == SPARSE_CATEGORICAL_CROSSENTROPY
+    params, state1, state2, last_grad, losses, counts, step = ref_train(
+        args["X"], args["labels"] if sparse else args["Y"], args["order"], args["sizes"], args["codes"],
+        loss, args["batch"], args["params"], optimizer, args["hyper"], args["step"], epochs=3)
+
+    assert backend.train_epochs(*args.values()) == (3, step)  # 3 epochs of 3 batches after step 4
+    assert_close(args["params"], params, dtype, scale=np.abs(params).max())
+    assert_close(args["grads"], last_grad, dtype, scale=np.abs(last_grad).max())
+    for got, expected in [(args["state1"], state1), (args["state2"], state2)]:
+        if got.size:
+            assert_close(got, expected, dtype, scale=np.abs(expected).max())
+    assert_close(args["epoch_loss"], losses, dtype, scale=max(losses))
+    assert args["epoch_correct"].tolist() == counts
+
+
+def test_train_epochs_restores_the_parameters_of_a_diverging_epoch(backend, dtype):
+    args = train_setup(np.random.default_rng(19), dtype, MSE, SGD, shuffle=False, lr=1e200)
+    args["codes"][-1] = LINEAR
+    before = args["params"].copy()
+    with np.errstate(all="ignore"):  # the fallback's NumPy warns about the overflow
+        finished, _ = backend.train_epochs(*args.values())
+    assert finished == 0
+    assert not np.isfinite(args["epoch_loss"][0])
+    np.testing.assert_array_equal(args["params"], before)
+
+
+# ----------------------------------------------------------------------------- errors
+
+def labels(*values):
+    return np.array(values, np.int64)
+
+
+# Each call has one array of the wrong shape (or a bad code/label); `a` makes zeros of the test's dtype.
+BAD_CALLS = {
+    "activate-out": lambda k, a: k.activate(a(2, 3), SIGMOID, a(3, 2)),
+    "activate-code": lambda k, a: k.activate(a(2, 3), 99, a(2, 3)),
+    "activation_grad-dA": lambda k, a: k.activation_grad(a(2, 3), a(2, 4), TANH, a(2, 3)),
+    "activation_grad-out": lambda k, a: k.activation_grad(a(2, 3), a(2, 3), TANH, a(1, 3)),
+    "dense_forward-W": lambda k, a: k.dense_forward(a(2, 3), a(4, 5), a(5), RELU, a(2, 5)),
+    "dense_forward-b": lambda k, a: k.dense_forward(a(2, 3), a(3, 5), a(4), RELU, a(2, 5)),
+    "dense_forward-out": lambda k, a: k.dense_forward(a(2, 3), a(3, 5), a(5), RELU, a(3, 5)),
+    "dense_backward-W": lambda k, a: k.dense_backward(a(2, 3), a(4, 5), a(2, 5), a(2, 5), RELU,
+                                                      a(2, 5), a(4, 5), a(5), a(2, 3)),
+    "dense_backward-A": lambda k, a: k.dense_backward(a(2, 3), a(3, 5), a(2, 4), a(2, 5), RELU,
+                                                      a(2, 5), a(3, 5), a(5), a(2, 3)),
+    "dense_backward-dA": lambda k, a: k.dense_backward(a(2, 3), a(3, 5), a(2, 5), a(3, 5), RELU,
+                                                       a(2, 5), a(3, 5), a(5), a(2, 3)),
+    "dense_backward-dZ": lambda k, a: k.dense_backward(a(2, 3), a(3, 5), a(2, 5), a(2, 5), RELU,
+                                                       a(2, 4), a(3, 5), a(5), a(2, 3)),
+    "dense_backward-dW": lambda k, a: k.dense_backward(a(2, 3), a(3, 5), a(2, 5), a(2, 5), RELU,
+                                                       a(2, 5), a(5, 3), a(5), a(2, 3)),
+    "dense_backward-db": lambda k, a: k.dense_backward(a(2, 3), a(3, 5), a(2, 5), a(2, 5), RELU,
+                                                       a(2, 5), a(3, 5), a(3), a(2, 3)),
+    "dense_backward-dX": lambda k, a: k.dense_backward(a(2, 3), a(3, 5), a(2, 5), a(2, 5), RELU,
+                                                       a(2, 5), a(3, 5), a(5), a(2, 5)),
+    "sigmoid_bce-Y": lambda k, a: k.sigmoid_bce(a(2, 3), a(2, 2), a(2, 3)),
+    "sigmoid_bce-dZ": lambda k, a: k.sigmoid_bce(a(2, 3), a(2, 3), a(3, 3)),
+    "softmax_cce-Y": lambda k, a: k.softmax_cce(a(2, 3), a(3, 3), a(2, 3)),
+    "softmax_cce-dZ": lambda k, a: k.softmax_cce(a(2, 3), a(2, 3), a(2, 2)),
+    "softmax_sparse_cce-labels": lambda k, a: k.softmax_sparse_cce(a(2, 3), labels(0, 1, 2), a(2, 3)),
+    "softmax_sparse_cce-dZ": lambda k, a: k.softmax_sparse_cce(a(2, 3), labels(0, 1), a(2, 4)),
+    "softmax_sparse_cce-label-too-big": lambda k, a: k.softmax_sparse_cce(a(2, 3), labels(0, 3), a(2, 3)),
+    "softmax_sparse_cce-label-negative": lambda k, a: k.softmax_sparse_cce(a(2, 3), labels(-1, 0), a(2, 3)),
+    "mse-Y": lambda k, a: k.mse(a(2, 3), a(2, 1), a(2, 3)),
+    "mse-dA": lambda k, a: k.mse(a(2, 3), a(2, 3), a(1, 3)),
+    "binary_correct-Y": lambda k, a: k.binary_correct(a(2, 3), a(3, 2)),
+    "categorical_correct-Y": lambda k, a: k.categorical_correct(a(2, 3), a(2, 4)),
+    "sparse_correct-labels": lambda k, a: k.sparse_correct(a(2, 3), labels(0)),
+    "sgd_step-grad": lambda k, a: k.sgd_step(a(5), a(4), 0.1),
+    "momentum_step-velocity": lambda k, a: k.momentum_step(a(5), a(5), a(6), 0.1, 0.9),
+    "adam_step-m": lambda k, a: k.adam_step(a(5), a(5), a(4), a(5), 0.1, 0.9, 0.999, 1e-8, 1),
+    "adam_step-v": lambda k, a: k.adam_step(a(5), a(5), a(5), a(6), 0.1, 0.9, 0.999, 1e-8, 1),
+}
+
+
+@pytest.mark.parametrize("call", BAD_CALLS.values(), ids=BAD_CALLS.keys())
+def test_bad_arguments_raise_valueerror(backend, dtype, call):
+    with pytest.raises(ValueError):
+        call(backend, lambda *shape: np.zeros(shape, dtype))
+
+
+# Each change makes one argument of a valid train_epochs call (conftest's make_call) invalid.
+BAD_TRAINING = {
+    "codes-length": lambda a: {"codes": a["codes"][:1].copy()},
+    "activation-code": lambda a: {"codes": np.array([99, LINEAR])},
+    "loss-code": lambda a: {"loss": 99},
+    "optimizer-code": lambda a: {"optimizer": 99},
+    "batch-zero": lambda a: {"batch": 0},
+    "X-columns": lambda a: {"X": a["X"][:, 1:].copy()},
+    "Y-rows": lambda a: {"Y": a["Y"][1:].copy()},
+    "order-epochs": lambda a: {"order": a["order"][:1].copy()},
+    "order-row-out-of-range": lambda a: {"order": np.full_like(a["order"], len(a["X"]))},
+    "params-length": lambda a: {"params": a["params"][1:].copy()},
+    "grads-length": lambda a: {"grads": a["grads"][1:].copy()},
+    "state2-length": lambda a: {"state2": a["state2"][:0].copy()},
+    "hyper-length": lambda a: {"hyper": a["hyper"][:3].copy()},
+    "epoch_correct-length": lambda a: {"epoch_correct": np.zeros(3, np.int64)},
+    "labels-out-of-range": lambda a: {"loss": SPARSE_CATEGORICAL_CROSSENTROPY, "Y": a["Y"][:0].copy(),
+                                      "labels": np.full(len(a["X"]), a["Y"].shape[1])},
+}
+
+
+@pytest.mark.parametrize("change", BAD_TRAINING.values(), ids=BAD_TRAINING.keys())
+def test_train_epochs_rejects_bad_arguments(backend, dtype, make_call, change):
+    args, _ = make_call("train_epochs", dtype, np.random.default_rng(20))
+    args.update(change(args))
+    with pytest.raises(ValueError):
+        backend.train_epochs(*args.values())
+
+
+def test_read_only_inputs_are_accepted(backend, dtype, kernel_name, make_call, assert_close):
+    """Arrays a kernel only reads may be read-only (e.g. a user's frozen data); results are the same."""
+    kernel = getattr(backend, kernel_name)
+    args, outputs = make_call(kernel_name, dtype, np.random.default_rng(17))
+    writable = {name: (v.copy() if isinstance(v, np.ndarray) else v) for name, v in args.items()}
+    expected = kernel(*writable.values())
+    for name, value in args.items():
+        if isinstance(value, np.ndarray) and name not in outputs:
+            value.flags.writeable = False
+    result = kernel(*args.values())
+    if expected is None:
+        assert result is None
+    else:
+        assert_close(result, expected, dtype)
+    for name in outputs:
+        assert_close(args[name], writable[name], dtype, scale=np.abs(writable[name]).max())
