@@ -21,6 +21,12 @@ try:
 except ImportError as exc:  # not built: no compiler, or a failed build
     _kernels = None
     _IMPORT_ERROR = exc
+    if os.path.isfile(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "setup.py")):
+        # `python -m fastnn` or `python` started in a checkout imports the source folder, which has
+        # no extension in it, instead of the installed package.
+        _IMPORT_ERROR = ImportError(f"{exc}; this is fastnn's source folder ({os.path.dirname(__file__)}): "
+                                    "run from another directory, use the `fastnn` command, or build in place "
+                                    "with `python setup.py build_ext --inplace`")
 
 _MODULES = {"cython": _kernels, "python": _fallback}
 

@@ -15,7 +15,7 @@ REFERENCE = ("fastnn (cython)", "fastnn", "fit_parallel")
 
 
 def find_suite(path=None) -> Path:
-    candidates = [Path(path)] if path else [Path.cwd() / "bench", Path(__file__).resolve().parent.parent / "bench"]
+    candidates = [Path(path).resolve()] if path else [Path.cwd() / "bench", Path(__file__).resolve().parent.parent / "bench"]
     for candidate in candidates:
         if (candidate / "bench_xor.py").is_file():
             return candidate
@@ -27,7 +27,9 @@ def run_suite(suite: Path, quick: bool, json_path: str, pytest_args=()) -> int:
     command = [sys.executable, "-m", "pytest", str(suite), "-q", "-p", "no:cacheprovider",
                f"--benchmark-json={json_path}", "--benchmark-disable-gc", "--benchmark-quiet",
                "-o", "python_files=bench_*.py", *(["--quick"] if quick else []), *pytest_args]
-    return subprocess.run(command, stdout=sys.stderr).returncode
+    # cwd = the suite: `python -m pytest` puts its cwd on sys.path, and a checkout's root would
+    # shadow the installed fastnn with its source folder.
+    return subprocess.run(command, stdout=sys.stderr, cwd=suite).returncode
 
 
 def rows_from(report: dict) -> list[dict]:

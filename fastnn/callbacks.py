@@ -22,6 +22,12 @@ class History:
         for key, value in logs.items():
             self.history.setdefault(key, []).append(value)
 
+    def extend(self, epochs, logs: dict) -> None:
+        """Append a run of epochs at once; logs maps each key to a list, one value per epoch."""
+        self.epoch.extend(epochs)
+        for key, values in logs.items():
+            self.history.setdefault(key, []).extend(values)
+
     def __repr__(self) -> str:
         return f"History(epochs={len(self.epoch)}, keys={list(self.history)})"
 

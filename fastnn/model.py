@@ -210,6 +210,13 @@ class Sequential:
         """How many predictions a batch of `rows` makes (the accuracy's denominator)."""
         return rows * self.n_out if self._loss_code == losses.BINARY_CROSSENTROPY else rows
 
+    def _epoch_logs(self, loss, correct, n: int, classification: bool) -> dict:
+        """Logs from train_epochs' outputs: scalars for one epoch, lists for a run of epochs."""
+        logs = {"loss": loss.tolist()}
+        if classification:
+            logs["accuracy"] = (correct / self._metric_counts(n)).tolist()
+        return logs
+
     def _prepare(self, X, y, x_name="X", y_name="y") -> tuple[np.ndarray, np.ndarray]:
         X = as_features(x_name, X, self.dtype, self.n_in)
         y = as_targets(y_name, y, self.dtype, X.shape[0], self.n_out,
@@ -288,19 +295,21 @@ class Sequential:
                     optimizer, state1, state2, hyper, self.optimizer.iterations,
                     epoch_loss[done:done + run], epoch_correct[done:done + run])
                 seconds = time.perf_counter() - started
-                for epoch in range(done, done + finished):
-                    logs = {"loss": float(epoch_loss[epoch])}
-                    if classification:
-                        logs["accuracy"] = int(epoch_correct[epoch]) / self._metric_counts(n)
-                    if validation is not None:
-                        val = self._evaluate(*validation, batch_size=None)
-                        logs.update({"val_" + key: value for key, value in val.items()})
-                    history.append(epoch, logs)
-                    for cb in callbacks:
-                        if hasattr(cb, "on_epoch_end"):
-                            cb.on_epoch_end(epoch, logs)
-                        else:
-                            cb(epoch, logs)
+                if every_epoch:
+                    for epoch in range(done, done + finished):
+                        logs = self._epoch_logs(epoch_loss[epoch], epoch_correct[epoch], n, classification)
+                        if validation is not None:
+                            val = self._evaluate(*validation, batch_size=None)
+                            logs.update({"val_" + key: value for key, value in val.items()})
+                        history.append(epoch, logs)
+                        for cb in callbacks:
+                            if hasattr(cb, "on_epoch_end"):
+                                cb.on_epoch_end(epoch, logs)
+                            else:
+                                cb(epoch, logs)
+                else:  # the whole run's logs at once: per-epoch Python here would cost more than XOR's epochs
+                    history.extend(range(done, done + finished), self._epoch_logs(
+                        epoch_loss[done:done + finished], epoch_correct[done:done + finished], n, classification))
                 if finished < run:
                     raise TrainingDivergedError(
                         f"training diverged at epoch {done + finished}: the loss is "

@@ -1,7 +1,7 @@
 """The lesson's XOR network: it learns with the default seed on both backends, the backends agree,
 and `python -m fastnn xor` prints what it should."""
-import os
 import subprocess
+import tempfile
 import sys
 
 import numpy as np
@@ -33,9 +33,10 @@ def test_backends_agree_after_training(both_backends):
 
 
 def run_cli(*args):
-    env = dict(os.environ)
+    # Run outside the checkout: from the repository root, `python -m fastnn` would import the
+    # source folder (no extension in it) instead of the installed package.
     return subprocess.run([sys.executable, "-m", "fastnn", *args], capture_output=True, text=True,
-                          env=env, timeout=600)
+                          cwd=tempfile.gettempdir(), timeout=600)
 
 
 @pytest.mark.parametrize("name", ["cython", "python"])
