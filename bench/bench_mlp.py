@@ -53,7 +53,8 @@ def test_mlp_train(benchmark, rounds, quick, case, n_threads, impl):
 
         with threads(n_threads):
             record(benchmark, train, rounds, n, "sample", f"fastnn ({backend})", setup=setup)
-        assert state["model"].evaluate(X, y)["loss"] < state["before"]
+        after = state["model"].evaluate(X, y)["loss"]
+        assert np.isfinite(after) and (quick or after < state["before"])
         assert learned(state["model"].predict(X).argmax(1), y, sizes[-1], quick)
     elif impl == "numpy":
         with threads(n_threads):
