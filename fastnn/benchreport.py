@@ -40,7 +40,8 @@ def rows_from(report: dict) -> list[dict]:
         units = info.get("units", 1.0)
         rows.append({"group": b["group"] or b["name"], "impl": info.get("impl", b["name"]),
                      "median_s": median, "units": units, "unit": info.get("unit", "round"),
-                     "per_second": units / median if median > 0 else float("inf")})
+                     "per_second": units / median if median > 0 else float("inf"),
+                     "memory": info.get("memory")})
     groups: dict[str, list[dict]] = {}
     for row in rows:
         groups.setdefault(row["group"], []).append(row)
@@ -82,6 +83,9 @@ def table(rows: list[dict]) -> str:
             per_unit = r["median_s"] / r["units"] if r["units"] else float("nan")
             unit = r["unit"]
             rate = f"{_rate(r['per_second'])}{unit}/s" if unit != "GFLOP" else f"{r['per_second']:.1f} GFLOP/s"
+            if r.get("memory"):  # a memory row: its figures, not a speed
+                out.append(f"  {r['impl']:28s} " + ", ".join(f"{k} {v:.1f}" for k, v in r["memory"].items()))
+                continue
             out.append(f"  {r['impl']:28s} {_time(r['median_s']):>10s} {_time(per_unit):>12s} {rate:>16s} "
                        f"{r['speedup']:>7.2f}×")
     return "\n".join(out)

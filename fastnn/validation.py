@@ -62,7 +62,9 @@ def _numeric_array(name: str, data) -> np.ndarray:
 
 
 def _check_finite(name: str, arr: np.ndarray) -> None:
-    if np.issubdtype(arr.dtype, np.floating):
+    # A float64 sum is finite exactly when every element is (barring overflow of the sum, which
+    # falls through to the exact check): one pass, without a boolean array the size of the data.
+    if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(np.sum(arr, dtype=np.float64)):
         bad = ~np.isfinite(arr)
         if bad.any():
             where = tuple(int(i) for i in np.argwhere(bad)[0])
