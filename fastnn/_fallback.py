@@ -338,6 +338,8 @@ def train_epochs(X, Y, labels, order, sizes, codes, loss, batch, params, grads, 
 
 def _check_train_args(X, Y, labels, order, sizes, codes, loss, batch, params, grads, optimizer, state1,
                       state2, hyper, epoch_correct, epochs):
+    """train_epochs' checks, shared by the compiled twin (its arrays arrive as memoryviews: only
+    .shape and NumPy functions are used on them)."""
     n = X.shape[0]
     if len(sizes) != len(codes) + 1 or len(codes) < 1 or min(sizes) < 1:
         raise ValueError(f"sizes {list(sizes)} and codes {list(codes)} do not describe a network")
@@ -352,14 +354,14 @@ def _check_train_args(X, Y, labels, order, sizes, codes, loss, batch, params, gr
     _same_shape("X", X, (n, sizes[0]))
     if loss == SPARSE_CATEGORICAL_CROSSENTROPY:
         _same_shape("labels", labels, (n,))
-        if labels.min() < 0 or labels.max() >= sizes[-1]:
+        if np.min(labels) < 0 or np.max(labels) >= sizes[-1]:
             raise ValueError(f"labels must lie in [0, {sizes[-1]})")
     else:
         _same_shape("Y", Y, (n, sizes[-1]))
         _same_shape("labels", labels, (0,))
     if order.shape[0]:
         _same_shape("order", order, (epochs, n))
-        if order.min() < 0 or order.max() >= n:
+        if np.min(order) < 0 or np.max(order) >= n:
             raise ValueError(f"order must hold row numbers in [0, {n})")
     else:
         _same_shape("order", order, (0, n))

@@ -141,12 +141,6 @@ def _shape_error(name, a, shape):
     return ValueError(f"{name} has shape {tuple(a.shape)}, expected {tuple(shape)}")
 
 
-def _same_shape(name, a, shape):
-    """_fallback's check, for the cold paths (train_epochs' arguments)."""
-    if tuple(a.shape) != tuple(shape):
-        raise _shape_error(name, a, shape)
-
-
 cdef inline bint _is_activation(long long activation) noexcept nogil:
     return activation == LINEAR or activation == SIGMOID or activation == RELU or \
         activation == TANH or activation == LEAKY_RELU or activation == SOFTMAX
@@ -937,13 +931,9 @@ cdef bint _all_finite(const floating* x, Py_ssize_t size) noexcept nogil:
     return True
 
 
-def _layout(sizes):
-    """Offsets of each layer's W and b in the flat parameter buffer."""
-    offsets, at = [], 0
-    for n_in, n_out in zip(sizes, sizes[1:]):  # (no negative indices: this module runs with wraparound off)
-        offsets.append((at, at + n_in * n_out, at + n_in * n_out + n_out))
-        at += n_in * n_out + n_out
-    return offsets, at
+# train_epochs' argument checks are plain Python over shapes: both twins share _fallback's, so the
+# two cannot drift apart.
+from fastnn._fallback import _check_train_args, _layout
 
 
 def train_epochs(const floating[:, ::1] X not None, const floating[:, ::1] Y not None,
@@ -1067,42 +1057,3 @@ def train_epochs(const floating[:, ::1] X not None, const floating[:, ::1] Y not
                 finished = epoch
                 break
     return finished, step
-
-
-def _check_train_args(X, Y, labels, order, sizes, codes, loss, batch, params, grads, optimizer, state1,
-                      state2, hyper, epoch_correct, epochs):
-    n = X.shape[0]
-    if len(sizes) != len(codes) + 1 or len(codes) < 1 or min(sizes) < 1:
-        raise ValueError(f"sizes {list(sizes)} and codes {list(codes)} do not describe a network")
-    for c in codes:
-        if not _is_activation(c):
-            raise _activation_error(c)
-    if loss not in (BINARY_CROSSENTROPY, CATEGORICAL_CROSSENTROPY, SPARSE_CATEGORICAL_CROSSENTROPY, MSE):
-        raise ValueError(f"unknown loss code {loss!r}")
-    if optimizer not in (SGD, MOMENTUM, ADAM):
-        raise ValueError(f"unknown optimizer code {optimizer!r}")
-    if n < 1 or batch < 1:
-        raise ValueError(f"need n >= 1 rows and batch >= 1, got n={n}, batch={batch}")
-    _same_shape("X", X, (n, sizes[0]))
-    n_out = sizes[len(sizes) - 1]  # (no negative indices: this module runs with wraparound off)
-    if loss == SPARSE_CATEGORICAL_CROSSENTROPY:
-        _same_shape("labels", labels, (n,))
-        if not _labels_in_range(_labels_ptr(labels), n, n_out):
-            raise ValueError(f"labels must lie in [0, {n_out})")
-    else:
-        _same_shape("Y", Y, (n, n_out))
-        _same_shape("labels", labels, (0,))
-    if order.shape[0]:
-        _same_shape("order", order, (epochs, n))
-        if np.min(order) < 0 or np.max(order) >= n:
-            raise ValueError(f"order must hold row numbers in [0, {n})")
-    else:
-        _same_shape("order", order, (0, n))
-    _, n_params = _layout(sizes)
-    _same_shape("params", params, (n_params,))
-    _same_shape("grads", grads, (n_params,))
-    need = {SGD: (0, 0), MOMENTUM: (n_params, 0), ADAM: (n_params, n_params)}[optimizer]
-    _same_shape("state1", state1, (need[0],))
-    _same_shape("state2", state2, (need[1],))
-    _same_shape("hyper", hyper, (4,))
-    _same_shape("epoch_correct", epoch_correct, (epochs,))
