@@ -10,8 +10,8 @@ Each function checks the shapes it relies on and raises ValueError, as its compi
 """
 import numpy as np
 
-from .activations import LEAKY_SLOPE, LINEAR, RELU, LEAKY_RELU, SIGMOID, SOFTMAX, TANH
-from .losses import BINARY_CROSSENTROPY, CATEGORICAL_CROSSENTROPY, MSE, SPARSE_CATEGORICAL_CROSSENTROPY
+from .activations import EXP, LEAKY_SLOPE, LINEAR, RELU, LEAKY_RELU, SIGMOID, SOFTMAX, TANH
+from .losses import BINARY_CROSSENTROPY, CATEGORICAL_CROSSENTROPY, MSE, POISSON, SPARSE_CATEGORICAL_CROSSENTROPY
 
 
 # ----------------------------------------------------------------------------- checks
@@ -22,7 +22,7 @@ def _same_shape(name, a, shape):
 
 
 def _check_activation(activation):
-    if activation not in (LINEAR, SIGMOID, RELU, TANH, LEAKY_RELU, SOFTMAX):
+    if activation not in (LINEAR, SIGMOID, RELU, TANH, LEAKY_RELU, SOFTMAX, EXP):
         raise ValueError(f"unknown activation code {activation!r}")
 
 
@@ -48,6 +48,9 @@ def activate(Z, activation, out):
         np.tanh(Z, out=out)
     elif activation == LEAKY_RELU:
         np.copyto(out, np.where(Z > 0, Z, Z * Z.dtype.type(LEAKY_SLOPE)))
+    elif activation == EXP:
+        with np.errstate(over="ignore"):  # inf, as C's exp gives; the training run reports it
+            np.exp(Z, out=out)
     else:  # SOFTMAX, shifted by the row max so exp never overflows
         e = np.exp(Z - Z.max(axis=1, keepdims=True))
         np.divide(e, e.sum(axis=1, keepdims=True), out=out)
@@ -71,6 +74,8 @@ def activation_grad(A, dA, activation, out):
         np.multiply(dA, 1 - A * A, out=out)
     elif activation == LEAKY_RELU:
         np.multiply(dA, np.where(A > 0, 1.0, LEAKY_SLOPE).astype(A.dtype), out=out)
+    elif activation == EXP:
+        np.multiply(dA, A, out=out)
     else:
         s = (dA * A).sum(axis=1, keepdims=True)
         np.multiply(A, dA - s, out=out)
@@ -112,74 +117,123 @@ def dense_backward(X, W, A, dA, activation, dZ, dW, db, dX=None):
 
 
 # ----------------------------------------------------------------------------- losses
+# Each loss is a mean over rows, weighted when sample_weight (batch,) is given: sum_i w_i loss_i /
+# sum_i w_i (unweighted: every w_i = 1). The gradient written is that of the returned loss.
 
-def sigmoid_bce(Z, Y, dZ):
+def _row_weights(sample_weight, Z):
+    """(w as a column or None, sum of the weights as a float)."""
+    if sample_weight is None:
+        return None, float(Z.shape[0])
+    _same_shape("sample_weight", sample_weight, (Z.shape[0],))
+    return sample_weight[:, None], float(np.sum(sample_weight, dtype=np.float64))
+
+
+def _weighted_mean(terms, w, w_sum, per_row):
+    """Weighted mean over rows of terms' rows, each row a sum over its elements divided by per_row."""
+    if w is not None:
+        terms = terms * w
+    return float(np.sum(terms, dtype=np.float64)) / (w_sum * per_row)
+
+
+def _scale_rows(dZ, w, denominator):
+    if w is not None:
+        dZ *= w
+    dZ /= dZ.dtype.type(denominator)
+
+
+def sigmoid_bce(Z, Y, dZ, sample_weight=None):
     """Binary cross-entropy of sigmoid(Z) against Y, from the logits Z; mean over all elements.
 
-    Writes dZ = (sigmoid(Z) - Y) / Z.size and returns the loss.
-    Z, Y, dZ: (batch, n_out).
+    Writes dZ = w (sigmoid(Z) - Y) / (n_out sum(w)) ((sigmoid(Z) - Y) / Z.size unweighted) and
+    returns the loss. Z, Y, dZ: (batch, n_out); sample_weight: (batch,) or None.
     """
     _same_shape("Y", Y, Z.shape)
     _same_shape("dZ", dZ, Z.shape)
+    w, w_sum = _row_weights(sample_weight, Z)
     # max(z, 0) - z*y + log1p(exp(-|z|)): finite for every finite z.
     terms = np.maximum(Z, 0) - Z * Y + np.log1p(np.exp(-np.abs(Z)))
-    loss = float(np.sum(terms, dtype=np.float64)) / Z.size
+    loss = _weighted_mean(terms, w, w_sum, Z.shape[1])
     _sigmoid(Z, dZ)
     dZ -= Y
-    dZ /= dZ.dtype.type(Z.size)
+    _scale_rows(dZ, w, w_sum * Z.shape[1])
     return loss
 
 
-def softmax_cce(Z, Y, dZ):
+def softmax_cce(Z, Y, dZ, sample_weight=None):
     """Categorical cross-entropy of softmax(Z) against Y (rows of class probabilities, one-hot
     usually), from the logits; mean over the batch of each row's sum.
 
-    Writes dZ = (softmax(Z) * sum(Y, row) - Y) / batch (p - y for one-hot rows) and returns the loss.
-    Z, Y, dZ: (batch, n_classes).
+    Writes dZ = w (softmax(Z) * sum(Y, row) - Y) / sum(w) (p - y over batch for one-hot rows,
+    unweighted) and returns the loss. Z, Y, dZ: (batch, n_classes); sample_weight: (batch,) or None.
     """
     _same_shape("Y", Y, Z.shape)
     _same_shape("dZ", dZ, Z.shape)
+    w, w_sum = _row_weights(sample_weight, Z)
     shifted = Z - Z.max(axis=1, keepdims=True)
     e = np.exp(shifted)
     sums = e.sum(axis=1, keepdims=True)
     log_sum = np.log(sums)
     # -sum_j y_j log p_j with log p_j = shifted_j - log_sum (log-sum-exp, no log of 0).
-    loss = float(np.sum(Y * (log_sum - shifted), dtype=np.float64)) / Z.shape[0]
+    loss = _weighted_mean(Y * (log_sum - shifted), w, w_sum, 1)
     np.multiply(e / sums, Y.sum(axis=1, keepdims=True), out=dZ)
     dZ -= Y
-    dZ /= dZ.dtype.type(Z.shape[0])
+    _scale_rows(dZ, w, w_sum)
     return loss
 
 
-def softmax_sparse_cce(Z, labels, dZ):
+def softmax_sparse_cce(Z, labels, dZ, sample_weight=None):
     """softmax_cce with integer class labels instead of one-hot rows.
 
     labels: (batch,) int64, each in [0, n_classes) (checked here, as in the compiled twin).
-    Z, dZ: (batch, n_classes).
+    Z, dZ: (batch, n_classes); sample_weight: (batch,) or None.
     """
     _same_shape("labels", labels, (Z.shape[0],))
     _same_shape("dZ", dZ, Z.shape)
     if labels.size and (labels.min() < 0 or labels.max() >= Z.shape[1]):
         raise ValueError(f"labels must lie in [0, {Z.shape[1]})")
+    w, w_sum = _row_weights(sample_weight, Z)
     rows = np.arange(Z.shape[0])
     shifted = Z - Z.max(axis=1, keepdims=True)
     e = np.exp(shifted)
     sums = e.sum(axis=1, keepdims=True)
-    loss = float(np.sum(np.log(sums[:, 0]) - shifted[rows, labels], dtype=np.float64)) / Z.shape[0]
+    loss = _weighted_mean((np.log(sums[:, 0]) - shifted[rows, labels])[:, None], w, w_sum, 1)
     np.divide(e, sums, out=dZ)
     dZ[rows, labels] -= 1
-    dZ /= dZ.dtype.type(Z.shape[0])
+    _scale_rows(dZ, w, w_sum)
     return loss
 
 
-def mse(A, Y, dA):
-    """Mean squared error over all elements. Writes dA = 2 (A - Y) / A.size, returns the loss.
-    A, Y, dA: (batch, n_out)."""
+def mse(A, Y, dA, sample_weight=None):
+    """Mean squared error over all elements. Writes dA = 2 w (A - Y) / (n_out sum(w))
+    (2 (A - Y) / A.size unweighted), returns the loss. A, Y, dA: (batch, n_out);
+    sample_weight: (batch,) or None."""
     _same_shape("Y", Y, A.shape)
     _same_shape("dA", dA, A.shape)
+    w, w_sum = _row_weights(sample_weight, A)
     np.subtract(A, Y, out=dA)
-    loss = float(np.sum(np.square(dA, dtype=np.float64))) / A.size
-    dA *= dA.dtype.type(2.0 / A.size)
+    loss = _weighted_mean(np.square(dA, dtype=np.float64), w, w_sum, A.shape[1])
+    _scale_rows(dA, w, w_sum * A.shape[1] / 2.0)
+    return loss
+
+
+def poisson_nll(Z, Y, dZ, sample_weight=None):
+    """Half the Poisson deviance of the rates exp(Z) against counts Y >= 0, from the log-rates Z;
+    mean over all elements: exp(z) - y z + y log(y) - y (scikit-learn's poisson_loss per element).
+
+    Writes dZ = w (exp(Z) - Y) / (n_out sum(w)) and returns the loss. exp(Z) overflows to inf for
+    Z > ~709 (float64), which the caller's finiteness check reports.
+    Z, Y, dZ: (batch, n_out); sample_weight: (batch,) or None.
+    """
+    _same_shape("Y", Y, Z.shape)
+    _same_shape("dZ", dZ, Z.shape)
+    w, w_sum = _row_weights(sample_weight, Z)
+    with np.errstate(over="ignore"):
+        np.exp(Z, out=dZ)
+    # y log y with 0 log 0 = 0, as scipy's xlogy.
+    y_log_y = Y * np.log(np.where(Y > 0, Y, 1))
+    loss = _weighted_mean(dZ - Y * Z + (y_log_y - Y), w, w_sum, Z.shape[1])
+    dZ -= Y
+    _scale_rows(dZ, w, w_sum * Z.shape[1])
     return loss
 
 
@@ -218,18 +272,23 @@ def sgd_step(param, grad, lr):
     param -= param.dtype.type(lr) * grad
 
 
-def momentum_step(param, grad, velocity, lr, momentum):
-    """PyTorch's SGD with momentum: velocity = momentum * velocity + grad; param -= lr * velocity."""
+def momentum_step(param, grad, velocity, lr, momentum, nesterov=False):
+    """SGD with momentum as Keras and scikit-learn write it: velocity = momentum * velocity - lr * grad;
+    param += velocity, or with Nesterov's momentum param += momentum * velocity - lr * grad."""
     _check_flat(param, ("grad", grad), ("velocity", velocity))
-    velocity *= velocity.dtype.type(momentum)
-    velocity += grad
-    param -= param.dtype.type(lr) * velocity
+    t = param.dtype.type
+    velocity *= t(momentum)
+    velocity -= t(lr) * grad
+    if nesterov:
+        param += t(momentum) * velocity - t(lr) * grad
+    else:
+        param += velocity
 
 
 def adam_step(param, grad, m, v, lr, beta1, beta2, eps, step):
-    """Adam (Kingma & Ba; PyTorch's form) at step number `step` (1 for the first update):
-    m = b1 m + (1-b1) g; v = b2 v + (1-b2) g²;
-    param -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)."""
+    """Adam (Kingma & Ba, section 2's efficient form, as Keras and scikit-learn write it) at step
+    number `step` (1 for the first update): m = b1 m + (1-b1) g; v = b2 v + (1-b2) g²;
+    param -= lr sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps)."""
     _check_flat(param, ("grad", grad), ("m", m), ("v", v))
     if step < 1:
         raise ValueError(f"step must be >= 1, got {step}")
@@ -238,9 +297,8 @@ def adam_step(param, grad, m, v, lr, beta1, beta2, eps, step):
     m += t(1 - beta1) * grad
     v *= t(beta2)
     v += t(1 - beta2) * grad * grad
-    step_size = lr / (1 - beta1 ** step)
-    root_correction = (1 - beta2 ** step) ** 0.5
-    param -= t(step_size) * m / (np.sqrt(v) / t(root_correction) + t(eps))
+    step_size = lr * (1 - beta2 ** step) ** 0.5 / (1 - beta1 ** step)
+    param -= t(step_size) * m / (np.sqrt(v) + t(eps))
 
 
 # ----------------------------------------------------------------------------- whole training runs
@@ -248,13 +306,16 @@ def adam_step(param, grad, m, v, lr, beta1, beta2, eps, step):
 # (gather, forward, loss, backward, update for every batch) in one call. It is the same sequence of
 # kernel calls as Sequential's step-by-step path, so both give the same numbers.
 
-SGD, MOMENTUM, ADAM = 0, 1, 2  # optimizer codes
+# Optimizer codes. GRADIENT_ONLY updates nothing: the run leaves the gradient of its last batch in
+# `grads`, for an optimizer outside the kernel (scikit-learn's L-BFGS, one full batch per call).
+SGD, MOMENTUM, ADAM, NESTEROV, GRADIENT_ONLY = 0, 1, 2, 3, 4
 
 _LOSS_KERNELS = {  # loss code -> (loss and gradient, correct count)
     BINARY_CROSSENTROPY: (sigmoid_bce, binary_correct),
     CATEGORICAL_CROSSENTROPY: (softmax_cce, categorical_correct),
     SPARSE_CATEGORICAL_CROSSENTROPY: (softmax_sparse_cce, sparse_correct),
-    MSE: (mse, None)}
+    MSE: (mse, None),
+    POISSON: (poisson_nll, None)}
 
 
 def _layout(sizes):
@@ -266,17 +327,21 @@ def _layout(sizes):
     return offsets, at
 
 
-def train_epochs(X, Y, labels, order, sizes, codes, loss, batch, params, grads, optimizer, state1, state2,
-                 hyper, step, epoch_loss, epoch_correct):
+def train_epochs(X, Y, labels, sample_weight, order, sizes, codes, loss, batch, params, grads, optimizer,
+                 state1, state2, hyper, step, epoch_loss, epoch_correct):
     """Train for len(epoch_loss) epochs in one call; returns (epochs finished, optimizer step count).
 
     X: (n, sizes[0]); Y: (n, sizes[-1]) targets, or (0, sizes[-1]) when `labels` (n,) int64 holds
-    class labels (sparse loss; otherwise labels is (0,)). order: (epochs, n) int64 row order of each
-    epoch, or (0, n) to take rows in order. sizes: (L+1,) int64 layer widths; codes: (L,) int64
-    activation codes, the output's LINEAR when the loss takes logits; loss: loss code; batch >= 1.
-    params, grads: flat (n_params,) buffers, W then b per layer; optimizer: SGD | MOMENTUM | ADAM
-    with state1/state2 (velocity; Adam's m, v; (0,) when unused) and hyper = (lr, momentum or beta1,
-    beta2, eps) float64 (4,); step: the number of updates made so far (Adam's t).
+    class labels (sparse loss; otherwise labels is (0,)). sample_weight: (n,) row weights of X's
+    dtype, or (0,) for none. order: (epochs, n) int64 row order of each epoch, or (0, n) to take
+    rows in order. sizes: (L+1,) int64 layer widths; codes: (L,) int64 activation codes, the
+    output's LINEAR when the loss takes logits; loss: loss code; batch >= 1.
+    params, grads: flat (n_params,) buffers, W then b per layer; optimizer: SGD | MOMENTUM | ADAM |
+    NESTEROV | GRADIENT_ONLY with state1/state2 (velocity; Adam's m, v; (0,) when unused) and
+    hyper = (lr, momentum or beta1, beta2, eps, l2, loss_scale) float64 (6,): each batch's loss and
+    its gradient are multiplied by loss_scale, and the L2 penalty l2/2 * sum(W²) / sum(batch
+    weights) on the weights (not the biases) is added, as scikit-learn's MLP does; step: the number
+    of updates made so far (Adam's t).
     Writes per epoch the mean loss (float64) and the number of correct predictions. If an epoch's loss
     or parameters are not finite, the parameters are put back as they were before that epoch and the
     call returns early: epochs finished < len(epoch_loss), epoch_loss[finished] holds the bad loss.
@@ -286,8 +351,8 @@ def train_epochs(X, Y, labels, order, sizes, codes, loss, batch, params, grads, 
     n = X.shape[0]
     targets = labels if loss == SPARSE_CATEGORICAL_CROSSENTROPY else Y
     epochs = epoch_loss.shape[0]
-    _check_train_args(X, Y, labels, order, sizes, codes, loss, batch, params, grads, optimizer, state1,
-                      state2, hyper, epoch_correct, epochs)
+    _check_train_args(X, Y, labels, sample_weight, order, sizes, codes, loss, batch, params, grads, optimizer,
+                      state1, state2, hyper, epoch_correct, epochs)
     offsets, _ = _layout(sizes)
     Ws = [params[a:b].reshape(i, o) for (a, b, _), i, o in zip(offsets, sizes[:-1], sizes[1:])]
     bs = [params[b:c] for (_, b, c) in offsets]
@@ -297,35 +362,53 @@ def train_epochs(X, Y, labels, order, sizes, codes, loss, batch, params, grads, 
     deltas = [None] + [np.empty((batch, s), X.dtype) for s in sizes[1:]]
     X_batch = np.empty((batch, sizes[0]), X.dtype)
     t_batch = np.empty((batch,) + targets.shape[1:], targets.dtype)
+    w_batch = np.empty(batch, X.dtype)
+    weighted = sample_weight.shape[0] > 0
     last_good = np.empty_like(params)
     loss_fn, correct_fn = _LOSS_KERNELS[loss]
-    lr, mu_or_beta1, beta2, eps = (float(h) for h in hyper)
+    lr, mu_or_beta1, beta2, eps, l2, loss_scale = (float(h) for h in hyper)
     L = len(codes)
     for epoch in range(epochs):
         np.copyto(last_good, params)
         total, correct = 0.0, 0
         for start in range(0, n, batch):
             rows = min(batch, n - start)
+            w = None
             if order.shape[0]:
                 idx = order[epoch, start:start + rows]
                 acts[0] = np.take(X, idx, axis=0, out=X_batch[:rows])
                 t = np.take(targets, idx, axis=0, out=t_batch[:rows])
+                if weighted:
+                    w = np.take(sample_weight, idx, out=w_batch[:rows])
             else:
                 acts[0], t = X[start:start + rows], targets[start:start + rows]
+                if weighted:
+                    w = sample_weight[start:start + rows]
             for l in range(L):
                 dense_forward(acts[l][:rows], Ws[l], bs[l], codes[l], acts[l + 1][:rows])
-            total += loss_fn(acts[L][:rows], t, deltas[L][:rows]) * rows
+            batch_loss = loss_fn(acts[L][:rows], t, deltas[L][:rows], w)
+            if loss_scale != 1.0:
+                batch_loss *= loss_scale
+                deltas[L][:rows] *= X.dtype.type(loss_scale)
             if correct_fn is not None:
                 correct += correct_fn(acts[L][:rows], t)
             for l in range(L - 1, -1, -1):
                 dA = deltas[l + 1][:rows]
                 dense_backward(acts[l][:rows], Ws[l], acts[l + 1][:rows], dA, codes[l], dA, dWs[l], dbs[l],
                                deltas[l][:rows] if l > 0 else None)
+            if l2 != 0.0:
+                w_sum = float(np.sum(w, dtype=np.float64)) if weighted else float(rows)
+                for W, dW in zip(Ws, dWs):
+                    dW += X.dtype.type(l2 / w_sum) * W
+                    batch_loss += 0.5 * l2 * float(np.sum(np.square(W, dtype=np.float64))) / w_sum
+            total += batch_loss * rows
+            if optimizer == GRADIENT_ONLY:
+                continue
             step += 1
             if optimizer == SGD:
                 sgd_step(params, grads, lr)
-            elif optimizer == MOMENTUM:
-                momentum_step(params, grads, state1, lr, mu_or_beta1)
+            elif optimizer in (MOMENTUM, NESTEROV):
+                momentum_step(params, grads, state1, lr, mu_or_beta1, optimizer == NESTEROV)
             else:
                 adam_step(params, grads, state1, state2, lr, mu_or_beta1, beta2, eps, step)
         epoch_loss[epoch] = total / n
@@ -336,8 +419,8 @@ def train_epochs(X, Y, labels, order, sizes, codes, loss, batch, params, grads, 
     return epochs, step
 
 
-def _check_train_args(X, Y, labels, order, sizes, codes, loss, batch, params, grads, optimizer, state1,
-                      state2, hyper, epoch_correct, epochs):
+def _check_train_args(X, Y, labels, sample_weight, order, sizes, codes, loss, batch, params, grads, optimizer,
+                      state1, state2, hyper, epoch_correct, epochs):
     """train_epochs' checks, shared by the compiled twin (its arrays arrive as memoryviews: only
     .shape and NumPy functions are used on them)."""
     n = X.shape[0]
@@ -347,7 +430,7 @@ def _check_train_args(X, Y, labels, order, sizes, codes, loss, batch, params, gr
         _check_activation(c)
     if loss not in _LOSS_KERNELS:
         raise ValueError(f"unknown loss code {loss!r}")
-    if optimizer not in (SGD, MOMENTUM, ADAM):
+    if optimizer not in (SGD, MOMENTUM, ADAM, NESTEROV, GRADIENT_ONLY):
         raise ValueError(f"unknown optimizer code {optimizer!r}")
     if n < 1 or batch < 1:
         raise ValueError(f"need n >= 1 rows and batch >= 1, got n={n}, batch={batch}")
@@ -359,6 +442,10 @@ def _check_train_args(X, Y, labels, order, sizes, codes, loss, batch, params, gr
     else:
         _same_shape("Y", Y, (n, sizes[-1]))
         _same_shape("labels", labels, (0,))
+    if sample_weight.shape[0]:
+        _same_shape("sample_weight", sample_weight, (n,))
+    else:
+        _same_shape("sample_weight", sample_weight, (0,))
     if order.shape[0]:
         _same_shape("order", order, (epochs, n))
         if np.min(order) < 0 or np.max(order) >= n:
@@ -368,8 +455,9 @@ def _check_train_args(X, Y, labels, order, sizes, codes, loss, batch, params, gr
     _, n_params = _layout(sizes)
     _same_shape("params", params, (n_params,))
     _same_shape("grads", grads, (n_params,))
-    need = {SGD: (0, 0), MOMENTUM: (n_params, 0), ADAM: (n_params, n_params)}[optimizer]
+    need = {SGD: (0, 0), MOMENTUM: (n_params, 0), ADAM: (n_params, n_params), NESTEROV: (n_params, 0),
+            GRADIENT_ONLY: (0, 0)}[optimizer]
     _same_shape("state1", state1, (need[0],))
     _same_shape("state2", state2, (need[1],))
-    _same_shape("hyper", hyper, (4,))
+    _same_shape("hyper", hyper, (6,))
     _same_shape("epoch_correct", epoch_correct, (epochs,))

@@ -29,17 +29,24 @@ def dense_backward(X: NDArray[_F], W: NDArray[_F], A: NDArray[_F], dA: NDArray[_
 
 # ----------------------------------------------------------------------------- losses
 
-def sigmoid_bce(Z: NDArray[_F], Y: NDArray[_F], dZ: NDArray[_F]) -> float:
-    """Mean BCE from logits; dZ = (sigmoid(Z) - Y) / Z.size. Z, Y, dZ: (batch, n_out)."""
+# Every loss is a mean over rows, weighted by sample_weight (batch,) when given: sum w_i loss_i / sum w_i.
 
-def softmax_cce(Z: NDArray[_F], Y: NDArray[_F], dZ: NDArray[_F]) -> float:
-    """Batch-mean CCE from logits; dZ = (softmax(Z) * sum(Y, row) - Y) / batch. Z, Y, dZ: (batch, n)."""
+def sigmoid_bce(Z: NDArray[_F], Y: NDArray[_F], dZ: NDArray[_F], sample_weight: Optional[NDArray[_F]] = None) -> float:
+    """Mean BCE from logits; dZ = (sigmoid(Z) - Y) / Z.size unweighted. Z, Y, dZ: (batch, n_out)."""
 
-def softmax_sparse_cce(Z: NDArray[_F], labels: NDArray[np.int64], dZ: NDArray[_F]) -> float:
+def softmax_cce(Z: NDArray[_F], Y: NDArray[_F], dZ: NDArray[_F], sample_weight: Optional[NDArray[_F]] = None) -> float:
+    """Batch-mean CCE from logits; dZ = (softmax(Z) * sum(Y, row) - Y) / batch unweighted. Z, Y, dZ: (batch, n)."""
+
+def softmax_sparse_cce(Z: NDArray[_F], labels: NDArray[np.int64], dZ: NDArray[_F],
+                       sample_weight: Optional[NDArray[_F]] = None) -> float:
     """softmax_cce with integer labels in [0, n). Z, dZ: (batch, n), labels: (batch,) int64."""
 
-def mse(A: NDArray[_F], Y: NDArray[_F], dA: NDArray[_F]) -> float:
-    """Mean squared error over all elements; dA = 2 (A - Y) / A.size. A, Y, dA: (batch, n_out)."""
+def mse(A: NDArray[_F], Y: NDArray[_F], dA: NDArray[_F], sample_weight: Optional[NDArray[_F]] = None) -> float:
+    """Mean squared error over all elements; dA = 2 (A - Y) / A.size unweighted. A, Y, dA: (batch, n_out)."""
+
+def poisson_nll(Z: NDArray[_F], Y: NDArray[_F], dZ: NDArray[_F], sample_weight: Optional[NDArray[_F]] = None) -> float:
+    """Half Poisson deviance of exp(Z) against counts Y, mean over elements; dZ = (exp(Z) - Y) / Z.size
+    unweighted. Z, Y, dZ: (batch, n_out)."""
 
 # ----------------------------------------------------------------------------- accuracy counts
 
@@ -58,18 +65,21 @@ def sgd_step(param: NDArray[_F], grad: NDArray[_F], lr: float) -> None:
     """param -= lr * grad. param, grad: (n,)."""
 
 def momentum_step(param: NDArray[_F], grad: NDArray[_F], velocity: NDArray[_F], lr: float,
-                  momentum: float) -> None:
-    """velocity = momentum * velocity + grad; param -= lr * velocity. All (n,)."""
+                  momentum: float, nesterov: bool = False) -> None:
+    """velocity = momentum * velocity - lr * grad; param += velocity (Nesterov: += momentum * velocity
+    - lr * grad). All (n,)."""
 
 def adam_step(param: NDArray[_F], grad: NDArray[_F], m: NDArray[_F], v: NDArray[_F], lr: float, beta1: float,
               beta2: float, eps: float, step: int) -> None:
-    """One Adam update at step number step >= 1 (PyTorch's form). param, grad, m, v: (n,)."""
+    """One Adam update at step number step >= 1 (Keras' and scikit-learn's form). param, grad, m, v: (n,)."""
 
 # ----------------------------------------------------------------------------- whole training runs
 
-def train_epochs(X: NDArray[_F], Y: NDArray[_F], labels: NDArray[np.int64], order: NDArray[np.int64],
+def train_epochs(X: NDArray[_F], Y: NDArray[_F], labels: NDArray[np.int64], sample_weight: NDArray[_F],
+                 order: NDArray[np.int64],
                  sizes: NDArray[np.int64], codes: NDArray[np.int64], loss: int, batch: int, params: NDArray[_F],
                  grads: NDArray[_F], optimizer: int, state1: NDArray[_F], state2: NDArray[_F],
                  hyper: NDArray[np.float64], step: int, epoch_loss: NDArray[np.float64],
                  epoch_correct: NDArray[np.int64]) -> tuple[int, int]:
-    """len(epoch_loss) epochs in one call -> (epochs finished, step). X: (n, sizes[0]), params: (n_params,)."""
+    """len(epoch_loss) epochs in one call -> (epochs finished, step). X: (n, sizes[0]), params: (n_params,),
+    sample_weight: (n,) or (0,), hyper: (lr, momentum or beta1, beta2, eps, l2, loss_scale)."""

@@ -33,17 +33,21 @@ cpdef enum:
     TANH = 3
     LEAKY_RELU = 4
     SOFTMAX = 5
+    EXP = 6
 
 cpdef enum:
     BINARY_CROSSENTROPY = 0
     CATEGORICAL_CROSSENTROPY = 1
     SPARSE_CATEGORICAL_CROSSENTROPY = 2
     MSE = 3
+    POISSON = 4
 
 cpdef enum:
     SGD = 0
     MOMENTUM = 1
     ADAM = 2
+    NESTEROV = 3
+    GRADIENT_ONLY = 4
 
 cdef double LEAKY_SLOPE = 0.01  # PyTorch's default negative slope for LeakyReLU
 
@@ -143,7 +147,7 @@ def _shape_error(name, a, shape):
 
 cdef inline bint _is_activation(long long activation) noexcept nogil:
     return activation == LINEAR or activation == SIGMOID or activation == RELU or \
-        activation == TANH or activation == LEAKY_RELU or activation == SOFTMAX
+        activation == TANH or activation == LEAKY_RELU or activation == SOFTMAX or activation == EXP
 
 
 def _activation_error(activation):
@@ -167,10 +171,10 @@ def _check_codes():
     """The enums above must number things as fastnn.activations, fastnn.losses and _fallback do."""
     from . import _fallback, activations, losses
     ours = {"LINEAR": LINEAR, "SIGMOID": SIGMOID, "RELU": RELU, "TANH": TANH, "LEAKY_RELU": LEAKY_RELU,
-            "SOFTMAX": SOFTMAX, "LEAKY_SLOPE": LEAKY_SLOPE,
+            "SOFTMAX": SOFTMAX, "EXP": EXP, "LEAKY_SLOPE": LEAKY_SLOPE,
             "BINARY_CROSSENTROPY": BINARY_CROSSENTROPY, "CATEGORICAL_CROSSENTROPY": CATEGORICAL_CROSSENTROPY,
-            "SPARSE_CATEGORICAL_CROSSENTROPY": SPARSE_CATEGORICAL_CROSSENTROPY, "MSE": MSE,
-            "SGD": SGD, "MOMENTUM": MOMENTUM, "ADAM": ADAM}
+            "SPARSE_CATEGORICAL_CROSSENTROPY": SPARSE_CATEGORICAL_CROSSENTROPY, "MSE": MSE, "POISSON": POISSON,
+            "SGD": SGD, "MOMENTUM": MOMENTUM, "ADAM": ADAM, "NESTEROV": NESTEROV, "GRADIENT_ONLY": GRADIENT_ONLY}
     theirs = {name: getattr(activations, name, getattr(losses, name, getattr(_fallback, name, None)))
               for name in ours}
     if ours != theirs:
@@ -264,6 +268,9 @@ cdef void _activate(const floating* Z, const floating* b, int activation, floati
             elif activation == TANH:
                 for j in range(n):
                     o[j] = _tanh(z[j] + b[j])
+            elif activation == EXP:
+                for j in range(n):
+                    o[j] = _exp(z[j] + b[j])
             else:  # LEAKY_RELU
                 for j in range(n):
                     o[j] = _leaky_relu(z[j] + b[j], slope)
@@ -277,6 +284,9 @@ cdef void _activate(const floating* Z, const floating* b, int activation, floati
             elif activation == TANH:
                 for j in range(n):
                     o[j] = _tanh(z[j])
+            elif activation == EXP:
+                for j in range(n):
+                    o[j] = _exp(z[j])
             else:  # LEAKY_RELU
                 for j in range(n):
                     o[j] = _leaky_relu(z[j], slope)
@@ -341,6 +351,12 @@ cdef void _activation_grad(const floating* A, const floating* dA, int activation
         elif activation == LEAKY_RELU:
             for j in range(n):
                 g = dr[j] * (one if ar[j] > 0 else slope)
+                o[j] = g
+                if sums:
+                    db[j] += g
+        elif activation == EXP:
+            for j in range(n):
+                g = dr[j] * ar[j]
                 o[j] = g
                 if sums:
                     db[j] += g
@@ -590,48 +606,76 @@ def dense_backward(const floating[:, ::1] X not None, const floating[:, ::1] W n
 
 
 # ----------------------------------------------------------------------------- losses
-# The workers return the loss sum; its mean is taken by the caller.
+# Each loss is a mean over rows, weighted when sample_weight (batch,) is given: sum_i w_i loss_i /
+# sum_i w_i (unweighted: every w_i = 1). The gradient written is that of the returned loss.
+# The workers take w = NULL for no weights and return the (weighted) mean.
 
-cdef double _sigmoid_bce(const floating* Z, const floating* Y, floating* dZ, Py_ssize_t m,
-                         Py_ssize_t n) noexcept nogil:
+cdef inline double _weight_sum(const floating* w, Py_ssize_t m) noexcept nogil:
+    cdef double total = 0
     cdef Py_ssize_t i
-    cdef floating z, y, e, zero = 0, one = 1, size = <floating>(m * n)
-    cdef double loss_sum = 0
-    for i in range(m * n):
-        z = Z[i]
-        y = Y[i]
-        # max(z, 0) - z*y + log1p(exp(-|z|)): finite for every finite z.
-        e = _exp(-_abs(z))
-        loss_sum += ((zero if z < 0 else z) - z * y) + _log1p(e)
-        dZ[i] = ((one if z >= 0 else e) / (one + e) - y) / size  # (sigmoid(z) - y) / size
-    return loss_sum
+    if w == NULL:
+        return <double>m
+    for i in range(m):
+        total += w[i]
+    return total
+
+
+cdef double _sigmoid_bce(const floating* Z, const floating* Y, const floating* w, floating* dZ, Py_ssize_t m,
+                         Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i, j
+    cdef floating z, y, e, wi = 1, zero = 0, one = 1
+    cdef double w_sum = _weight_sum(w, m), loss_sum = 0
+    cdef floating denom = <floating>(w_sum * n)
+    for i in range(m):
+        if w != NULL:
+            wi = w[i]
+        for j in range(i * n, i * n + n):
+            z = Z[j]
+            y = Y[j]
+            # max(z, 0) - z*y + log1p(exp(-|z|)): finite for every finite z.
+            e = _exp(-_abs(z))
+            loss_sum += (((zero if z < 0 else z) - z * y) + _log1p(e)) * wi
+            dZ[j] = (((one if z >= 0 else e) / (one + e) - y) * wi) / denom  # w (sigmoid(z) - y) / denom
+    return loss_sum / (w_sum * n)
+
+
+cdef inline const floating* _weights_ptr(object sample_weight, Py_ssize_t m, floating kind) except? NULL:
+    """The data of sample_weight (None, or (m,) of the loss' dtype) for a worker, after its check."""
+    cdef const floating[::1] w
+    if sample_weight is None:
+        return NULL
+    w = sample_weight
+    if w.shape[0] != m:
+        raise _shape_error("sample_weight", w, (m,))
+    return &w[0] if m else NULL
 
 
 def sigmoid_bce(const floating[:, ::1] Z not None, const floating[:, ::1] Y not None,
-                floating[:, ::1] dZ not None):
+                floating[:, ::1] dZ not None, sample_weight=None):
     """Binary cross-entropy of sigmoid(Z) against Y, from the logits Z; mean over all elements.
 
-    Writes dZ = (sigmoid(Z) - Y) / Z.size and returns the loss.
-    Z, Y, dZ: (batch, n_out).
+    Writes dZ = w (sigmoid(Z) - Y) / (n_out sum(w)) ((sigmoid(Z) - Y) / Z.size unweighted) and
+    returns the loss. Z, Y, dZ: (batch, n_out); sample_weight: (batch,) or None.
     """
     if Y.shape[0] != Z.shape[0] or Y.shape[1] != Z.shape[1]:
         raise _shape_error("Y", Y, (Z.shape[0], Z.shape[1]))
     if dZ.shape[0] != Z.shape[0] or dZ.shape[1] != Z.shape[1]:
         raise _shape_error("dZ", dZ, (Z.shape[0], Z.shape[1]))
-    cdef Py_ssize_t size = Z.shape[0] * Z.shape[1]
-    if size == 0:
+    cdef const floating* w = _weights_ptr(sample_weight, Z.shape[0], <floating>0)
+    if Z.shape[0] * Z.shape[1] == 0:
         raise _empty_mean_error()
-    cdef double loss_sum
+    cdef double loss
     with nogil:
-        loss_sum = _sigmoid_bce(_in2(Z), _in2(Y), _out2(dZ), Z.shape[0], Z.shape[1])
-    return loss_sum / size
+        loss = _sigmoid_bce(_in2(Z), _in2(Y), w, _out2(dZ), Z.shape[0], Z.shape[1])
+    return loss
 
 
-cdef double _softmax_cce(const floating* Z, const floating* Y, floating* dZ, Py_ssize_t m,
+cdef double _softmax_cce(const floating* Z, const floating* Y, const floating* w, floating* dZ, Py_ssize_t m,
                          Py_ssize_t n) noexcept nogil:
     cdef Py_ssize_t i, j
-    cdef floating top, shifted, y, total, log_sum, y_sum, batch = <floating>m
-    cdef double sum_e, sum_y, loss_sum = 0
+    cdef floating top, shifted, y, total, log_sum, y_sum, wi = 1
+    cdef double sum_e, sum_y, w_sum = _weight_sum(w, m), loss_sum = 0
+    cdef floating denom = <floating>w_sum
     cdef const floating* z
     cdef const floating* t
     cdef floating* d
@@ -639,6 +683,8 @@ cdef double _softmax_cce(const floating* Z, const floating* Y, floating* dZ, Py_
         z = Z + i * n
         t = Y + i * n
         d = dZ + i * n
+        if w != NULL:
+            wi = w[i]
         top = _row_max(z, n)
         sum_e = 0
         sum_y = 0
@@ -652,31 +698,32 @@ cdef double _softmax_cce(const floating* Z, const floating* Y, floating* dZ, Py_
             shifted = z[j] - top
             y = t[j]
             # -sum_j y_j log p_j with log p_j = shifted_j - log_sum (log-sum-exp, no log of 0).
-            loss_sum += y * (log_sum - shifted)
-            d[j] = ((_exp(shifted) / total) * y_sum - y) / batch
-    return loss_sum
+            loss_sum += (y * (log_sum - shifted)) * wi
+            d[j] = ((((_exp(shifted) / total) * y_sum) - y) * wi) / denom
+    return loss_sum / w_sum
 
 
 def softmax_cce(const floating[:, ::1] Z not None, const floating[:, ::1] Y not None,
-                floating[:, ::1] dZ not None):
+                floating[:, ::1] dZ not None, sample_weight=None):
     """Categorical cross-entropy of softmax(Z) against Y (rows of class probabilities, one-hot
     usually), from the logits; mean over the batch of each row's sum.
 
-    Writes dZ = (softmax(Z) * sum(Y, row) - Y) / batch (p - y for one-hot rows) and returns the loss.
-    Z, Y, dZ: (batch, n_classes).
+    Writes dZ = w (softmax(Z) * sum(Y, row) - Y) / sum(w) (p - y over batch for one-hot rows,
+    unweighted) and returns the loss. Z, Y, dZ: (batch, n_classes); sample_weight: (batch,) or None.
     """
     if Y.shape[0] != Z.shape[0] or Y.shape[1] != Z.shape[1]:
         raise _shape_error("Y", Y, (Z.shape[0], Z.shape[1]))
     if dZ.shape[0] != Z.shape[0] or dZ.shape[1] != Z.shape[1]:
         raise _shape_error("dZ", dZ, (Z.shape[0], Z.shape[1]))
+    cdef const floating* w = _weights_ptr(sample_weight, Z.shape[0], <floating>0)
     if Z.shape[1] == 0:
         raise _empty_softmax_error("Z", Z)
     if Z.shape[0] == 0:
         raise _empty_mean_error()
-    cdef double loss_sum
+    cdef double loss
     with nogil:
-        loss_sum = _softmax_cce(_in2(Z), _in2(Y), _out2(dZ), Z.shape[0], Z.shape[1])
-    return loss_sum / Z.shape[0]
+        loss = _softmax_cce(_in2(Z), _in2(Y), w, _out2(dZ), Z.shape[0], Z.shape[1])
+    return loss
 
 
 cdef bint _labels_in_range(const int64_t* labels, Py_ssize_t size, Py_ssize_t n_classes) noexcept nogil:
@@ -687,37 +734,40 @@ cdef bint _labels_in_range(const int64_t* labels, Py_ssize_t size, Py_ssize_t n_
     return True
 
 
-cdef double _softmax_sparse_cce(const floating* Z, const int64_t* labels, floating* dZ, Py_ssize_t m,
-                                Py_ssize_t n) noexcept nogil:
+cdef double _softmax_sparse_cce(const floating* Z, const int64_t* labels, const floating* w, floating* dZ,
+                                Py_ssize_t m, Py_ssize_t n) noexcept nogil:
     cdef Py_ssize_t i, j, label
-    cdef floating top, total, one = 1, batch = <floating>m
-    cdef double sum_e, loss_sum = 0
+    cdef floating top, total, wi = 1, one = 1
+    cdef double sum_e, w_sum = _weight_sum(w, m), loss_sum = 0
+    cdef floating denom = <floating>w_sum
     cdef const floating* z
     cdef floating* d
     for i in range(m):
         z = Z + i * n
         d = dZ + i * n
+        if w != NULL:
+            wi = w[i]
         top = _row_max(z, n)
         sum_e = 0
         for j in range(n):
             sum_e += _exp(z[j] - top)
         total = <floating>sum_e
         label = <Py_ssize_t>labels[i]
-        loss_sum += _log(total) - (z[label] - top)
+        loss_sum += (_log(total) - (z[label] - top)) * wi
         for j in range(n):  # reads z[j] before writing d[j]: dZ may be Z
             if j == label:
-                d[j] = (_exp(z[j] - top) / total - one) / batch
+                d[j] = ((_exp(z[j] - top) / total - one) * wi) / denom
             else:
-                d[j] = (_exp(z[j] - top) / total) / batch
-    return loss_sum
+                d[j] = ((_exp(z[j] - top) / total) * wi) / denom
+    return loss_sum / w_sum
 
 
 def softmax_sparse_cce(const floating[:, ::1] Z not None, const int64_t[::1] labels not None,
-                       floating[:, ::1] dZ not None):
+                       floating[:, ::1] dZ not None, sample_weight=None):
     """softmax_cce with integer class labels instead of one-hot rows.
 
     labels: (batch,) int64, each in [0, n_classes) (checked here, as in the pure-Python twin).
-    Z, dZ: (batch, n_classes).
+    Z, dZ: (batch, n_classes); sample_weight: (batch,) or None.
     """
     if labels.shape[0] != Z.shape[0]:
         raise _shape_error("labels", labels, (Z.shape[0],))
@@ -725,41 +775,90 @@ def softmax_sparse_cce(const floating[:, ::1] Z not None, const int64_t[::1] lab
         raise _shape_error("dZ", dZ, (Z.shape[0], Z.shape[1]))
     if not _labels_in_range(_labels_ptr(labels), labels.shape[0], Z.shape[1]):
         raise ValueError(f"labels must lie in [0, {Z.shape[1]})")
+    cdef const floating* w = _weights_ptr(sample_weight, Z.shape[0], <floating>0)
     if Z.shape[1] == 0:
         raise _empty_softmax_error("Z", Z)
     if Z.shape[0] == 0:
         raise _empty_mean_error()
-    cdef double loss_sum
+    cdef double loss
     with nogil:
-        loss_sum = _softmax_sparse_cce(_in2(Z), _labels_ptr(labels), _out2(dZ), Z.shape[0], Z.shape[1])
-    return loss_sum / Z.shape[0]
+        loss = _softmax_sparse_cce(_in2(Z), _labels_ptr(labels), w, _out2(dZ), Z.shape[0], Z.shape[1])
+    return loss
 
 
-cdef double _mse(const floating* A, const floating* Y, floating* dA, Py_ssize_t m, Py_ssize_t n) noexcept nogil:
-    cdef Py_ssize_t i
-    cdef floating d, scale = <floating>(2.0 / (m * n))
-    cdef double loss_sum = 0
-    for i in range(m * n):
-        d = A[i] - Y[i]
-        loss_sum += <double>d * d
-        dA[i] = d * scale
-    return loss_sum
+cdef double _mse(const floating* A, const floating* Y, const floating* w, floating* dA, Py_ssize_t m,
+                 Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i, j
+    cdef floating d, wi = 1
+    cdef double w_sum = _weight_sum(w, m), loss_sum = 0
+    cdef floating denom = <floating>(w_sum * n / 2.0)
+    for i in range(m):
+        if w != NULL:
+            wi = w[i]
+        for j in range(i * n, i * n + n):
+            d = A[j] - Y[j]
+            loss_sum += (<double>d * d) * wi
+            dA[j] = (d * wi) / denom
+    return loss_sum / (w_sum * n)
 
 
-def mse(const floating[:, ::1] A not None, const floating[:, ::1] Y not None, floating[:, ::1] dA not None):
-    """Mean squared error over all elements. Writes dA = 2 (A - Y) / A.size, returns the loss.
-    A, Y, dA: (batch, n_out)."""
+def mse(const floating[:, ::1] A not None, const floating[:, ::1] Y not None, floating[:, ::1] dA not None,
+        sample_weight=None):
+    """Mean squared error over all elements. Writes dA = 2 w (A - Y) / (n_out sum(w))
+    (2 (A - Y) / A.size unweighted), returns the loss. A, Y, dA: (batch, n_out);
+    sample_weight: (batch,) or None."""
     if Y.shape[0] != A.shape[0] or Y.shape[1] != A.shape[1]:
         raise _shape_error("Y", Y, (A.shape[0], A.shape[1]))
     if dA.shape[0] != A.shape[0] or dA.shape[1] != A.shape[1]:
         raise _shape_error("dA", dA, (A.shape[0], A.shape[1]))
-    cdef Py_ssize_t size = A.shape[0] * A.shape[1]
-    if size == 0:
+    cdef const floating* w = _weights_ptr(sample_weight, A.shape[0], <floating>0)
+    if A.shape[0] * A.shape[1] == 0:
         raise _empty_mean_error()
-    cdef double loss_sum
+    cdef double loss
     with nogil:
-        loss_sum = _mse(_in2(A), _in2(Y), _out2(dA), A.shape[0], A.shape[1])
-    return loss_sum / size
+        loss = _mse(_in2(A), _in2(Y), w, _out2(dA), A.shape[0], A.shape[1])
+    return loss
+
+
+cdef double _poisson_nll(const floating* Z, const floating* Y, const floating* w, floating* dZ, Py_ssize_t m,
+                         Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i, j
+    cdef floating z, y, e, y_log_y, wi = 1, zero = 0
+    cdef double w_sum = _weight_sum(w, m), loss_sum = 0
+    cdef floating denom = <floating>(w_sum * n)
+    for i in range(m):
+        if w != NULL:
+            wi = w[i]
+        for j in range(i * n, i * n + n):
+            z = Z[j]
+            y = Y[j]
+            e = _exp(z)
+            y_log_y = y * _log(y) if y > 0 else zero  # 0 log 0 = 0, as scipy's xlogy
+            loss_sum += ((e - y * z) + (y_log_y - y)) * wi
+            dZ[j] = ((e - y) * wi) / denom
+    return loss_sum / (w_sum * n)
+
+
+def poisson_nll(const floating[:, ::1] Z not None, const floating[:, ::1] Y not None,
+                floating[:, ::1] dZ not None, sample_weight=None):
+    """Half the Poisson deviance of the rates exp(Z) against counts Y >= 0, from the log-rates Z;
+    mean over all elements: exp(z) - y z + y log(y) - y (scikit-learn's poisson_loss per element).
+
+    Writes dZ = w (exp(Z) - Y) / (n_out sum(w)) and returns the loss. exp(Z) overflows to inf for
+    Z > ~709 (float64), which the caller's finiteness check reports.
+    Z, Y, dZ: (batch, n_out); sample_weight: (batch,) or None.
+    """
+    if Y.shape[0] != Z.shape[0] or Y.shape[1] != Z.shape[1]:
+        raise _shape_error("Y", Y, (Z.shape[0], Z.shape[1]))
+    if dZ.shape[0] != Z.shape[0] or dZ.shape[1] != Z.shape[1]:
+        raise _shape_error("dZ", dZ, (Z.shape[0], Z.shape[1]))
+    cdef const floating* w = _weights_ptr(sample_weight, Z.shape[0], <floating>0)
+    if Z.shape[0] * Z.shape[1] == 0:
+        raise _empty_mean_error()
+    cdef double loss
+    with nogil:
+        loss = _poisson_nll(_in2(Z), _in2(Y), w, _out2(dZ), Z.shape[0], Z.shape[1])
+    return loss
 
 
 # ----------------------------------------------------------------------------- accuracy counts
@@ -858,34 +957,37 @@ def sgd_step(floating[::1] param not None, const floating[::1] grad not None, do
 
 
 cdef void _momentum_step(floating* param, const floating* grad, floating* velocity, Py_ssize_t size,
-                         floating lr, floating momentum) noexcept nogil:
+                         floating lr, floating momentum, bint nesterov) noexcept nogil:
     cdef Py_ssize_t i
     cdef floating v
     for i in range(size):
-        v = velocity[i] * momentum + grad[i]
+        v = velocity[i] * momentum - lr * grad[i]
         velocity[i] = v
-        param[i] = param[i] - lr * v
+        if nesterov:
+            param[i] = param[i] + (momentum * v - lr * grad[i])
+        else:
+            param[i] = param[i] + v
 
 
 def momentum_step(floating[::1] param not None, const floating[::1] grad not None,
-                  floating[::1] velocity not None, double lr, double momentum):
-    """PyTorch's SGD with momentum: velocity = momentum * velocity + grad; param -= lr * velocity."""
+                  floating[::1] velocity not None, double lr, double momentum, bint nesterov=False):
+    """SGD with momentum as Keras and scikit-learn write it: velocity = momentum * velocity - lr * grad;
+    param += velocity, or with Nesterov's momentum param += momentum * velocity - lr * grad."""
     if grad.shape[0] != param.shape[0]:
         raise _shape_error("grad", grad, (param.shape[0],))
     if velocity.shape[0] != param.shape[0]:
         raise _shape_error("velocity", velocity, (param.shape[0],))
     with nogil:
         _momentum_step(_out1(param), _in1(grad), _out1(velocity), param.shape[0], <floating>lr,
-                       <floating>momentum)
+                       <floating>momentum, nesterov)
 
 
 cdef void _adam_step(floating* param, const floating* grad, floating* m, floating* v, Py_ssize_t size,
                      double lr, double beta1, double beta2, double eps, long long step) noexcept nogil:
     # Python's float ** int and ** 0.5 are C pow, as here.
-    cdef double step_size = lr / (1 - pow(beta1, <double>step))
-    cdef double root_correction = pow(1 - pow(beta2, <double>step), 0.5)
+    cdef double step_size = lr * pow(1 - pow(beta2, <double>step), 0.5) / (1 - pow(beta1, <double>step))
     cdef floating b1 = <floating>beta1, c1 = <floating>(1 - beta1), b2 = <floating>beta2
-    cdef floating c2 = <floating>(1 - beta2), s = <floating>step_size, r = <floating>root_correction
+    cdef floating c2 = <floating>(1 - beta2), s = <floating>step_size
     cdef floating e = <floating>eps, g, mi, vi
     cdef Py_ssize_t i
     for i in range(size):
@@ -894,14 +996,14 @@ cdef void _adam_step(floating* param, const floating* grad, floating* m, floatin
         vi = v[i] * b2 + c2 * g * g
         m[i] = mi
         v[i] = vi
-        param[i] = param[i] - s * mi / (_sqrt(vi) / r + e)
+        param[i] = param[i] - s * mi / (_sqrt(vi) + e)
 
 
 def adam_step(floating[::1] param not None, const floating[::1] grad not None, floating[::1] m not None,
               floating[::1] v not None, double lr, double beta1, double beta2, double eps, long long step):
-    """Adam (Kingma & Ba; PyTorch's form) at step number `step` (1 for the first update):
-    m = b1 m + (1-b1) g; v = b2 v + (1-b2) g²;
-    param -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)."""
+    """Adam (Kingma & Ba, section 2's efficient form, as Keras and scikit-learn write it) at step
+    number `step` (1 for the first update): m = b1 m + (1-b1) g; v = b2 v + (1-b2) g²;
+    param -= lr sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps)."""
     if grad.shape[0] != param.shape[0]:
         raise _shape_error("grad", grad, (param.shape[0],))
     if m.shape[0] != param.shape[0]:
@@ -937,20 +1039,24 @@ from fastnn._fallback import _check_train_args, _layout
 
 
 def train_epochs(const floating[:, ::1] X not None, const floating[:, ::1] Y not None,
-                 const int64_t[::1] labels not None, const int64_t[:, ::1] order not None, sizes, codes,
-                 int loss, Py_ssize_t batch, floating[::1] params not None, floating[::1] grads not None,
-                 int optimizer, floating[::1] state1 not None, floating[::1] state2 not None,
-                 const double[::1] hyper not None, long long step, double[::1] epoch_loss not None,
-                 int64_t[::1] epoch_correct not None):
+                 const int64_t[::1] labels not None, const floating[::1] sample_weight not None,
+                 const int64_t[:, ::1] order not None, sizes, codes, int loss, Py_ssize_t batch,
+                 floating[::1] params not None, floating[::1] grads not None, int optimizer,
+                 floating[::1] state1 not None, floating[::1] state2 not None, const double[::1] hyper not None,
+                 long long step, double[::1] epoch_loss not None, int64_t[::1] epoch_correct not None):
     """Train for len(epoch_loss) epochs in one call; returns (epochs finished, optimizer step count).
 
     X: (n, sizes[0]); Y: (n, sizes[-1]) targets, or (0, sizes[-1]) when `labels` (n,) int64 holds
-    class labels (sparse loss; otherwise labels is (0,)). order: (epochs, n) int64 row order of each
-    epoch, or (0, n) to take rows in order. sizes: (L+1,) int64 layer widths; codes: (L,) int64
-    activation codes, the output's LINEAR when the loss takes logits; loss: loss code; batch >= 1.
-    params, grads: flat (n_params,) buffers, W then b per layer; optimizer: SGD | MOMENTUM | ADAM
-    with state1/state2 (velocity; Adam's m, v; (0,) when unused) and hyper = (lr, momentum or beta1,
-    beta2, eps) float64 (4,); step: the number of updates made so far (Adam's t).
+    class labels (sparse loss; otherwise labels is (0,)). sample_weight: (n,) row weights of X's
+    dtype, or (0,) for none. order: (epochs, n) int64 row order of each epoch, or (0, n) to take
+    rows in order. sizes: (L+1,) int64 layer widths; codes: (L,) int64 activation codes, the
+    output's LINEAR when the loss takes logits; loss: loss code; batch >= 1.
+    params, grads: flat (n_params,) buffers, W then b per layer; optimizer: SGD | MOMENTUM | ADAM |
+    NESTEROV | GRADIENT_ONLY with state1/state2 (velocity; Adam's m, v; (0,) when unused) and
+    hyper = (lr, momentum or beta1, beta2, eps, l2, loss_scale) float64 (6,): each batch's loss and
+    its gradient are multiplied by loss_scale, and the L2 penalty l2/2 * sum(W²) / sum(batch
+    weights) on the weights (not the biases) is added, as scikit-learn's MLP does; step: the number
+    of updates made so far (Adam's t).
     Writes per epoch the mean loss (float64) and the number of correct predictions. If an epoch's loss
     or parameters are not finite, the parameters are put back as they were before that epoch and the
     call returns early: epochs finished < len(epoch_loss), epoch_loss[finished] holds the bad loss.
@@ -958,13 +1064,14 @@ def train_epochs(const floating[:, ::1] X not None, const floating[:, ::1] Y not
     sizes = [int(s) for s in sizes]
     codes = [int(c) for c in codes]
     cdef Py_ssize_t n = X.shape[0], epochs = epoch_loss.shape[0]
-    _check_train_args(X, Y, labels, order, sizes, codes, loss, batch, params, grads, optimizer, state1,
-                      state2, hyper, epoch_correct, epochs)
+    _check_train_args(X, Y, labels, sample_weight, order, sizes, codes, loss, batch, params, grads, optimizer,
+                      state1, state2, hyper, epoch_correct, epochs)
     if optimizer == ADAM and step + 1 < 1:  # what _fallback's first adam_step would raise
         raise ValueError(f"step must be >= 1, got {step + 1}")
     cdef Py_ssize_t L = len(codes), rows_max = min(batch, n), n_params = params.shape[0]
     cdef Py_ssize_t n_x = sizes[0], n_y = sizes[L]
     cdef bint sparse = loss == SPARSE_CATEGORICAL_CROSSENTROPY, shuffled = order.shape[0] > 0
+    cdef bint weighted = sample_weight.shape[0] > 0
     # Per layer l: width[l] (width[L] is the output's), code[l], the offsets of W and b in params,
     # and the offsets in `work` of its output activation and of the gradient with respect to it.
     offsets, _ = _layout(sizes)
@@ -976,9 +1083,10 @@ def train_epochs(const floating[:, ::1] X not None, const floating[:, ::1] Y not
     table = np.array([sizes, codes + [0], [o[0] for o in offsets] + [0], [o[1] for o in offsets] + [0],
                       act_at, delta_at], np.int64)
     cdef const int64_t[:, ::1] t = table
-    # work: activations and their gradients, the gathered batch (X rows, then Y rows), the
+    # work: activations and their gradients, the gathered batch (X rows, Y rows, weights), the
     # parameters as they were before the epoch.
-    cdef Py_ssize_t batch_at = at, targets_at = at + rows_max * n_x, last_at = targets_at + rows_max * n_y
+    cdef Py_ssize_t batch_at = at, targets_at = at + rows_max * n_x, weights_at = targets_at + rows_max * n_y
+    cdef Py_ssize_t last_at = weights_at + rows_max
     work_array = np.empty(last_at + n_params, np.float32 if floating is float else np.float64)
     batch_labels = np.empty(rows_max, np.int64)
     cdef floating[::1] work = work_array
@@ -988,10 +1096,13 @@ def train_epochs(const floating[:, ::1] X not None, const floating[:, ::1] Y not
     cdef floating* G = &grads[0]
     cdef floating* S1 = _out1(state1)
     cdef floating* S2 = _out1(state2)
-    cdef double lr = hyper[0], mu_or_beta1 = hyper[1], beta2 = hyper[2], eps = hyper[3], total
-    cdef Py_ssize_t epoch, start, rows, r, l, idx, finished = epochs, correct
+    cdef double lr = hyper[0], mu_or_beta1 = hyper[1], beta2 = hyper[2], eps = hyper[3], l2 = hyper[4]
+    cdef double loss_scale = hyper[5], total, batch_loss, w_sum, penalty
+    cdef floating scale_f = <floating>loss_scale, l2_f
+    cdef Py_ssize_t epoch, start, rows, r, l, i, idx, finished = epochs, correct
     cdef const floating* x
     cdef const floating* y = NULL
+    cdef const floating* sw = NULL
     cdef const int64_t* lab = NULL
     cdef const floating* a
     cdef floating* z
@@ -1009,6 +1120,8 @@ def train_epochs(const floating[:, ::1] X not None, const floating[:, ::1] Y not
                     lab = &labels[start]
                 else:
                     y = &Y[start, 0]
+                if weighted:
+                    sw = &sample_weight[start]
                 if shuffled:  # gather this batch's rows
                     for r in range(rows):
                         idx = <Py_ssize_t>order[epoch, start + r]
@@ -1017,9 +1130,13 @@ def train_epochs(const floating[:, ::1] X not None, const floating[:, ::1] Y not
                             label_rows[r] = labels[idx]
                         else:
                             memcpy(w + targets_at + r * n_y, &Y[idx, 0], n_y * sizeof(floating))
+                        if weighted:
+                            w[weights_at + r] = sample_weight[idx]
                     x = w + batch_at
                     y = w + targets_at
                     lab = &label_rows[0]
+                    if weighted:
+                        sw = w + weights_at
                 a = x
                 for l in range(L):
                     z = w + t[4, l + 1]
@@ -1027,29 +1144,47 @@ def train_epochs(const floating[:, ::1] X not None, const floating[:, ::1] Y not
                     a = z
                 d = w + t[5, L]
                 if loss == BINARY_CROSSENTROPY:
-                    total += _sigmoid_bce(a, y, d, rows, n_y) / <double>(rows * n_y) * rows
+                    batch_loss = _sigmoid_bce(a, y, sw, d, rows, n_y)
                     correct += _binary_correct(a, y, rows, n_y)
                 elif loss == CATEGORICAL_CROSSENTROPY:
-                    total += _softmax_cce(a, y, d, rows, n_y) / <double>rows * rows
+                    batch_loss = _softmax_cce(a, y, sw, d, rows, n_y)
                     correct += _categorical_correct(a, y, rows, n_y)
                 elif loss == SPARSE_CATEGORICAL_CROSSENTROPY:
-                    total += _softmax_sparse_cce(a, lab, d, rows, n_y) / <double>rows * rows
+                    batch_loss = _softmax_sparse_cce(a, lab, sw, d, rows, n_y)
                     correct += _sparse_correct(a, lab, rows, n_y)
-                else:  # MSE
-                    total += _mse(a, y, d, rows, n_y) / <double>(rows * n_y) * rows
+                elif loss == MSE:
+                    batch_loss = _mse(a, y, sw, d, rows, n_y)
+                else:  # POISSON
+                    batch_loss = _poisson_nll(a, y, sw, d, rows, n_y)
+                if loss_scale != 1.0:
+                    batch_loss = batch_loss * loss_scale
+                    for i in range(rows * n_y):
+                        d[i] = d[i] * scale_f
                 for l in range(L - 1, -1, -1):
                     d = w + t[5, l + 1]
                     _dense_backward(x if l == 0 else w + t[4, l], P + t[2, l], w + t[4, l + 1], d, <int>t[1, l],
                                     d, G + t[2, l], G + t[3, l], NULL if l == 0 else w + t[5, l],
                                     rows, t[0, l], t[0, l + 1])
+                if l2 != 0.0:  # scikit-learn's penalty: on the weights, over the batch's weight sum
+                    w_sum = _weight_sum(sw, rows)
+                    l2_f = <floating>(l2 / w_sum)
+                    for l in range(L):
+                        penalty = 0
+                        for i in range(t[2, l], t[3, l]):
+                            G[i] = G[i] + l2_f * P[i]
+                            penalty += <double>P[i] * P[i]
+                        batch_loss = batch_loss + 0.5 * l2 * penalty / w_sum
+                total += batch_loss * rows
+                start += rows
+                if optimizer == GRADIENT_ONLY:
+                    continue
                 step += 1
                 if optimizer == SGD:
                     _sgd_step(P, G, n_params, <floating>lr)
-                elif optimizer == MOMENTUM:
-                    _momentum_step(P, G, S1, n_params, <floating>lr, <floating>mu_or_beta1)
+                elif optimizer == MOMENTUM or optimizer == NESTEROV:
+                    _momentum_step(P, G, S1, n_params, <floating>lr, <floating>mu_or_beta1, optimizer == NESTEROV)
                 else:
                     _adam_step(P, G, S1, S2, n_params, lr, mu_or_beta1, beta2, eps, step)
-                start += rows
             epoch_loss[epoch] = total / n
             epoch_correct[epoch] = correct
             if not (_finite(epoch_loss[epoch]) and _all_finite(P, n_params)):

@@ -2,7 +2,7 @@
 
 The kernels take an integer code, not a name, so a compiled loop can switch on it without Python.
 Every derivative is written through the activation's *output* A = f(Z) (sigmoid: A(1-A),
-tanh: 1-A², relu: A > 0, ...), so the forward pass never needs to keep Z.
+tanh: 1-A², relu: A > 0, exp: A, ...), so the forward pass never needs to keep Z.
 The numbering is mirrored by the `cdef enum` in _kernels.pyx; tests/test_twins.py holds them together.
 """
 
@@ -12,9 +12,10 @@ RELU = 2
 TANH = 3
 LEAKY_RELU = 4
 SOFTMAX = 5
+EXP = 6  # the log link: the output of a Poisson regression
 
 CODES = {"linear": LINEAR, "sigmoid": SIGMOID, "relu": RELU, "tanh": TANH,
-         "leaky_relu": LEAKY_RELU, "softmax": SOFTMAX}
+         "leaky_relu": LEAKY_RELU, "softmax": SOFTMAX, "exp": EXP}
 NAMES = {code: name for name, code in CODES.items()}
 
 # PyTorch's default negative slope for LeakyReLU.
@@ -22,7 +23,8 @@ LEAKY_SLOPE = 0.01
 
 # Initialisation that keeps activations' variance steady: He for the rectifiers, Glorot otherwise.
 DEFAULT_INIT = {"linear": "glorot_uniform", "sigmoid": "glorot_uniform", "tanh": "glorot_uniform",
-                "softmax": "glorot_uniform", "relu": "he_uniform", "leaky_relu": "he_uniform"}
+                "softmax": "glorot_uniform", "exp": "glorot_uniform", "relu": "he_uniform",
+                "leaky_relu": "he_uniform"}
 
 
 def code(name) -> int:

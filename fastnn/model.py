@@ -273,7 +273,11 @@ class Sequential:
         in_order = np.empty((0, n), np.int64)
         sizes = np.array([self.n_in] + [layer.n_out for layer in self._layers], np.int64)
         codes = np.array(self._codes(for_loss=True), np.int64)
-        optimizer, state1, state2, hyper = self.optimizer.kernel_args()
+        optimizer, state1, state2, settings = self.optimizer.kernel_args()
+        hyper = np.zeros(6)  # (lr, momentum or beta1, beta2, eps, l2 = 0, loss_scale = 1)
+        hyper[:len(settings)] = settings
+        hyper[5] = 1.0
+        no_weights = np.empty(0, self.dtype)
         epoch_loss = np.zeros(epochs)
         epoch_correct = np.zeros(epochs, np.int64)
         classification = losses.KERNELS[self._loss_code][1] is not None
@@ -291,7 +295,7 @@ class Sequential:
                 order = np.stack([self._rng.permutation(n) for _ in range(run)]) if shuffle else in_order
                 started = time.perf_counter()
                 finished, self.optimizer.iterations = ops().train_epochs(
-                    X, Y, labels, order, sizes, codes, self._loss_code, batch, self._params, self._grads,
+                    X, Y, labels, no_weights, order, sizes, codes, self._loss_code, batch, self._params, self._grads,
                     optimizer, state1, state2, hyper, self.optimizer.iterations,
                     epoch_loss[done:done + run], epoch_correct[done:done + run])
                 seconds = time.perf_counter() - started

@@ -9,16 +9,20 @@ from .backend import ops
 from .validation import check_real
 
 # Optimizer codes of the whole-run kernel train_epochs (the same in both backends).
-SGD_CODE, MOMENTUM_CODE, ADAM_CODE = 0, 1, 2
+SGD_CODE, MOMENTUM_CODE, ADAM_CODE, NESTEROV_CODE = 0, 1, 2, 3
 _NO_STATE = {np.dtype("float32"): np.empty(0, np.float32), np.dtype("float64"): np.empty(0, np.float64)}
 
 
 class SGD:
-    """Gradient descent, with PyTorch's momentum when momentum > 0: v = μ v + g; w -= η v."""
+    """Gradient descent, with Keras' momentum when momentum > 0: v = μ v - η g; w += v
+    (Nesterov's: w += μ v - η g)."""
 
-    def __init__(self, lr: float = 0.01, momentum: float = 0.0):
+    def __init__(self, lr: float = 0.01, momentum: float = 0.0, nesterov: bool = False):
         self.lr = check_real("lr", lr, low=0.0, low_open=True)
         self.momentum = check_real("momentum", momentum, low=0.0, high=1.0, high_open=True)
+        if not isinstance(nesterov, (bool, np.bool_)):
+            raise TypeError(f"nesterov must be True or False, got {nesterov!r}")
+        self.nesterov = bool(nesterov)
         self._velocity = None
         self.iterations = 0
 
@@ -29,10 +33,11 @@ class SGD:
         self.iterations = 0
 
     def kernel_args(self) -> tuple:
-        """(code, state1, state2, hyper) for train_epochs."""
+        """(code, state1, state2, (lr, momentum)) for train_epochs."""
         if self._velocity is None:
-            return SGD_CODE, self._no_state, self._no_state, np.array([self.lr, 0.0, 0.0, 0.0])
-        return MOMENTUM_CODE, self._velocity, self._no_state, np.array([self.lr, self.momentum, 0.0, 0.0])
+            return SGD_CODE, self._no_state, self._no_state, (self.lr, 0.0)
+        code = NESTEROV_CODE if self.nesterov else MOMENTUM_CODE
+        return code, self._velocity, self._no_state, (self.lr, self.momentum)
 
     def step(self, params: np.ndarray, grads: np.ndarray) -> None:
         """Update params (flat, (n_params,)) in place from grads (same shape)."""
@@ -40,17 +45,18 @@ class SGD:
         if self._velocity is None:
             ops().sgd_step(params, grads, self.lr)
         else:
-            ops().momentum_step(params, grads, self._velocity, self.lr, self.momentum)
+            ops().momentum_step(params, grads, self._velocity, self.lr, self.momentum, self.nesterov)
 
     def config(self) -> dict:
-        return {"name": "sgd", "lr": self.lr, "momentum": self.momentum}
+        return {"name": "sgd", "lr": self.lr, "momentum": self.momentum, "nesterov": self.nesterov}
 
     def __repr__(self) -> str:
-        return f"SGD(lr={self.lr}, momentum={self.momentum})"
+        return f"SGD(lr={self.lr}, momentum={self.momentum}, nesterov={self.nesterov})"
 
 
 class Adam:
-    """Adam (Kingma & Ba, 2015), in PyTorch's form, with bias correction."""
+    """Adam (Kingma & Ba, 2015) with bias correction, in the form Keras and scikit-learn use:
+    the step is η sqrt(1 - β2^t) / (1 - β1^t) · m / (sqrt(v) + ε)."""
 
     def __init__(self, lr: float = 0.001, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8):
         self.lr = check_real("lr", lr, low=0.0, low_open=True)
@@ -66,7 +72,8 @@ class Adam:
         self.iterations = 0
 
     def kernel_args(self) -> tuple:
-        return ADAM_CODE, self._m, self._v, np.array([self.lr, self.beta1, self.beta2, self.eps])
+        """(code, state1, state2, (lr, beta1, beta2, eps)) for train_epochs."""
+        return ADAM_CODE, self._m, self._v, (self.lr, self.beta1, self.beta2, self.eps)
 
     def step(self, params: np.ndarray, grads: np.ndarray) -> None:
         self.iterations += 1

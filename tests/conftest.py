@@ -155,7 +155,8 @@ def _make_call(name, dtype, rng, batch=5, n_in=4, n_out=3, activation=SIGMOID):
     """Random valid arguments (a dict in parameter order) for kernel `name`, and the names of the
     arrays it writes. A = f(Z) and softmax/probability inputs are realistic, labels are in range.
     train_epochs gets a network n_in -> 4 (activation) -> n_out (logits), categorical
-    cross-entropy, Adam, two shuffled epochs of `batch` rows in mini-batches of 2."""
+    cross-entropy, Adam, an L2 penalty, two shuffled epochs of `batch` weighted rows in mini-batches
+    of 2. Some loss calls pass sample_weight, some leave it out."""
     def rand(*shape, scale=1.0):
         return (scale * rng.standard_normal(shape)).astype(dtype)
 
@@ -168,6 +169,7 @@ def _make_call(name, dtype, rng, batch=5, n_in=4, n_out=3, activation=SIGMOID):
     X, W, b = rand(batch, n_in), rand(n_in, n_out), rand(n_out)
     Y = rng.uniform(size=(batch, n_out)).astype(dtype)
     labels = rng.integers(0, n_out, size=batch, dtype=np.int64)
+    weights = rng.uniform(0.5, 2.0, size=batch).astype(dtype)
     n_flat = n_in * n_out + n_out  # length of a flat parameter buffer
     n_net = n_in * 4 + 4 + 4 * n_out + n_out  # the parameters of train_epochs' n_in -> 4 -> n_out network
     calls = {
@@ -180,22 +182,23 @@ def _make_call(name, dtype, rng, batch=5, n_in=4, n_out=3, activation=SIGMOID):
                                 dX=zeros(batch, n_in)), ["dZ", "dW", "db", "dX"]),
         "sigmoid_bce": (dict(Z=Z, Y=Y, dZ=zeros(batch, n_out)), ["dZ"]),
         "softmax_cce": (dict(Z=Z, Y=Y, dZ=zeros(batch, n_out)), ["dZ"]),
-        "softmax_sparse_cce": (dict(Z=Z, labels=labels, dZ=zeros(batch, n_out)), ["dZ"]),
-        "mse": (dict(A=A, Y=Y, dA=zeros(batch, n_out)), ["dA"]),
+        "softmax_sparse_cce": (dict(Z=Z, labels=labels, dZ=zeros(batch, n_out), sample_weight=weights), ["dZ"]),
+        "mse": (dict(A=A, Y=Y, dA=zeros(batch, n_out), sample_weight=weights), ["dA"]),
+        "poisson_nll": (dict(Z=Z, Y=np.round(3 * Y), dZ=zeros(batch, n_out)), ["dZ"]),
         "binary_correct": (dict(Z=Z, Y=np.round(Y)), []),
         "categorical_correct": (dict(Z=Z, Y=Y), []),
         "sparse_correct": (dict(Z=Z, labels=labels), []),
         "sgd_step": (dict(param=rand(n_flat), grad=rand(n_flat), lr=0.1), ["param"]),
         "momentum_step": (dict(param=rand(n_flat), grad=rand(n_flat), velocity=rand(n_flat), lr=0.1,
-                               momentum=0.9), ["param", "velocity"]),
+                               momentum=0.9, nesterov=True), ["param", "velocity"]),
         "adam_step": (dict(param=rand(n_flat), grad=rand(n_flat), m=rand(n_flat), v=rand(n_flat) ** 2,
                            lr=0.01, beta1=0.9, beta2=0.999, eps=1e-8, step=3), ["param", "m", "v"]),
         "train_epochs": (dict(X=X, Y=Y / Y.sum(axis=1, keepdims=True), labels=np.zeros(0, np.int64),
-                              order=np.stack([rng.permutation(batch) for _ in range(2)]),
+                              sample_weight=weights, order=np.stack([rng.permutation(batch) for _ in range(2)]),
                               sizes=np.array([n_in, 4, n_out]), codes=np.array([activation, LINEAR]),
                               loss=CATEGORICAL_CROSSENTROPY, batch=2, params=rand(n_net, scale=0.5),
                               grads=zeros(n_net), optimizer=ADAM, state1=zeros(n_net), state2=zeros(n_net),
-                              hyper=np.array([0.01, 0.9, 0.999, 1e-8]), step=0,
+                              hyper=np.array([0.01, 0.9, 0.999, 1e-8, 0.1, 1.0]), step=0,
                               epoch_loss=np.zeros(2), epoch_correct=np.zeros(2, np.int64)),
                          ["params", "grads", "state1", "state2", "epoch_loss", "epoch_correct"]),
     }

@@ -9,9 +9,9 @@ import scipy.special
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fastnn._fallback import ADAM, MOMENTUM, SGD
-from fastnn.activations import LEAKY_RELU, LEAKY_SLOPE, LINEAR, NAMES, RELU, SIGMOID, SOFTMAX, TANH
-from fastnn.losses import BINARY_CROSSENTROPY, CATEGORICAL_CROSSENTROPY, CODES as LOSS_CODES, MSE
+from fastnn._fallback import ADAM, GRADIENT_ONLY, MOMENTUM, NESTEROV, SGD
+from fastnn.activations import EXP, LEAKY_RELU, LEAKY_SLOPE, LINEAR, NAMES, RELU, SIGMOID, SOFTMAX, TANH
+from fastnn.losses import BINARY_CROSSENTROPY, CATEGORICAL_CROSSENTROPY, CODES as LOSS_CODES, MSE, POISSON
 from fastnn.losses import SPARSE_CATEGORICAL_CROSSENTROPY
 
 ACTIVATIONS = sorted(NAMES)
@@ -38,6 +38,8 @@ def ref_activate(Z, code):
         return np.tanh(Z)
     if code == LEAKY_RELU:
         return np.where(Z > 0, Z, LEAKY_SLOPE * Z)
+    if code == EXP:
+        return np.exp(Z)
     E = np.exp(Z)
     return E / E.sum(axis=1, keepdims=True)
 
@@ -49,7 +51,7 @@ def ref_activation_grad(A, dA, code):
         jacobians = np.einsum("bi,ij->bij", A, np.eye(A.shape[1])) - np.einsum("bi,bj->bij", A, A)
         return np.einsum("bi,bij->bj", dA, jacobians)
     derivative = {LINEAR: np.ones_like(A), SIGMOID: A * (1 - A), RELU: (A > 0) * 1.0, TANH: 1 - A * A,
-                  LEAKY_RELU: np.where(A > 0, 1.0, LEAKY_SLOPE)}[code]
+                  LEAKY_RELU: np.where(A > 0, 1.0, LEAKY_SLOPE), EXP: A}[code]
     return dA * derivative
 
 
@@ -59,18 +61,27 @@ def grad_scale(A, dA):
     return dA * (1 + A * A) + A * (dA * A).sum(axis=1, keepdims=True)
 
 
-def ref_loss(loss, out, target):
-    """(loss, d loss / d out) for a loss code; target is Y, or the labels for the sparse loss."""
+def ref_loss(loss, out, target, w=None):
+    """(loss, d loss / d out) for a loss code; target is Y, or the labels for the sparse loss.
+    Written as sums: the mean over rows weighted by w (all ones by default) of each row's loss, where
+    a row's loss is the mean over its elements, but the sum over classes for the cross-entropies."""
     z = np.asarray(out, np.float64)
+    w = np.ones(len(z)) if w is None else np.asarray(w, np.float64)
     if loss == SPARSE_CATEGORICAL_CROSSENTROPY:
         loss, target = CATEGORICAL_CROSSENTROPY, np.eye(z.shape[1])[target]
     y = np.asarray(target, np.float64)
-    if loss == BINARY_CROSSENTROPY:  # -y log p - (1-y) log(1-p) = log(1 + e^z) - z y
-        return np.mean(np.logaddexp(0, z) - z * y), (1 / (1 + np.exp(-z)) - y) / z.size
     if loss == CATEGORICAL_CROSSENTROPY:
         p = ref_activate(z, SOFTMAX)
-        return -(y * np.log(p)).sum() / len(z), (p * y.sum(axis=1, keepdims=True) - y) / len(z)
-    return np.mean((z - y) ** 2), 2 * (z - y) / z.size
+        per_element, d_element, per_row = -y * np.log(p), p * y.sum(axis=1, keepdims=True) - y, 1
+    elif loss == BINARY_CROSSENTROPY:  # -y log p - (1-y) log(1-p) = log(1 + e^z) - z y
+        per_element, d_element, per_row = np.logaddexp(0, z) - z * y, 1 / (1 + np.exp(-z)) - y, z.shape[1]
+    elif loss == POISSON:  # e^z - y z + y log y - y, the half deviance of rate e^z
+        per_element = np.exp(z) - y * z + scipy.special.xlogy(y, y) - y
+        d_element, per_row = np.exp(z) - y, z.shape[1]
+    else:
+        per_element, d_element, per_row = (z - y) ** 2, 2 * (z - y), z.shape[1]
+    denominator = w.sum() * per_row
+    return (w[:, None] * per_element).sum() / denominator, w[:, None] * d_element / denominator
 
 
 def f64(*arrays):
@@ -267,6 +278,65 @@ def test_mse(backend, dtype, shape, assert_close):
     assert_close(dA, expected_dA, dtype, scale=2 * size / a.size)
 
 
+@pytest.mark.parametrize("shape", SHAPES)
+def test_poisson_nll(backend, dtype, shape, assert_close):
+    rng = np.random.default_rng(21)
+    Z = rand(rng, dtype, shape[0], shape[2])
+    Y = rng.poisson(2.0, size=Z.shape).astype(dtype)  # counts, zeros included
+    dZ = np.full_like(Z, np.nan)
+    loss = backend.poisson_nll(Z, Y, dZ)
+    expected_loss, expected_dZ = ref_loss(POISSON, Z, Y)
+    z, y = f64(Z, Y)
+    assert isinstance(loss, float)
+    assert_close(loss, expected_loss, dtype, scale=np.mean(np.exp(z) + y * (np.abs(z) + np.log1p(y) + 1)))
+    assert_close(dZ, expected_dZ, dtype, scale=(np.exp(z) + y) / z.size)
+
+
+# name: (loss code, targets for a (batch, n) Z)
+WEIGHTED = {"sigmoid_bce": (BINARY_CROSSENTROPY, lambda rng, shape: rng.uniform(size=shape)),
+            "softmax_cce": (CATEGORICAL_CROSSENTROPY, lambda rng, shape: rng.uniform(size=shape)),
+            "softmax_sparse_cce": (SPARSE_CATEGORICAL_CROSSENTROPY,
+                                   lambda rng, shape: rng.integers(0, shape[1], size=shape[0])),
+            "mse": (MSE, lambda rng, shape: rng.standard_normal(shape)),
+            "poisson_nll": (POISSON, lambda rng, shape: rng.poisson(2.0, size=shape))}
+
+
+def weighted_targets(name, rng, shape, dtype):
+    target = WEIGHTED[name][1](rng, shape)
+    return target if name == "softmax_sparse_cce" else target.astype(dtype)
+
+
+@pytest.mark.parametrize("name", WEIGHTED)
+@pytest.mark.parametrize("shape", SHAPES)
+def test_weighted_losses(backend, dtype, name, shape, assert_close):
+    """sum_i w_i loss_i / sum_i w_i, a zero weight included; the gradient is that of this mean."""
+    rng = np.random.default_rng(22)
+    Z = rand(rng, dtype, shape[0], shape[2])
+    target = weighted_targets(name, rng, Z.shape, dtype)
+    w = rng.uniform(0.0, 3.0, size=shape[0]).astype(dtype)
+    w[0] = 0.0 if shape[0] > 1 else w[0]
+    dZ = np.full_like(Z, np.nan)
+    loss = getattr(backend, name)(Z, target, dZ, w)
+    expected_loss, expected_dZ = ref_loss(WEIGHTED[name][0], Z, target, w)
+    magnitude = np.abs(np.asarray(Z, np.float64)).max() + 10
+    assert_close(loss, expected_loss, dtype, scale=magnitude * np.exp(magnitude if name == "poisson_nll" else 0))
+    assert_close(dZ, expected_dZ, dtype, scale=np.abs(expected_dZ).max() + 1e-3 / w.sum())
+
+
+@pytest.mark.parametrize("name", WEIGHTED)
+def test_integer_weights_equal_repeated_rows(backend, dtype, name, assert_close):
+    """A weight of k counts a row k times: the loss equals that of the batch with rows repeated."""
+    rng = np.random.default_rng(23)
+    Z = rand(rng, dtype, 6, 3)
+    target = weighted_targets(name, rng, Z.shape, dtype)
+    w = np.array([1, 2, 0, 3, 1, 1], dtype)
+    kernel = getattr(backend, name)
+    weighted = kernel(Z, target, np.empty_like(Z), w)
+    repeat = np.repeat(np.arange(6), w.astype(int))
+    repeated = kernel(Z[repeat], target[repeat], np.empty_like(Z[repeat]))
+    assert_close(weighted, repeated, dtype, scale=abs(repeated) + 1)
+
+
 def test_losses_of_huge_logits(backend, dtype, assert_close):
     """Logits of ±1e4: finite losses and gradients; a confidently wrong logit z costs about |z|."""
     Z = np.array([[1e4], [-1e4], [1e4], [-1e4]], dtype)
@@ -299,23 +369,33 @@ def test_losses_of_huge_logits(backend, dtype, assert_close):
 
 # Output layer and loss. The cross-entropies take the logits, so their layer is LINEAR in
 # dense_backward; MSE takes the output of any activation.
-OUTPUTS = ([("sigmoid_bce", LINEAR), ("softmax_cce", LINEAR), ("softmax_sparse_cce", LINEAR)]
-           + [("mse", code) for code in ACTIVATIONS])
+OUTPUTS = ([("sigmoid_bce", LINEAR), ("softmax_cce", LINEAR), ("softmax_sparse_cce", LINEAR),
+            ("poisson_nll", LINEAR)] + [("mse", code) for code in ACTIVATIONS])
 
 
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
 @pytest.mark.parametrize("hidden", ACTIVATIONS, ids=lambda code: f"hidden={NAMES[code]}")
 @pytest.mark.parametrize("loss_name, output", OUTPUTS, ids=[f"{loss}-{NAMES[code]}" for loss, code in OUTPUTS])
-def test_two_layer_gradients_match_finite_differences(backend, loss_name, output, hidden):
+def test_two_layer_gradients_match_finite_differences(backend, loss_name, output, hidden, weighted):
     rng = np.random.default_rng(12)
     batch, n_in, n_hidden, n_out = 4, 3, 5, 3
     X = rng.standard_normal((batch, n_in))
     W1, b1 = rng.standard_normal((n_in, n_hidden)), rng.standard_normal(n_hidden)
     W2, b2 = rng.standard_normal((n_hidden, n_out)), rng.standard_normal(n_out)
+    if EXP in (hidden, output) or loss_name == "poisson_nll":  # keep exp(exp(...)) in a sane range
+        for param in (W1, b1, W2, b2):
+            param *= 0.3
     Y = {"sigmoid_bce": rng.uniform(size=(batch, n_out)),
          "softmax_cce": rng.uniform(size=(batch, n_out)),
          "softmax_sparse_cce": rng.integers(0, n_out, size=batch),
-         "mse": rng.standard_normal((batch, n_out))}[loss_name]
-    loss_kernel = getattr(backend, loss_name)
+         "mse": rng.standard_normal((batch, n_out)),
+         "poisson_nll": rng.poisson(1.5, size=(batch, n_out)).astype(np.float64)}[loss_name]
+    w = rng.uniform(0.2, 2.0, size=batch) if weighted else None
+    kernel = getattr(backend, loss_name)
+
+    def loss_kernel(out, Y, d_out):
+        return kernel(out, Y, d_out, w)
+
     H, out = np.empty((batch, n_hidden)), np.empty((batch, n_out))
 
     def loss():
@@ -355,23 +435,24 @@ def test_sgd_step(backend, dtype, assert_close):
     assert_close(param, expected, dtype, scale=1.0)
 
 
-def test_momentum_steps(backend, dtype, assert_close):
-    """PyTorch's form over several steps: v = mu v + g; w -= lr v."""
+@pytest.mark.parametrize("nesterov", [False, True], ids=["momentum", "nesterov"])
+def test_momentum_steps(backend, dtype, nesterov, assert_close):
+    """Keras' form over several steps: v = mu v - lr g; w += v, or w += mu v - lr g (Nesterov)."""
     rng = np.random.default_rng(14)
     lr, mu = 0.1, 0.9
     param, velocity = rand(rng, dtype, 37), np.zeros(37, dtype)
     w, v = param.astype(np.float64), np.zeros(37)
     for _ in range(5):
         grad = rand(rng, dtype, 37)
-        backend.momentum_step(param, grad, velocity, lr, mu)
-        v = mu * v + grad
-        w = w - lr * v
+        backend.momentum_step(param, grad, velocity, lr, mu, nesterov)
+        v = mu * v - lr * grad
+        w = w + (mu * v - lr * grad if nesterov else v)
     assert_close(velocity, v, dtype, scale=10.0)
     assert_close(param, w, dtype, scale=10.0)
 
 
 def test_adam_steps(backend, dtype, assert_close):
-    """Kingma & Ba with bias correction over several steps; eps large enough to matter."""
+    """Kingma & Ba's efficient form (Keras, scikit-learn) over several steps; eps large enough to matter."""
     rng = np.random.default_rng(15)
     lr, beta1, beta2, eps = 0.01, 0.9, 0.999, 1e-4
     param, m, v = rand(rng, dtype, 37), np.zeros(37, dtype), np.zeros(37, dtype)
@@ -382,8 +463,7 @@ def test_adam_steps(backend, dtype, assert_close):
         g = grad.astype(np.float64)
         m_ref = beta1 * m_ref + (1 - beta1) * g
         v_ref = beta2 * v_ref + (1 - beta2) * g * g
-        m_hat, v_hat = m_ref / (1 - beta1 ** t), v_ref / (1 - beta2 ** t)
-        w = w - lr * m_hat / (np.sqrt(v_hat) + eps)
+        w = w - lr * np.sqrt(1 - beta2 ** t) / (1 - beta1 ** t) * m_ref / (np.sqrt(v_ref) + eps)
     assert_close(m, m_ref, dtype)
     assert_close(v, v_ref, dtype)
     assert_close(param, w, dtype, scale=1.0)
@@ -430,9 +510,10 @@ def ref_correct(loss, out, target):
     return 0
 
 
-def ref_train(X, target, order, sizes, codes, loss, batch, params, optimizer, hyper, step, epochs):
+def ref_train(X, target, sample_weight, order, sizes, codes, loss, batch, params, optimizer, hyper, step, epochs):
     """Mini-batch training in float64, as train_epochs documents it: for each epoch and each batch
-    of `batch` rows (in `order`, or in order), forward, loss, backward, one optimizer step."""
+    of `batch` rows (in `order`, or in order), forward, (weighted) loss times loss_scale plus the L2
+    penalty, backward, one optimizer step."""
     params, X = np.array(params, np.float64), np.asarray(X, np.float64)
     state1, state2 = np.zeros_like(params), np.zeros_like(params)
     layers, at = [], 0
@@ -440,7 +521,8 @@ def ref_train(X, target, order, sizes, codes, loss, batch, params, optimizer, hy
         layers.append((params[at:at + n_in * n_out].reshape(n_in, n_out),
                        params[at + n_in * n_out:at + n_in * n_out + n_out]))
         at += n_in * n_out + n_out
-    lr, h1, beta2, eps = hyper
+    lr, h1, beta2, eps, l2, loss_scale = hyper
+    weights = np.asarray(sample_weight, np.float64) if len(sample_weight) else np.ones(len(X))
     losses, counts = [], []
     for epoch in range(epochs):
         rows = order[epoch] if len(order) else np.arange(len(X))
@@ -450,61 +532,83 @@ def ref_train(X, target, order, sizes, codes, loss, batch, params, optimizer, hy
             acts = [X[idx]]
             for (W, b), code in zip(layers, codes):
                 acts.append(ref_activate(acts[-1] @ W + b, code))
-            value, d_out = ref_loss(loss, acts[-1], target[idx])
-            total += value * len(idx)
+            value, d_out = ref_loss(loss, acts[-1], target[idx], weights[idx])
+            value, d_out = value * loss_scale, d_out * loss_scale
             correct += ref_correct(loss, acts[-1], target[idx])
             grads = []
             for (W, b), code, A_in, A_out in reversed(list(zip(layers, codes, acts[:-1], acts[1:]))):
                 dZ = ref_activation_grad(A_out, d_out, code)
                 grads = [(A_in.T @ dZ).ravel(), dZ.sum(axis=0)] + grads
                 d_out = dZ @ W.T
+            for i, (W, _) in enumerate(layers):  # the L2 penalty on the weights, over the batch's weight
+                grads[2 * i] = grads[2 * i] + l2 / weights[idx].sum() * W.ravel()
+                value += 0.5 * l2 * (W ** 2).sum() / weights[idx].sum()
+            total += value * len(idx)
             g = np.concatenate(grads)
+            if optimizer == GRADIENT_ONLY:
+                continue
             step += 1
             if optimizer == SGD:
                 params -= lr * g
-            elif optimizer == MOMENTUM:
-                state1[:] = h1 * state1 + g
-                params -= lr * state1
+            elif optimizer in (MOMENTUM, NESTEROV):
+                state1[:] = h1 * state1 - lr * g
+                params += h1 * state1 - lr * g if optimizer == NESTEROV else state1
             else:
                 state1[:] = h1 * state1 + (1 - h1) * g
                 state2[:] = beta2 * state2 + (1 - beta2) * g * g
-                params -= lr * (state1 / (1 - h1 ** step)) / (np.sqrt(state2 / (1 - beta2 ** step)) + eps)
+                params -= lr * np.sqrt(1 - beta2 ** step) / (1 - h1 ** step) * state1 / (np.sqrt(state2) + eps)
         losses.append(total / len(X))
         counts.append(correct)
     return params, state1, state2, g, losses, counts, step
 
 
-def train_setup(rng, dtype, loss, optimizer, shuffle, n=7, epochs=3, lr=0.05):
+def train_setup(rng, dtype, loss, optimizer, shuffle, n=7, epochs=3, lr=0.05, weighted=False, l2=0.0,
+                loss_scale=1.0):
     """Arguments of train_epochs for a 3 -> 4 (tanh) -> 2 network and n rows."""
     sizes = np.array([3, 4, 2])
-    codes = np.array([TANH, SIGMOID if loss == MSE else LINEAR])  # the cross-entropies take logits
+    codes = np.array([TANH, SIGMOID if loss == MSE else LINEAR])  # the other losses take logits
     n_params = 3 * 4 + 4 + 4 * 2 + 2
     if loss == SPARSE_CATEGORICAL_CROSSENTROPY:
         Y, labels = np.zeros((0, 2), dtype), rng.integers(0, 2, size=n)
+    elif loss == POISSON:
+        Y, labels = rng.poisson(1.0, size=(n, 2)).astype(dtype), np.zeros(0, np.int64)
     else:
         Y, labels = rng.uniform(size=(n, 2)).astype(dtype), np.zeros(0, np.int64)
+    sample_weight = rng.uniform(0.2, 3.0, size=n if weighted else 0).astype(dtype)
     order = np.stack([rng.permutation(n) for _ in range(epochs)]) if shuffle else np.zeros((0, n), np.int64)
-    state_sizes = {SGD: (0, 0), MOMENTUM: (n_params, 0), ADAM: (n_params, n_params)}[optimizer]
-    return dict(X=rand(rng, dtype, n, 3), Y=Y, labels=labels, order=order, sizes=sizes, codes=codes,
+    state_sizes = {SGD: (0, 0), MOMENTUM: (n_params, 0), ADAM: (n_params, n_params), NESTEROV: (n_params, 0),
+                   GRADIENT_ONLY: (0, 0)}[optimizer]
+    return dict(X=rand(rng, dtype, n, 3), Y=Y, labels=labels, sample_weight=sample_weight, order=order, sizes=sizes, codes=codes,
                 loss=loss, batch=3, params=rand(rng, dtype, n_params), grads=np.zeros(n_params, dtype),
                 optimizer=optimizer, state1=np.zeros(state_sizes[0], dtype),
-                state2=np.zeros(state_sizes[1], dtype), hyper=np.array([lr, 0.9, 0.999, 1e-8]), step=4,
+                state2=np.zeros(state_sizes[1], dtype), hyper=np.array([lr, 0.9, 0.999, 1e-8, l2, loss_scale]),
+                step=4,
                 epoch_loss=np.zeros(epochs), epoch_correct=np.zeros(epochs, np.int64))
 
 
+# (weighted, l2, loss_scale): plain Keras-style training, and scikit-learn's weighted, penalised, scaled losses
+VARIANTS = {"plain": (False, 0.0, 1.0), "weighted-l2-scaled": (True, 0.3, 2.0)}
+OPTIMIZERS = {"sgd": SGD, "momentum": MOMENTUM, "adam": ADAM, "nesterov": NESTEROV, "gradient-only": GRADIENT_ONLY}
+
+
+@pytest.mark.parametrize("variant", VARIANTS.values(), ids=VARIANTS.keys())
 @pytest.mark.parametrize("shuffle", [False, True], ids=["in-order", "shuffled"])
-@pytest.mark.parametrize("optimizer", [SGD, MOMENTUM, ADAM], ids=["sgd", "momentum", "adam"])
+@pytest.mark.parametrize("optimizer", OPTIMIZERS.values(), ids=OPTIMIZERS.keys())
 @pytest.mark.parametrize("loss", sorted(LOSS_CODES.values()), ids=sorted(LOSS_CODES, key=LOSS_CODES.get))
-def test_train_epochs(backend, dtype, loss, optimizer, shuffle, assert_close):
-    args = train_setup(np.random.default_rng(18), dtype, loss, optimizer, shuffle)
+def test_train_epochs(backend, dtype, loss, optimizer, shuffle, variant, assert_close):
+    weighted, l2, loss_scale = variant
+    args = train_setup(np.random.default_rng(18), dtype, loss, optimizer, shuffle, weighted=weighted, l2=l2,
+                       loss_scale=loss_scale)
     sparse = loss == SPARSE_CATEGORICAL_CROSSENTROPY
     params, state1, state2, last_grad, losses, counts, step = ref_train(
-        args["X"], args["labels"] if sparse else args["Y"], args["order"], args["sizes"], args["codes"],
-        loss, args["batch"], args["params"], optimizer, args["hyper"], args["step"], epochs=3)
+        args["X"], args["labels"] if sparse else args["Y"], args["sample_weight"], args["order"], args["sizes"],
+        args["codes"], loss, args["batch"], args["params"], optimizer, args["hyper"], args["step"], epochs=3)
 
-    assert backend.train_epochs(*args.values()) == (3, step)  # 3 epochs of 3 batches after step 4
+    # 3 epochs of 3 batches after step 4; GRADIENT_ONLY counts no steps and leaves the parameters alone
+    assert backend.train_epochs(*args.values()) == (3, step)
     assert_close(args["params"], params, dtype, scale=np.abs(params).max())
-    assert_close(args["grads"], last_grad, dtype, scale=np.abs(last_grad).max())
+    # The last gradient comes from parameters that carry 8 updates' rounding: held to 10x its size.
+    assert_close(args["grads"], last_grad, dtype, scale=10 * np.abs(last_grad).max())
     for got, expected in [(args["state1"], state1), (args["state2"], state2)]:
         if got.size:
             assert_close(got, expected, dtype, scale=np.abs(expected).max())
@@ -562,6 +666,13 @@ BAD_CALLS = {
     "softmax_sparse_cce-label-negative": lambda k, a: k.softmax_sparse_cce(a(2, 3), labels(-1, 0), a(2, 3)),
     "mse-Y": lambda k, a: k.mse(a(2, 3), a(2, 1), a(2, 3)),
     "mse-dA": lambda k, a: k.mse(a(2, 3), a(2, 3), a(1, 3)),
+    "mse-sample_weight": lambda k, a: k.mse(a(2, 3), a(2, 3), a(2, 3), a(3)),
+    "sigmoid_bce-sample_weight": lambda k, a: k.sigmoid_bce(a(2, 3), a(2, 3), a(2, 3), a(1)),
+    "softmax_cce-sample_weight": lambda k, a: k.softmax_cce(a(2, 3), a(2, 3), a(2, 3), a(3)),
+    "softmax_sparse_cce-sample_weight": lambda k, a: k.softmax_sparse_cce(a(2, 3), labels(0, 1), a(2, 3), a(3)),
+    "poisson_nll-Y": lambda k, a: k.poisson_nll(a(2, 3), a(2, 2), a(2, 3)),
+    "poisson_nll-dZ": lambda k, a: k.poisson_nll(a(2, 3), a(2, 3), a(3, 3)),
+    "poisson_nll-sample_weight": lambda k, a: k.poisson_nll(a(2, 3), a(2, 3), a(2, 3), a(3)),
     "binary_correct-Y": lambda k, a: k.binary_correct(a(2, 3), a(3, 2)),
     "categorical_correct-Y": lambda k, a: k.categorical_correct(a(2, 3), a(2, 4)),
     "sparse_correct-labels": lambda k, a: k.sparse_correct(a(2, 3), labels(0)),
@@ -592,7 +703,8 @@ BAD_TRAINING = {
     "params-length": lambda a: {"params": a["params"][1:].copy()},
     "grads-length": lambda a: {"grads": a["grads"][1:].copy()},
     "state2-length": lambda a: {"state2": a["state2"][:0].copy()},
-    "hyper-length": lambda a: {"hyper": a["hyper"][:3].copy()},
+    "hyper-length": lambda a: {"hyper": a["hyper"][:4].copy()},
+    "sample_weight-length": lambda a: {"sample_weight": a["sample_weight"][1:].copy()},
     "epoch_correct-length": lambda a: {"epoch_correct": np.zeros(3, np.int64)},
     "labels-out-of-range": lambda a: {"loss": SPARSE_CATEGORICAL_CROSSENTROPY, "Y": a["Y"][:0].copy(),
                                       "labels": np.full(len(a["X"]), a["Y"].shape[1])},

@@ -95,8 +95,8 @@ def test_batch_larger_than_data_and_zero_epochs(model):
     (lambda: fnn.Dense(2, -1), ValueError, "n_out must be >= 1, got -1"),
     (lambda: fnn.Dense(2.5, 1), TypeError, "n_in must be an int"),
     (lambda: fnn.Dense(True, 1), TypeError, "n_in must be an int"),
-    (lambda: fnn.Dense(2, 1, activation="swish"), ValueError, r"activation must be one of \['leaky_relu', 'linear', "
-                                                                 r"'relu', 'sigmoid', 'softmax', 'tanh'\]"),
+    (lambda: fnn.Dense(2, 1, activation="swish"), ValueError, r"activation must be one of \['exp', 'leaky_relu', "
+                                                                 r"'linear', 'relu', 'sigmoid', 'softmax', 'tanh'\]"),
     (lambda: fnn.Dense(2, 1, init="orthogonal"), ValueError, "init must be one of"),
     (lambda: fnn.Sequential([]), ValueError, "at least one Dense"),
     (lambda: fnn.Sequential([fnn.Dense(2, 2), "dense"]), TypeError, r"layers\[1\] must be a fastnn.Dense"),
@@ -125,12 +125,14 @@ def test_bad_construction(make, error, message):
 def test_bad_compile(backend):
     m = fnn.Sequential([fnn.Dense(2, 1, activation="sigmoid")])
     with pytest.raises(ValueError, match=r"loss must be one of \['binary_crossentropy', 'categorical_crossentropy', "
-                                         r"'mse', 'sparse_categorical_crossentropy'\]"):
+                                         r"'mse', 'poisson', 'sparse_categorical_crossentropy'\]"):
         m.compile("hinge", "sgd")
     with pytest.raises(ValueError, match=r"optimizer must be one of \['adam', 'sgd'\]"):
         m.compile("mse", "rmsprop")
     with pytest.raises(ValueError, match="needs a 'softmax' output layer"):
         m.compile("categorical_crossentropy", "sgd")
+    with pytest.raises(ValueError, match="needs a 'exp' output layer"):
+        m.compile("poisson", "sgd")
     one_unit = fnn.Sequential([fnn.Dense(2, 1, activation="softmax")])
     with pytest.raises(ValueError, match="at least 2 units"):
         one_unit.compile("sparse_categorical_crossentropy", "sgd")
