@@ -214,7 +214,8 @@ def test_import_fastnn_does_not_import_onnx(tmp_path):
     env = dict(os.environ)
     package_parent = str(Path(fnn.__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join([package_parent] + [p for p in [env.get("PYTHONPATH")] if p])
-    code = "import sys, fastnn; print(sorted(m for m in sys.modules if m.split('.')[0] in ('onnx', 'onnxruntime') or m == 'fastnn.onnx'))"
+    code = ("import sys, fastnn\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('onnx', 'onnxruntime') or m == 'fastnn.onnx'))")
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 0, result.stderr
