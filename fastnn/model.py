@@ -78,6 +78,20 @@ class Sequential:
         self.stop_training = False
         self._fit_lock = threading.Lock()
 
+    # Pickling (joblib and Dask ship models between processes): the lock is not picklable, and the
+    # layers' W and b must become views into the unpickled flat buffer again.
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        del state["_fit_lock"]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._fit_lock = threading.Lock()
+        offset = 0
+        for layer in self._layers:
+            offset = layer._bind(self._params, self._grads, offset)
+
     # ------------------------------------------------------------------ structure
 
     @property

@@ -1,0 +1,578 @@
+"""scikit-learn's MLPClassifier and MLPRegressor, trained by fastnn's compiled kernels.
+
+Change one import and a pipeline, grid search or pickled model keeps working:
+
+    from fastnn.sklearn import MLPClassifier      # was: from sklearn.neural_network import ...
+
+The constructors take scikit-learn's parameters with the same names, meanings and defaults, plus
+`dtype` (None: float32 input stays float32, anything else is float64, as scikit-learn does;
+"float32" asks for the fast path). Training follows scikit-learn's algorithm step for step (the
+same initialisation from `random_state`, the same shuffles, batches, L2 penalty, sample weights,
+learning-rate schedules, stopping rules and attributes), but each epoch is one call of the backend's
+`train_epochs` with the GIL released, and L-BFGS evaluates the loss and gradient with one
+full-batch call. The fitted network is `model_`, a fastnn.Sequential: `coefs_[i]` and
+`intercepts_[i]` are views of its layers' W and b.
+
+Where fastnn differs from scikit-learn:
+- Losses are computed from logits (no clipping of probabilities at eps).
+- Sparse X is accepted and densified (the kernels work on dense rows).
+- A training run whose loss or weights become NaN or inf stops at that epoch (scikit-learn carries
+  on to max_iter): without early stopping, fit raises scikit-learn's ValueError; with it, the epoch
+  gets a NaN validation score and the best weights are restored.
+- For several outputs, MLPRegressor's loss_ is half the squared error summed over the outputs
+  (the loss whose gradient both libraries follow); scikit-learn reports it averaged over outputs.
+"""
+import warnings
+
+import numpy as np
+import scipy.optimize
+import scipy.sparse
+
+try:
+    import sklearn  # noqa: F401
+except ImportError as error:
+    raise ImportError('fastnn.sklearn needs scikit-learn: pip install "fastnn[sklearn]"') from error
+
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, is_classifier
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import accuracy_score, r2_score
+from sklearn.model_selection import train_test_split
+from sklearn.neural_network import MLPClassifier as _SkMLPClassifier
+from sklearn.neural_network import MLPRegressor as _SkMLPRegressor
+from sklearn.preprocessing import LabelBinarizer
+from sklearn.utils import check_random_state, column_or_1d
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.multiclass import type_of_target, unique_labels
+from sklearn.utils.validation import check_is_fitted, validate_data
+# scikit-learn's own helpers, so that parameters, weights, partial_fit's classes and L-BFGS's result
+# are checked with its exact rules and messages.
+from sklearn.base import _fit_context
+from sklearn.utils._param_validation import StrOptions
+from sklearn.utils.multiclass import _check_partial_fit_first_call
+from sklearn.utils.optimize import _check_optimize_result
+from sklearn.utils.validation import _check_sample_weight
+
+from . import _fallback
+from .backend import ops
+from .layers import Dense
+from .model import Sequential
+from .optimizers import SGD, Adam
+
+# scikit-learn's activation names -> fastnn's.
+_ACTIVATIONS = {"identity": "linear", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu",
+                "softmax": "softmax", "exp": "exp"}
+# Output activation -> the fastnn loss computed from it (the classifier's labels are sparse).
+_LOSSES = {"softmax": "sparse_categorical_crossentropy", "logistic": "binary_crossentropy",
+           "identity": "mse", "exp": "poisson"}
+_NON_FINITE = ("Solver produced non-finite parameter weights. The input data may contain large values "
+               "and need to be preprocessed.")
+
+
+def _loss_scale(out_activation, n_outputs):
+    """scikit-learn's losses in units of fastnn's: its binary and Poisson losses sum over the outputs
+    where fastnn averages, and its squared error is half of a sum over the outputs."""
+    return {"softmax": 1.0, "logistic": float(n_outputs), "exp": float(n_outputs),
+            "identity": n_outputs / 2.0}[out_activation]
+
+
+class _Optimizer:
+    """What scikit-learn's SGDOptimizer / AdamOptimizer keep between epochs: the learning rate (and
+    its schedule), the step count and the state buffers that train_epochs updates in place."""
+
+    def __init__(self, est, n_params, dtype):
+        self.learning_rate_init = est.learning_rate_init
+        self.learning_rate = float(est.learning_rate_init)
+        self.step = 0
+        no_state = np.empty(0, dtype)
+        if est.solver == "adam":
+            self.code, self.lr_schedule, self.power_t = _fallback.ADAM, "constant", 0.0
+            self.settings = (est.beta_1, est.beta_2, est.epsilon)
+            self.state1, self.state2 = np.zeros(n_params, dtype), np.zeros(n_params, dtype)
+        else:  # sgd; momentum 0 makes scikit-learn's velocity update plain gradient descent
+            momentum = est.momentum > 0
+            self.code = ((_fallback.NESTEROV if est.nesterovs_momentum else _fallback.MOMENTUM)
+                         if momentum else _fallback.SGD)
+            self.lr_schedule, self.power_t = est.learning_rate, est.power_t
+            self.settings = (est.momentum, 0.0, 0.0)
+            self.state1, self.state2 = (np.zeros(n_params, dtype) if momentum else no_state), no_state
+
+    def hyper(self, alpha, loss_scale):
+        """train_epochs' hyper-parameters: (lr, momentum or beta1, beta2, eps, l2, loss_scale)."""
+        return np.array([self.learning_rate, *self.settings, alpha, loss_scale])
+
+    def iteration_ends(self, time_step):
+        if self.lr_schedule == "invscaling":
+            self.learning_rate = float(self.learning_rate_init) / (time_step + 1) ** self.power_t
+
+    def trigger_stopping(self, msg, verbose):
+        """True to stop; the adaptive schedule divides the learning rate by 5 instead, down to 1e-6."""
+        if self.lr_schedule != "adaptive" or self.learning_rate <= 1e-6:
+            if verbose:
+                print(msg + (" Learning rate too small." if self.lr_schedule == "adaptive" else "") + " Stopping.")
+            return True
+        self.learning_rate /= 5.0
+        if verbose:
+            print(msg + " Setting learning rate to %f" % self.learning_rate)
+        return False
+
+
+class _Data:
+    """One training set as train_epochs takes it: X, targets (Y, or class labels), row weights."""
+
+    def __init__(self, X, targets, sample_weight, sparse_labels):
+        self.X = X
+        self.n = X.shape[0]
+        self.Y = np.empty((0, 1), X.dtype) if sparse_labels else targets
+        self.labels = targets if sparse_labels else np.empty(0, np.int64)
+        self.sample_weight = np.empty(0, X.dtype) if sample_weight is None else sample_weight
+
+
+class _BaseMLP(BaseEstimator):
+    """The training and prediction both estimators share; scikit-learn's BaseMultilayerPerceptron."""
+
+    def _store(self, params):
+        for name, value in params.items():
+            if name not in ("self", "__class__"):
+                setattr(self, name, value)
+
+    # ------------------------------------------------------------------ the fastnn model
+
+    def _dtype(self, X):
+        if self.dtype is not None:
+            return np.dtype(self.dtype)
+        return X.dtype if X.dtype == np.float32 else np.dtype(np.float64)
+
+    def _as_dense(self, X, dtype):
+        if scipy.sparse.issparse(X):
+            X = X.toarray()
+        return np.ascontiguousarray(X, dtype=dtype)
+
+    def _build_model(self, weights, dtype):
+        """model_ from [W1, b1, W2, b2, ...]; coefs_ and intercepts_ become views into it."""
+        n_layers = len(weights) // 2
+        names = [_ACTIVATIONS[self.activation]] * (n_layers - 1) + [_ACTIVATIONS[self.out_activation_]]
+        layers = [Dense(W.shape[0], W.shape[1], name) for W, name in zip(weights[0::2], names)]
+        model = Sequential(layers, seed=0, dtype=np.dtype(dtype).name)
+        model.set_weights(weights)
+        # model_ comes compiled with the matching fastnn optimizer, for users who go on with model_.fit
+        # (fastnn's SGD takes momentum < 1). The estimator itself trains with _Optimizer's state.
+        optimizer = (Adam(self.learning_rate_init, self.beta_1, self.beta_2, self.epsilon) if self.solver == "adam"
+                     else SGD(self.learning_rate_init, min(self.momentum, 0.999), self.nesterovs_momentum))
+        model.compile(_LOSSES[self.out_activation_], optimizer)
+        self.model_ = model
+        self.coefs_ = [layer.W for layer in model.layers]
+        self.intercepts_ = [layer.b for layer in model.layers]
+
+    def _sync_model(self, dtype=None):
+        """Make model_ hold coefs_ and intercepts_ (rebuilt if they were assigned or unpickled)."""
+        model = getattr(self, "model_", None)
+        if (model is not None and len(model.layers) == len(self.coefs_)
+                and all(c is layer.W and b is layer.b
+                        for c, b, layer in zip(self.coefs_, self.intercepts_, model.layers))):
+            return
+        dtype = dtype or (model.dtype if model is not None else np.float64)
+        weights = [np.asarray(a, dtype) for pair in zip(self.coefs_, self.intercepts_) for a in pair]
+        self._build_model([w.reshape(w.shape[0], -1) if i % 2 == 0 else w.reshape(-1)
+                           for i, w in enumerate(weights)], dtype)
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        if "model_" in state:  # pickled views come back as copies: point them at the model again
+            self.coefs_ = [layer.W for layer in self.model_.layers]
+            self.intercepts_ = [layer.b for layer in self.model_.layers]
+
+    # ------------------------------------------------------------------ fit
+
+    def _initialize(self, y, layer_units, dtype):
+        """First fit: scikit-learn's attributes and its Glorot initialisation from random_state."""
+        self.n_iter_ = 0
+        self.t_ = 0
+        self.n_outputs_ = y.shape[1]
+        self.n_layers_ = len(layer_units)
+        if not is_classifier(self):
+            self.out_activation_ = "exp" if self.loss == "poisson" else "identity"
+        elif self._label_binarizer.y_type_ == "multiclass":
+            self.out_activation_ = "softmax"
+        else:
+            self.out_activation_ = "logistic"
+        factor = 2.0 if self.activation == "logistic" else 6.0
+        weights = []
+        for fan_in, fan_out in zip(layer_units[:-1], layer_units[1:]):
+            bound = np.sqrt(factor / (fan_in + fan_out))
+            weights.append(self._random_state.uniform(-bound, bound, (fan_in, fan_out)))
+            weights.append(self._random_state.uniform(-bound, bound, fan_out))
+        self._build_model(weights, dtype)
+        self._best_params = self.model_._params.copy()
+        if self.solver in ("sgd", "adam"):
+            self.loss_curve_ = []
+            self._no_improvement_count = 0
+            if self.early_stopping:
+                self.validation_scores_ = []
+                self.best_validation_score_ = -np.inf
+                self.best_loss_ = None
+            else:
+                self.best_loss_ = np.inf
+                self.validation_scores_ = None
+                self.best_validation_score_ = None
+
+    def _fit(self, X, y, sample_weight=None, incremental=False):
+        hidden = self.hidden_layer_sizes
+        hidden = list(hidden) if hasattr(hidden, "__iter__") else [hidden]
+        if np.any(np.array(hidden) <= 0):
+            raise ValueError("hidden_layer_sizes must be > 0, got %s." % hidden)
+        first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
+        X, y = self._validate_input(X, y, incremental, reset=first_pass)
+        dtype = self._dtype(X) if first_pass or not hasattr(self, "model_") else self.model_.dtype
+        X = self._as_dense(X, dtype)
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X, dtype=dtype)
+        if y.ndim == 1:
+            y = y.reshape((-1, 1))
+        self.n_outputs_ = y.shape[1]
+        layer_units = [X.shape[1]] + hidden + [self.n_outputs_]
+        self._random_state = check_random_state(self.random_state)
+        if first_pass:
+            self._initialize(y, layer_units, dtype)
+        else:
+            self._sync_model(dtype)
+        if self.solver in ("sgd", "adam"):
+            self._fit_stochastic(X, y, sample_weight, incremental)
+        else:
+            self._fit_lbfgs(_Data(X, self._targets(y, dtype), sample_weight, self._sparse_labels()))
+        return self
+
+    def _sparse_labels(self):
+        return self.out_activation_ == "softmax"
+
+    def _targets(self, y, dtype):
+        """y (n, n_outputs) -> class labels (n,) int64 for softmax, else (n, n_outputs) of dtype."""
+        if self._sparse_labels():
+            return np.ascontiguousarray(np.argmax(y, axis=1), np.int64)
+        if self.out_activation_ == "exp" and np.any(y < 0):
+            raise ValueError("Some value(s) of y are negative which is not allowed for Poisson regression.")
+        return np.ascontiguousarray(y, dtype)
+
+    def _network(self):
+        """(sizes, codes, loss code, loss_scale) of model_ for train_epochs."""
+        model = self.model_
+        sizes = np.array([model.n_in] + [layer.n_out for layer in model.layers], np.int64)
+        codes = np.array(model._codes(for_loss=True), np.int64)
+        return sizes, codes, model._loss_code, _loss_scale(self.out_activation_, self.n_outputs_)
+
+    def _packed_order(self):
+        """Positions in model_'s flat buffer (W1, b1, W2, b2, ...) of scikit-learn's packing of the
+        parameters for L-BFGS (W1, W2, ..., b1, b2, ...)."""
+        sizes = [self.model_.n_in] + [layer.n_out for layer in self.model_.layers]
+        offsets, _ = _fallback._layout(sizes)
+        return np.concatenate([np.arange(a, b) for a, b, _ in offsets] + [np.arange(b, c) for _, b, c in offsets])
+
+    def _loss_grad(self, packed, data, order):
+        """Full-batch loss (with the L2 term) and its gradient at `packed`: one train_epochs call
+        that updates nothing (GRADIENT_ONLY). packed, the gradient: float64 in scikit-learn's order."""
+        params, grads = self.model_._params, self.model_._grads
+        sizes, codes, loss_code, loss_scale = self._network()
+        hyper = np.array([0.0, 0.0, 0.0, 0.0, self.alpha, loss_scale])
+        no_order, no_state = np.empty((0, data.n), np.int64), np.empty(0, params.dtype)
+        loss, correct = np.zeros(1), np.zeros(1, np.int64)
+        params[order] = packed
+        ops().train_epochs(data.X, data.Y, data.labels, data.sample_weight, no_order, sizes, codes, loss_code,
+                           data.n, params, grads, _fallback.GRADIENT_ONLY, no_state, no_state, hyper, 0, loss, correct)
+        return float(loss[0]), grads[order].astype(np.float64)
+
+    def _loss_grad_lbfgs(self, packed, X, y, sample_weight, *buffers):
+        """scikit-learn's hook of the same name (its test_gradient checks it against finite
+        differences): loss and gradient at `packed` for X and the binarized y. `buffers` (its
+        activations, deltas and gradient lists) are not needed: the kernel keeps its own."""
+        dtype = self.model_.dtype
+        y = y.reshape(-1, 1) if y.ndim == 1 else y
+        X = self._as_dense(X, dtype)
+        weights = None if sample_weight is None else np.ascontiguousarray(sample_weight, dtype)
+        data = _Data(X, self._targets(y, dtype), weights, self._sparse_labels())
+        return self._loss_grad(packed, data, self._packed_order())
+
+    def _fit_lbfgs(self, data):
+        """SciPy's L-BFGS-B on the full-batch loss and gradient, as scikit-learn runs it."""
+        order = self._packed_order()
+        result = scipy.optimize.minimize(self._loss_grad, self.model_._params[order].astype(np.float64),
+                                         args=(data, order), method="L-BFGS-B", jac=True,
+                                         options={"maxfun": self.max_fun, "maxiter": self.max_iter,
+                                                  "gtol": self.tol})
+        self.n_iter_ = _check_optimize_result("lbfgs", result, self.max_iter)
+        self.loss_ = float(result.fun)
+        self.model_._params[order] = result.x
+        if not np.isfinite(self.model_._params).all():
+            raise ValueError(_NON_FINITE)
+
+    def _fit_stochastic(self, X, y, sample_weight, incremental):
+        """scikit-learn's _fit_stochastic, with each epoch one compiled train_epochs call."""
+        params = self.model_._params
+        if not incremental or not hasattr(self, "_optimizer"):
+            self._optimizer = _Optimizer(self, params.size, params.dtype)
+        if self.early_stopping and incremental:
+            raise ValueError("partial_fit does not support early_stopping=True")
+        early_stopping = self.early_stopping
+        targets = self._targets(y, params.dtype)
+        if early_stopping:
+            # the same split as scikit-learn's (same generator, same stratification)
+            stratify = y if is_classifier(self) and self.n_outputs_ == 1 else None
+            arrays = (X, targets, y) if sample_weight is None else (X, targets, y, sample_weight)
+            parts = train_test_split(*arrays, random_state=self._random_state, test_size=self.validation_fraction,
+                                     stratify=stratify)
+            X_train, X_val, t_train, _, _, y_val = parts[:6]
+            sw_train, sw_val = parts[6:8] if sample_weight is not None else (None, None)
+            if X_val.shape[0] < 2:
+                raise ValueError("The validation set is too small. Increase 'validation_fraction' "
+                                 "or the size of your dataset.")
+            if is_classifier(self):
+                y_val = self._label_binarizer.inverse_transform(y_val)
+            X_train = np.ascontiguousarray(X_train)
+            t_train = np.ascontiguousarray(t_train)
+        else:
+            X_train, t_train, sw_train = X, targets, sample_weight
+            X_val = y_val = sw_val = None
+        train = _Data(X_train, t_train, sw_train, self._sparse_labels())
+        n = train.n
+        if self.batch_size == "auto":
+            batch = min(200, n)
+        else:
+            if self.batch_size > n:
+                warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is going to be clipped")
+            batch = int(np.clip(self.batch_size, 1, n))
+        sizes, codes, loss_code, loss_scale = self._network()
+        sample_idx = np.arange(n, dtype=np.int64)
+        order = np.empty((1, n), np.int64) if self.shuffle else np.empty((0, n), np.int64)
+        epoch_loss, epoch_correct = np.zeros(1), np.zeros(1, np.int64)
+        opt = self._optimizer
+        try:
+            self.n_iter_ = 0
+            for _ in range(self.max_iter):
+                if self.shuffle:
+                    # scikit-learn's shuffle(sample_idx, random_state=...): the same draws, the same order
+                    permutation = np.arange(n)
+                    self._random_state.shuffle(permutation)
+                    sample_idx = sample_idx[permutation]
+                    order[0] = sample_idx
+                finished, opt.step = ops().train_epochs(
+                    train.X, train.Y, train.labels, train.sample_weight, order, sizes, codes, loss_code, batch,
+                    params, self.model_._grads, opt.code, opt.state1, opt.state2,
+                    opt.hyper(self.alpha, loss_scale), opt.step, epoch_loss, epoch_correct)
+                self.n_iter_ += 1
+                self.loss_ = float(epoch_loss[0])
+                self.t_ += n
+                self.loss_curve_.append(self.loss_)
+                if self.verbose:
+                    print("Iteration %d, loss = %.8f" % (self.n_iter_, self.loss_))
+                if not finished:  # the kernel put back the weights from before this epoch
+                    if not early_stopping:
+                        raise ValueError(_NON_FINITE)
+                    self.validation_scores_.append(np.nan)  # a diverged network scores NaN
+                    warnings.warn("The loss became non-finite at iteration %d; stopping with the best "
+                                  "weights." % self.n_iter_, ConvergenceWarning)
+                    break
+                self._update_no_improvement_count(early_stopping, X_val, y_val, sw_val)
+                opt.iteration_ends(self.t_)
+                if self._no_improvement_count > self.n_iter_no_change:
+                    if early_stopping:
+                        msg = ("Validation score did not improve more than tol=%f for %d consecutive epochs."
+                               % (self.tol, self.n_iter_no_change))
+                    else:
+                        msg = ("Training loss did not improve more than tol=%f for %d consecutive epochs."
+                               % (self.tol, self.n_iter_no_change))
+                    if opt.trigger_stopping(msg, self.verbose):
+                        break
+                    self._no_improvement_count = 0
+                if incremental:
+                    break
+                if self.n_iter_ == self.max_iter:
+                    warnings.warn("Stochastic Optimizer: Maximum iterations (%d) reached and the optimization "
+                                  "hasn't converged yet." % self.max_iter, ConvergenceWarning)
+        except KeyboardInterrupt:
+            warnings.warn("Training interrupted by user.")
+        if early_stopping:
+            params[...] = self._best_params
+
+    def _update_no_improvement_count(self, early_stopping, X, y, sample_weight):
+        if early_stopping:
+            score = self._score(X, y, sample_weight=sample_weight)
+            self.validation_scores_.append(score)
+            if self.verbose:
+                print("Validation score: %f" % score)
+            if score < self.best_validation_score_ + self.tol:
+                self._no_improvement_count += 1
+            else:
+                self._no_improvement_count = 0
+            if score > self.best_validation_score_:
+                self.best_validation_score_ = score
+                self._best_params = self.model_._params.copy()
+        else:
+            if self.loss_curve_[-1] > self.best_loss_ - self.tol:
+                self._no_improvement_count += 1
+            else:
+                self._no_improvement_count = 0
+            if self.loss_curve_[-1] < self.best_loss_:
+                self.best_loss_ = self.loss_curve_[-1]
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, sample_weight=None):
+        """Fit the model to X (n_samples, n_features), dense or sparse, and y (n_samples,) or
+        (n_samples, n_outputs); sample_weight (n_samples,) weights each row's loss."""
+        return self._fit(X, y, sample_weight=sample_weight, incremental=False)
+
+    # ------------------------------------------------------------------ predict
+
+    def _forward_pass_fast(self, X, check_input=True):
+        """The network's output (probabilities, or the regression's values), (n_samples, n_outputs)."""
+        if check_input:
+            X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False)
+        self._sync_model()
+        return self.model_.predict(self._as_dense(X, self.model_.dtype))
+
+    def _score_with_function(self, X, y, sample_weight, score_function):
+        y_pred = self._predict(X, check_input=False)
+        if np.issubdtype(y_pred.dtype, np.floating) and not np.isfinite(y_pred).all():
+            return np.nan
+        return score_function(y, y_pred, sample_weight=sample_weight)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags
+
+
+_DTYPE = {"dtype": [None, StrOptions({"float32", "float64"})]}
+
+
+class MLPClassifier(ClassifierMixin, _BaseMLP):
+    """scikit-learn's MLPClassifier on fastnn's kernels: the same parameters, attributes and
+    methods (see its documentation), plus `dtype` and the fastnn model `model_`.
+
+    Binary and multilabel targets get a sigmoid output per label, multiclass a softmax; labels may
+    be of any type. partial_fit is there for the stochastic solvers.
+    """
+
+    _parameter_constraints = {**_SkMLPClassifier._parameter_constraints, **_DTYPE}
+
+    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam", alpha=0.0001,
+                 batch_size="auto", learning_rate="constant", learning_rate_init=0.001, power_t=0.5, max_iter=200,
+                 shuffle=True, random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
+                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1, beta_1=0.9,
+                 beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000, dtype=None):
+        self._store(locals())
+
+    loss = "log_loss"  # scikit-learn's name for the classifier's loss (not a parameter)
+
+    def _validate_input(self, X, y, incremental, reset):
+        X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
+                             dtype=(np.float64, np.float32), reset=reset)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        if not hasattr(self, "classes_") or (not self.warm_start and not incremental):
+            self._label_binarizer = LabelBinarizer()
+            self._label_binarizer.fit(y)
+            self.classes_ = self._label_binarizer.classes_
+        else:
+            classes = unique_labels(y)
+            if self.warm_start:
+                if set(classes) != set(self.classes_):
+                    raise ValueError("warm_start can only be used where `y` has the same classes as in the "
+                                     f"previous call to fit. Previously got {self.classes_}, `y` has {classes}")
+            elif len(np.setdiff1d(classes, self.classes_, assume_unique=True)):
+                raise ValueError(f"`y` has classes not in `self.classes_`. `self.classes_` has {self.classes_}. "
+                                 f"'y' has {classes}.")
+        return X, self._label_binarizer.transform(y).astype(bool)
+
+    def predict(self, X):
+        """Class labels for X (n_samples, n_features): (n_samples,), or (n_samples, n_labels) multilabel."""
+        check_is_fitted(self)
+        return self._predict(X)
+
+    def _predict(self, X, check_input=True):
+        y_pred = self._forward_pass_fast(X, check_input=check_input)
+        if self.n_outputs_ == 1:
+            y_pred = y_pred.ravel()
+        return self._label_binarizer.inverse_transform(y_pred)
+
+    def _score(self, X, y, sample_weight=None):
+        return self._score_with_function(X, y, sample_weight, accuracy_score)
+
+    def _check_solver(self):
+        if self.solver not in ("sgd", "adam"):
+            raise AttributeError("partial_fit is only available for stochastic optimizers. "
+                                 f"{self.solver} is not stochastic.")
+        return True
+
+    @available_if(lambda est: est._check_solver())
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y, sample_weight=None, classes=None):
+        """One epoch over X, y. classes (all labels) is required on the first call."""
+        if _check_partial_fit_first_call(self, classes):
+            self._label_binarizer = LabelBinarizer()
+            if type_of_target(y).startswith("multilabel"):
+                self._label_binarizer.fit(y)
+            else:
+                self._label_binarizer.fit(classes)
+        return self._fit(X, y, sample_weight=sample_weight, incremental=True)
+
+    def predict_log_proba(self, X):
+        """log(predict_proba(X)), (n_samples, n_classes)."""
+        y_prob = self.predict_proba(X)
+        return np.log(y_prob, out=y_prob)
+
+    def predict_proba(self, X):
+        """Probability of each class, (n_samples, n_classes), columns ordered as classes_."""
+        check_is_fitted(self)
+        y_pred = self._forward_pass_fast(X)
+        if self.n_outputs_ == 1:
+            y_pred = y_pred.ravel()
+        if y_pred.ndim == 1:
+            return np.vstack([1 - y_pred, y_pred]).T
+        return y_pred
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = True
+        return tags
+
+
+class MLPRegressor(RegressorMixin, _BaseMLP):
+    """scikit-learn's MLPRegressor on fastnn's kernels: the same parameters, attributes and methods
+    (see its documentation), plus `dtype` and the fastnn model `model_`.
+
+    loss="squared_error" (identity output) or "poisson" (exp output, y >= 0); 1-D or multi-output y.
+    """
+
+    _parameter_constraints = {**_SkMLPRegressor._parameter_constraints, **_DTYPE}
+
+    def __init__(self, loss="squared_error", hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
+                 alpha=0.0001, batch_size="auto", learning_rate="constant", learning_rate_init=0.001, power_t=0.5,
+                 max_iter=200, shuffle=True, random_state=None, tol=1e-4, verbose=False, warm_start=False,
+                 momentum=0.9, nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1, beta_1=0.9,
+                 beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000, dtype=None):
+        self._store(locals())
+
+    def _validate_input(self, X, y, incremental, reset):
+        X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True, y_numeric=True,
+                             dtype=(np.float64, np.float32), reset=reset)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        return X, y
+
+    def predict(self, X):
+        """Predicted values for X (n_samples, n_features): (n_samples,) or (n_samples, n_outputs)."""
+        check_is_fitted(self)
+        return self._predict(X)
+
+    def _predict(self, X, check_input=True):
+        y_pred = self._forward_pass_fast(X, check_input=check_input)
+        return y_pred.ravel() if y_pred.shape[1] == 1 else y_pred
+
+    def _score(self, X, y, sample_weight=None):
+        return self._score_with_function(X, y, sample_weight, r2_score)
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y, sample_weight=None):
+        """One epoch over X, y (L-BFGS: one full run, as in scikit-learn)."""
+        return self._fit(X, y, sample_weight=sample_weight, incremental=True)
+
+
+__all__ = ["MLPClassifier", "MLPRegressor"]
