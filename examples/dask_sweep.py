@@ -66,7 +66,8 @@ def main(argv=None) -> int:
               f"({args.scheduler or 'LocalCluster'})")
 
         X, y = load_digits(return_X_y=True)
-        # max_iter 400: every grid point converges before it (no ConvergenceWarning from the workers).
+        # max_iter 400: room for every grid point to converge (at the default 200 some stop early, and
+        # each worker prints a ConvergenceWarning).
         search = GridSearchCV(MLPClassifier(max_iter=400, random_state=0), param_grid=PARAM_GRID, cv=3,
                               n_jobs=-1)  # -1: as many fits at once as the cluster has threads
         start = time.perf_counter()
