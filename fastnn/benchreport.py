@@ -1,6 +1,7 @@
 """`python -m fastnn bench`: run the pytest-benchmark suite in bench/ and print a table of ratios.
 
-Each benchmark records the units of work of one round (epochs, samples or GFLOP) in extra_info;
+Each benchmark records the units of work of one round (epochs, samples, fits or GFLOP) in extra_info,
+and may add a `note` (e.g. the accuracy reached), printed at the end of its row;
 the table shows each row's median, its throughput, and how many times faster fastnn's compiled
 backend is than that row (measured in the same run, so the ratios survive a noisy machine).
 """
@@ -11,7 +12,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-REFERENCE = ("fastnn (cython)", "fastnn", "fit_parallel")
+# The row each group's ratios are taken against: the first of these names present in the group.
+REFERENCE = ("fastnn (cython)", "fastnn", "fit_parallel", "fastnn.sklearn", "n_jobs=2, threading")
 
 
 def find_suite(path=None) -> Path:
@@ -41,7 +43,7 @@ def rows_from(report: dict) -> list[dict]:
         rows.append({"group": b["group"] or b["name"], "impl": info.get("impl", b["name"]),
                      "median_s": median, "units": units, "unit": info.get("unit", "round"),
                      "per_second": units / median if median > 0 else float("inf"),
-                     "memory": info.get("memory")})
+                     "memory": info.get("memory"), "note": info.get("note", "")})
     groups: dict[str, list[dict]] = {}
     for row in rows:
         groups.setdefault(row["group"], []).append(row)
@@ -87,7 +89,7 @@ def table(rows: list[dict]) -> str:
                 out.append(f"  {r['impl']:28s} " + ", ".join(f"{k} {v:.1f}" for k, v in r["memory"].items()))
                 continue
             out.append(f"  {r['impl']:28s} {_time(r['median_s']):>10s} {_time(per_unit):>12s} {rate:>16s} "
-                       f"{r['speedup']:>7.2f}×")
+                       f"{r['speedup']:>7.2f}×  {r['note']}".rstrip())
     return "\n".join(out)
 
 

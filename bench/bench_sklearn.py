@@ -1,0 +1,97 @@
+"""fastnn.sklearn's MLPClassifier against scikit-learn's own: the one-import change.
+
+- "sklearn digits adam" / "sklearn digits lbfgs": scikit-learn's bundled digits data (no download),
+  a fixed train_test_split(random_state=0), MLPClassifier(hidden_layer_sizes=(64,), random_state=0),
+  one BLAS thread on one core. The rate is per epoch (per L-BFGS iteration): fit time / n_iter_, so
+  the ratio does not depend on where each stopping rule fired. fastnn must score within one point
+  of scikit-learn's test accuracy (or better), and above 0.9.
+- "sklearn gridsearch threads": GridSearchCV of fastnn's classifier with n_jobs=2 under joblib's
+  threading backend against n_jobs=1, each model on a one-thread BLAS: fits release the GIL, so two
+  run at once in one process. Both searches must find the same scores.
+"""
+import functools
+
+import numpy as np
+import pytest
+
+# scikit-learn is a peer here, and fastnn.sklearn builds on its base classes: no rows without it.
+pytest.importorskip("sklearn")
+
+import joblib  # noqa: E402  (installed with scikit-learn)
+from sklearn.datasets import load_digits  # noqa: E402
+from sklearn.model_selection import GridSearchCV, ParameterGrid, train_test_split  # noqa: E402
+from sklearn.neural_network import MLPClassifier as SklearnMLPClassifier  # noqa: E402
+from threadpoolctl import threadpool_limits  # noqa: E402
+
+from fastnn.sklearn import MLPClassifier  # noqa: E402
+
+from common import record, threads  # noqa: E402
+
+IMPLS = {"fastnn.sklearn": MLPClassifier, "scikit-learn": SklearnMLPClassifier}
+PARAMS = dict(hidden_layer_sizes=(64,), random_state=0)
+SOLVERS = [("adam", "epoch"), ("lbfgs", "iteration")]
+GRID = {"hidden_layer_sizes": [(32,), (64,)], "alpha": [1e-4, 1e-2]}
+QUICK_GRID = {"hidden_layer_sizes": [(32,), (64,)], "alpha": [1e-4]}
+SEARCH_SCORES = {}  # n_jobs -> mean CV scores, so the second search can be checked against the first
+
+
+@functools.cache
+def digits():
+    """X_train, X_test, y_train, y_test."""
+    X, y = load_digits(return_X_y=True)
+    return train_test_split(X, y, random_state=0)
+
+
+@functools.cache
+def sklearn_accuracy(solver: str) -> float:
+    """scikit-learn's test accuracy, the bar for fastnn's (an untimed fit of its own, so each row
+    can run alone, e.g. with -k)."""
+    X_train, X_test, y_train, y_test = digits()
+    with threadpool_limits(1):
+        return SklearnMLPClassifier(solver=solver, **PARAMS).fit(X_train, y_train).score(X_test, y_test)
+
+
+@pytest.mark.parametrize("solver, unit", SOLVERS, ids=[s for s, _ in SOLVERS])
+@pytest.mark.parametrize("impl", list(IMPLS))
+def test_digits(benchmark, rounds, solver, unit, impl):
+    benchmark.group = f"sklearn digits {solver}"
+    X_train, X_test, y_train, y_test = digits()
+    estimator = IMPLS[impl]
+
+    with threads(1):
+        fitted = record(benchmark, lambda: estimator(solver=solver, **PARAMS).fit(X_train, y_train),
+                        rounds, 1, unit, impl)
+    # n_iter_ is known only after a fit; it is the same every round (random_state=0).
+    benchmark.extra_info["units"] = fitted.n_iter_
+    accuracy = fitted.score(X_test, y_test)
+    benchmark.extra_info["note"] = f"test accuracy {accuracy:.3f} after {fitted.n_iter_} {unit}s"
+    assert accuracy > 0.9, f"{impl} {solver}: test accuracy {accuracy:.3f}"
+    if impl == "fastnn.sklearn":
+        bar = sklearn_accuracy(solver)
+        assert accuracy >= bar - 0.01, f"fastnn {solver}: test accuracy {accuracy:.3f}, scikit-learn {bar:.3f}"
+
+
+@pytest.mark.benchmark(group="sklearn gridsearch threads")
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # some grid points stop at max_iter
+@pytest.mark.parametrize("n_jobs", [2, 1])
+def test_gridsearch_threads(benchmark, rounds, quick, n_jobs):
+    X, _, y, _ = digits()
+    grid = QUICK_GRID if quick else GRID
+    n_fits = 3 * len(ParameterGrid(grid))
+    max_iter = 50 if quick else 200  # a quick pass measures the scaling, not convergence
+
+    def search():
+        # threadpool_limits is process-wide: set once around the search, it holds for every fit.
+        with joblib.parallel_config(backend="threading"), threadpool_limits(1):
+            return GridSearchCV(MLPClassifier(max_iter=max_iter, random_state=0), grid, cv=3, n_jobs=n_jobs).fit(X, y)
+
+    impl = "n_jobs=2, threading" if n_jobs == 2 else "n_jobs=1"
+    result = record(benchmark, search, min(rounds, 3), n_fits, "fit", impl)
+    benchmark.extra_info["note"] = f"best CV score {result.best_score_:.3f}"
+    assert 0.85 < result.best_score_ <= 1.0, f"best CV score {result.best_score_:.3f}"
+    scores = result.cv_results_["mean_test_score"]
+    SEARCH_SCORES[n_jobs] = scores
+    # Each fit is seeded and single-threaded: running two at once must not change a score.
+    other = SEARCH_SCORES.get(3 - n_jobs)
+    if other is not None:
+        np.testing.assert_array_equal(scores, other)
