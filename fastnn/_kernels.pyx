@@ -673,9 +673,11 @@ def sigmoid_bce(const floating[:, ::1] Z not None, const floating[:, ::1] Y not 
 cdef double _softmax_cce(const floating* Z, const floating* Y, const floating* w, floating* dZ, Py_ssize_t m,
                          Py_ssize_t n) noexcept nogil:
     cdef Py_ssize_t i, j
-    cdef floating top, shifted, y, total, log_sum, y_sum, wi = 1
+    cdef floating top, shifted, e, y, total, log_sum, y_sum, wi = 1
     cdef double sum_e, sum_y, w_sum = _weight_sum(w, m), loss_sum = 0
     cdef floating denom = <floating>w_sum
+    # Each exp is computed once and kept in d, unless d is Z (in place): z is still needed then.
+    cdef bint keep = dZ != Z
     cdef const floating* z
     cdef const floating* t
     cdef floating* d
@@ -689,17 +691,21 @@ cdef double _softmax_cce(const floating* Z, const floating* Y, const floating* w
         sum_e = 0
         sum_y = 0
         for j in range(n):
-            sum_e += _exp(z[j] - top)
+            e = _exp(z[j] - top)
+            if keep:
+                d[j] = e
+            sum_e += e
             sum_y += t[j]
         total = <floating>sum_e
         log_sum = _log(total)
         y_sum = <floating>sum_y
-        for j in range(n):  # reads z[j] and t[j] before writing d[j]: dZ may be Z
+        for j in range(n):  # reads z[j] and t[j] before writing d[j]
             shifted = z[j] - top
+            e = d[j] if keep else _exp(shifted)
             y = t[j]
             # -sum_j y_j log p_j with log p_j = shifted_j - log_sum (log-sum-exp, no log of 0).
             loss_sum += (y * (log_sum - shifted)) * wi
-            d[j] = ((((_exp(shifted) / total) * y_sum) - y) * wi) / denom
+            d[j] = ((((e / total) * y_sum) - y) * wi) / denom
     return loss_sum / w_sum
 
 
@@ -737,7 +743,7 @@ cdef bint _labels_in_range(const int64_t* labels, Py_ssize_t size, Py_ssize_t n_
 cdef double _softmax_sparse_cce(const floating* Z, const int64_t* labels, const floating* w, floating* dZ,
                                 Py_ssize_t m, Py_ssize_t n) noexcept nogil:
     cdef Py_ssize_t i, j, label
-    cdef floating top, total, wi = 1, one = 1
+    cdef floating top, total, shifted_label, e_label, wi = 1, one = 1
     cdef double sum_e, w_sum = _weight_sum(w, m), loss_sum = 0
     cdef floating denom = <floating>w_sum
     cdef const floating* z
@@ -748,17 +754,18 @@ cdef double _softmax_sparse_cce(const floating* Z, const int64_t* labels, const 
         if w != NULL:
             wi = w[i]
         top = _row_max(z, n)
-        sum_e = 0
-        for j in range(n):
-            sum_e += _exp(z[j] - top)
-        total = <floating>sum_e
         label = <Py_ssize_t>labels[i]
-        loss_sum += (_log(total) - (z[label] - top)) * wi
-        for j in range(n):  # reads z[j] before writing d[j]: dZ may be Z
-            if j == label:
-                d[j] = ((_exp(z[j] - top) / total - one) * wi) / denom
-            else:
-                d[j] = ((_exp(z[j] - top) / total) * wi) / denom
+        shifted_label = z[label] - top  # read before d overwrites it: dZ may be Z
+        sum_e = 0
+        for j in range(n):  # each exp once (a libm call costs more than the rest of the row's work)
+            d[j] = _exp(z[j] - top)
+            sum_e += d[j]
+        total = <floating>sum_e
+        loss_sum += (_log(total) - shifted_label) * wi
+        e_label = d[label]
+        for j in range(n):
+            d[j] = ((d[j] / total) * wi) / denom
+        d[label] = ((e_label / total - one) * wi) / denom
     return loss_sum / w_sum
 
 
