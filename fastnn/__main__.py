@@ -100,13 +100,15 @@ def _print_seeds(runs: SeedRuns, args, seconds: float, threads: int) -> None:
           f"{args.epochs} epochs each")
     print(f"backend: {fnn.get_backend()}, {threads} threads (fit_parallel; the kernels release the GIL)\n")
     learned, stuck, falling = (int(m.sum()) for m in (runs.learned, runs.stuck, runs.still_falling))
-    print(f"learned XOR (every output on the right side of 0.5): {learned:5d} of {n} ({100 * learned / n:.1f} %)")
-    print(f"stuck on a plateau (loss fell < {PLATEAU_FALL:.0%} in the last {window} epochs): {stuck:5d}")
+    rows = [(f"learned XOR (every output on the right side of 0.5)", f"{learned:5d} of {n} ({100 * learned / n:.1f} %)"),
+            (f"stuck on a plateau (loss fell < {PLATEAU_FALL:.0%} in the last {window} epochs)", f"{stuck:5d}")]
     if stuck:
         counts = np.bincount(runs.wrong[runs.stuck], minlength=5)
-        print("    " + ", ".join(f"{k} pattern{'s' if k > 1 else ''} wrong: {counts[k]}"
-                                 for k in range(1, 5) if counts[k]))
-    print(f"not learned yet, loss still falling:                 {falling:5d}")
+        rows += [(f"    with {k} pattern{'s' if k > 1 else ''} wrong", f"{counts[k]:5d}") for k in range(1, 5) if counts[k]]
+    rows.append(("not learned yet, loss still falling", f"{falling:5d}"))
+    width = max(len(label) for label, _ in rows)
+    for label, value in rows:
+        print(f"{label:{width}s} {value}")
     q = np.quantile(runs.final_loss, [0, 0.25, 0.5, 0.75, 1])
     print(f"\nfinal loss: min {q[0]:.4g}, 25 % {q[1]:.4g}, median {q[2]:.4g}, 75 % {q[3]:.4g}, max {q[4]:.4g}")
     edges = [0.0, 1e-3, 1e-2, 1e-1, 1.0, np.inf]
@@ -121,14 +123,15 @@ def _print_seeds(runs: SeedRuns, args, seconds: float, threads: int) -> None:
         print(f"\nseeds that did not learn: {shown}")
         print(f"  (fastnn xor --seed {failed[0]} --hidden {args.hidden} shows one)")
     total = n * args.epochs
-    print(f"\n{n} runs, {total:,} epochs in {seconds:.2f} s "
-          f"({seconds / total * 1e6 * threads:.2f} µs per epoch per thread)")
+    print(f"\n{n} runs, {total:,} epochs in {seconds:.2f} s on {threads} threads "
+          f"({seconds / total * 1e6:.2f} µs per epoch, wall clock)")
 
 
 def _seeds_figure(runs: SeedRuns, args, path) -> None:
     from fastnn.plot import plt
     fig, ax = plt.subplots(figsize=SEEDS_FIGSIZE, layout="constrained")
-    bins = np.logspace(np.log10(runs.final_loss.min()) - 0.05, np.log10(runs.final_loss.max()) + 0.05, 50)
+    low, high = np.log10(max(runs.final_loss.min(), 1e-12)), np.log10(max(runs.final_loss.max(), 1e-12))
+    bins = np.logspace(low - 0.05, high + 0.05, 50)
     groups = [(runs.learned, "learned", "C0"), (runs.stuck, "stuck on a plateau", "C3"),
               (runs.still_falling, "not learned yet, still falling", "C1")]
     ax.hist([runs.final_loss[mask] for mask, _, _ in groups], bins=bins, stacked=True,
@@ -165,7 +168,8 @@ def _xor_figure(model, history, X, y, path) -> None:
     rows = [[f"{a:g}", f"{b:g}", f"{t:g}", f"{pi:.3f}", "ok" if good else "WRONG"]
             for (a, b), t, pi, good in zip(X, y[:, 0], p, ok)]
     ax_table.axis("off")
-    table = ax_table.table(cellText=rows, colLabels=["x1", "x2", "target", "output", ""], loc="center")
+    table = ax_table.table(cellText=rows, colLabels=["x1", "x2", "target", "output", ""], loc="center",
+                           colWidths=[0.13, 0.13, 0.2, 0.22, 0.28])
     table.auto_set_font_size(False)
     table.set_fontsize(10)
     table.scale(1, 2)

@@ -41,6 +41,8 @@ _MAX_AUTO_LINES = 8
 _MAX_LABELLED_LINES = 4
 # Grid points per side of the decision_boundary image.
 _GRID = 200
+# Neuron-line colours that stand out on the red-blue shading (no reds or blues).
+_LINE_COLORS = ["#2ca02c", "#ffb000", "#9467bd", "#17becf", "#e377c2", "#8c564b", "#7f7f7f", "#bcbd22"]
 
 
 def history(history: Union[History, dict], ax=None, log: bool = False):
@@ -132,7 +134,7 @@ def decision_boundary(model: Sequential, X, y, ax=None, neuron_lines: Optional[b
         bounded = last.activation in ("sigmoid", "softmax")
         levels = np.linspace(0, 1, 21) if bounded else 20
         shading = ax.contourf(g1, g2, value, levels=levels, cmap="RdBu_r", alpha=0.75)
-        ax.contour(g1, g2, value, levels=[0.5], colors="k", linewidths=1.5)
+        ax.contour(g1, g2, value, levels=[0.5], colors="k", linewidths=1)
         plt.colorbar(shading, ax=ax, label="P(y=1)" if bounded else "output")
         point_colors = plt.get_cmap("RdBu_r")(np.where(labels > 0, 0.95, 0.05))
     else:
@@ -152,9 +154,9 @@ def decision_boundary(model: Sequential, X, y, ax=None, neuron_lines: Optional[b
             label = (f"{prefix}{j + 1}: w·x + b = 0" if labelled
                      else f"{prefix}1 to {prefix}{first.n_out}: w·x + b = 0" if j == 0 else None)
             _neuron_line(ax, first.W[:, j].astype(np.float64), float(first.b[j]), xlim, ylim,
-                         color=f"C{(j + 2) % 10}", linestyle="--", linewidth=1.5, gid=f"neuron-{j}",
+                         color=_LINE_COLORS[j % len(_LINE_COLORS)], linestyle="--", linewidth=2, gid=f"neuron-{j}",
                          label=label)
-        ax.legend(loc="upper right", fontsize="small", framealpha=0.8)
+        ax.legend(loc="upper center", fontsize="small", framealpha=0.8)
     ax.set_xlim(xlim)
     ax.set_ylim(ylim)
     ax.set_xlabel("x1")

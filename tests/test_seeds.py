@@ -59,9 +59,9 @@ def test_cli_counts_agree_with_one_by_one(both_backends, name, first, n, epochs)
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert f"from {n} seeds ({first} to {first + n - 1})" in out and f"backend: {name}" in out
-    learned = count(r"learned XOR \(every output on the right side of 0\.5\): +(\d+) of " + str(n), out)
-    stuck = count(r"stuck on a plateau .*: +(\d+)", out)
-    falling = count(r"not learned yet, loss still falling: +(\d+)", out)
+    learned = count(r"learned XOR \(every output on the right side of 0\.5\) +(\d+) of " + str(n), out)
+    stuck = count(r"stuck on a plateau \(.*\) +(\d+)\n", out)
+    falling = count(r"not learned yet, loss still falling +(\d+)\n", out)
     listed = re.search(r"seeds that did not learn: ([\d, ]+)", out)
     failed = [int(s) for s in listed.group(1).split(", ")] if listed else []
 
