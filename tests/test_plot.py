@@ -37,9 +37,8 @@ def assert_png(path, size_inches) -> None:
 
 
 def headless_env() -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "MPLBACKEND")}
-    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)  # the fastnn under test
-    return env
+    """This process's environment without a display or a chosen matplotlib backend."""
+    return {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "MPLBACKEND")}
 
 
 def run_cli(*args):
@@ -149,6 +148,19 @@ def test_missing_matplotlib_names_the_extra(monkeypatch):
     monkeypatch.delitem(sys.modules, "fastnn.plot")
     with pytest.raises(ImportError, match=r'pip install "fastnn\[plot\]"'):
         importlib.import_module("fastnn.plot")
+
+
+@pytest.mark.parametrize("command", [["xor"], ["xor", "--seeds", "2"], ["demo"]])
+def test_cli_without_matplotlib_says_what_to_install_before_training(monkeypatch, capsys, tmp_path, command):
+    from fastnn.__main__ import main
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    monkeypatch.delitem(sys.modules, "fastnn.plot")
+    monkeypatch.delattr(fnn, "plot", raising=False)  # else `from fastnn import plot` finds the attribute
+    assert main([*command, "--plot", str(tmp_path / "out")]) == 2
+    captured = capsys.readouterr()
+    assert 'pip install "fastnn[plot]"' in captured.err
+    assert captured.out == ""  # nothing was trained
+    assert not (tmp_path / "out").exists()
 
 
 def test_headless_import_uses_agg():
