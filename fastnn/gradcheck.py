@@ -94,7 +94,13 @@ def gradcheck(model: Sequential, X, y, eps: Optional[float] = None,
     tolerance = TOLERANCE[model.dtype] if tolerance is None else check_real("tolerance", tolerance, low=0.0)
 
     X, y = model._prepare(X, y)
-    _, analytic = _loss_and_gradient(model, X, y)
+    # The backward pass writes the model's gradient buffer, which a fit in another thread is using.
+    if not model._fit_lock.acquire(blocking=False):
+        raise RuntimeError("this model is being fitted in another thread; run gradcheck after fit returns")
+    try:
+        _, analytic = _loss_and_gradient(model, X, y)
+    finally:
+        model._fit_lock.release()
 
     # The twin sees exactly the model's numbers (float32 values are exact in float64).
     twin = _float64_twin(model)

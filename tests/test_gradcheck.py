@@ -113,6 +113,9 @@ def test_gradcheck_arguments():
         fnn.gradcheck("model", X, y)
     with pytest.raises(ValueError, match="X"):
         fnn.gradcheck(model, X[:, :2], y)
+    with model._fit_lock:  # as while a fit runs in another thread
+        with pytest.raises(RuntimeError, match="being fitted in another thread"):
+            fnn.gradcheck(model, X, y)
     uncompiled = fnn.Sequential([fnn.Dense(3, 1)])
     with pytest.raises(RuntimeError, match="compile"):
         fnn.gradcheck(uncompiled, X, y[:, :1])
