@@ -119,7 +119,7 @@ def _print_seeds(runs: SeedRuns, args, seconds: float, threads: int) -> None:
     names = ["< 0.001", "0.001 to 0.01", "0.01 to 0.1", "0.1 to 1", ">= 1"]
     for name, count in zip(names, counts):
         if count or name != ">= 1":
-            print(f"  {name:14s} {count:5d} {'#' * int(round(50 * count / n))}")
+            print(f"  {name:14s} {count:5d} {'#' * int(round(50 * count / n))}".rstrip())
     failed = runs.seeds[~runs.learned]
     if failed.size:
         shown = ", ".join(str(s) for s in failed[:25])
