@@ -118,6 +118,8 @@ def decision_boundary(model: Sequential, X, y, ax=None, neuron_lines: Optional[b
     X = np.asarray(X, dtype=np.float64)
     if X.ndim != 2 or X.shape[1] != 2:
         raise ValueError(f"X must be 2-D with 2 columns, (n_samples, 2), got shape {X.shape}")
+    if X.shape[0] == 0 or not np.all(np.isfinite(X)):
+        raise ValueError(f"X must hold at least one row of finite numbers (shape {X.shape})")
     labels = _labels(y, X.shape[0])
     if ax is None:
         ax = plt.figure(figsize=(5, 5)).add_subplot()

@@ -122,6 +122,8 @@ def test_decision_boundary_many_classes_and_no_lines(backend):
     (np.zeros(4), r"X must be 2-D with 2 columns, \(n_samples, 2\), got shape \(4,\)"),
     (np.zeros((4, 3)), r"got shape \(4, 3\)"),
     (np.zeros((2, 2, 2)), r"got shape \(2, 2, 2\)"),
+    (np.zeros((0, 2)), r"at least one row of finite numbers"),
+    (np.array([[0.0, np.nan]]), r"at least one row of finite numbers"),
 ])
 def test_decision_boundary_refuses_input_that_is_not_2d(trained_xor, bad_X, message):
     model, _, _, y = trained_xor
