@@ -9,6 +9,7 @@
 from . import data
 from .backend import available_backends, get_backend, set_backend, use_backend
 from .callbacks import EarlyStopping, History
+from .gradcheck import gradcheck
 from .layers import Dense
 from .model import Sequential, TrainingDivergedError
 from .optimizers import SGD, Adam
@@ -17,5 +18,5 @@ from .saving import load
 
 __version__ = "0.1.0"
 __all__ = ["Adam", "Dense", "EarlyStopping", "History", "SGD", "Sequential", "TrainingDivergedError",
-           "available_backends", "data", "fit_parallel", "get_backend", "get_num_threads", "load",
+           "available_backends", "data", "fit_parallel", "get_backend", "get_num_threads", "gradcheck", "load",
            "set_backend", "set_num_threads", "use_backend"]

@@ -1,15 +1,28 @@
 """python -m fastnn xor | demo | bench: the lesson's XOR network, a tour of generated data sets,
 and the benchmark suite's table of speed ratios."""
 import argparse
+import os
 import sys
 import time
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 import fastnn as fnn
 from fastnn import data
+from fastnn.validation import check_positive_int
 
 XOR_SEED = 0  # converges on both backends (tests/test_xor.py checks it); some seeds do not
+# Figures: size in inches at DPI dots per inch (so the PNGs are 1200×400, 800×450, ... pixels).
+DPI = 100
+XOR_FIGSIZE = (12, 4)
+SEEDS_FIGSIZE = (8, 4.5)
+DEMO_FIGSIZE = {2: (10, 4), None: (6, 4)}  # by input size: 2-D data also gets its decision boundary
+# --seeds: a run that has not learned is "stuck" when its loss fell by less than PLATEAU_FALL
+# (relative) over the last PLATEAU_WINDOW of its epochs.
+PLATEAU_FALL = 0.01
+PLATEAU_WINDOW = 0.1
 
 
 def xor_model(hidden: int = 2, seed=XOR_SEED, lr: float = 0.5, dtype: str = "float64") -> fnn.Sequential:
@@ -20,16 +33,158 @@ def xor_model(hidden: int = 2, seed=XOR_SEED, lr: float = 0.5, dtype: str = "flo
     return model
 
 
+def right_side(p: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Which outputs p (n,) are on the target's side of 0.5 (strictly: 0.5 itself is undecided)."""
+    return np.where(y > 0.5, p > 0.5, p < 0.5)
+
+
 def _truth_table(model, X, y) -> bool:
     p = model.predict(X)[:, 0]
+    ok = right_side(p, y[:, 0])
     print("  x1  x2 | target | output a = P(y=1) | rounded")
-    for xi, yi, pi in zip(X, y[:, 0], p):
-        mark = "ok" if round(pi) == yi else "WRONG"
+    for xi, yi, pi, good in zip(X, y[:, 0], p, ok):
+        mark = "ok" if good else "WRONG"
         print(f"  {xi[0]:2.0f}  {xi[1]:2.0f} |   {yi:.0f}    |      {pi:.4f}       |   {round(pi)}  {mark}")
-    return bool(np.all(np.round(p) == y[:, 0]))
+    return bool(np.all(ok))
+
+
+@dataclass
+class SeedRuns:
+    """Outcomes of training the XOR network from many seeds; arrays of shape (n_seeds,)."""
+    seeds: np.ndarray       # int
+    final_loss: np.ndarray  # the last epoch's loss
+    wrong: np.ndarray       # how many of the 4 patterns end on the wrong side of 0.5
+    plateau: np.ndarray     # bool: the loss fell by less than PLATEAU_FALL over the last PLATEAU_WINDOW
+
+    @property
+    def learned(self) -> np.ndarray:
+        return self.wrong == 0
+
+    @property
+    def stuck(self) -> np.ndarray:
+        return ~self.learned & self.plateau
+
+    @property
+    def still_falling(self) -> np.ndarray:
+        return ~self.learned & ~self.plateau
+
+
+def train_seeds(seeds, hidden: int = 2, epochs: int = 10_000, lr: float = 0.5,
+                n_jobs=None) -> SeedRuns:
+    """Train xor_model(hidden, seed, lr) for each seed, `epochs` full-batch epochs, in parallel
+    threads (fit_parallel: the compiled kernels release the GIL). Equal to training them one by one."""
+    seeds = [int(s) for s in seeds]
+    epochs = check_positive_int("epochs", epochs)
+    X, y = data.xor()
+    window = max(1, int(epochs * PLATEAU_WINDOW))
+    final, wrong, plateau = [], [], []
+    # In groups: each History holds every epoch's loss and accuracy as Python floats (0.6 MB for
+    # 10,000 epochs), so a thousand at once would take most of a GB.
+    group = 16 * (n_jobs or os.cpu_count() or 1)
+    for start in range(0, len(seeds), group):
+        models = [xor_model(hidden, seed, lr) for seed in seeds[start:start + group]]
+        histories = fnn.fit_parallel(models, X, y, n_jobs=n_jobs, epochs=epochs, batch_size=None)
+        for model, history in zip(models, histories):
+            loss = history.history["loss"]
+            final.append(loss[-1])
+            wrong.append(int(np.sum(~right_side(model.predict(X)[:, 0], y[:, 0]))))
+            plateau.append(epochs > window and loss[-window - 1] - loss[-1] < PLATEAU_FALL * loss[-1])
+    return SeedRuns(np.array(seeds, np.int64), np.array(final), np.array(wrong, np.int64),
+                    np.array(plateau, bool))
+
+
+def _print_seeds(runs: SeedRuns, args, seconds: float, threads: int) -> None:
+    n = len(runs.seeds)
+    window = max(1, int(args.epochs * PLATEAU_WINDOW))
+    print(f"XOR with a 2-{args.hidden}-1 network from {n} seeds ({runs.seeds[0]} to {runs.seeds[-1]}): "
+          f"sigmoid, binary cross-entropy, full-batch gradient descent (η = {args.lr:g}), "
+          f"{args.epochs} epochs each")
+    print(f"backend: {fnn.get_backend()}, {threads} threads (fit_parallel; the kernels release the GIL)\n")
+    learned, stuck, falling = (int(m.sum()) for m in (runs.learned, runs.stuck, runs.still_falling))
+    rows = [("learned XOR (every output on the right side of 0.5)",
+             f"{learned:5d} of {n} ({100 * learned / n:.1f} %)"),
+            (f"stuck on a plateau (loss fell < {PLATEAU_FALL:.0%} in the last {window} epochs)", f"{stuck:5d}")]
+    if stuck:
+        counts = np.bincount(runs.wrong[runs.stuck], minlength=5)
+        rows += [(f"    with {k} pattern{'s' if k > 1 else ''} wrong", f"{counts[k]:5d}")
+                 for k in range(1, 5) if counts[k]]
+    rows.append(("not learned yet, loss still falling", f"{falling:5d}"))
+    width = max(len(label) for label, _ in rows)
+    for label, value in rows:
+        print(f"{label:{width}s} {value}")
+    q = np.quantile(runs.final_loss, [0, 0.25, 0.5, 0.75, 1])
+    print(f"\nfinal loss: min {q[0]:.4g}, 25 % {q[1]:.4g}, median {q[2]:.4g}, 75 % {q[3]:.4g}, max {q[4]:.4g}")
+    edges = [0.0, 1e-3, 1e-2, 1e-1, 1.0, np.inf]
+    counts, _ = np.histogram(runs.final_loss, bins=edges)
+    names = ["< 0.001", "0.001 to 0.01", "0.01 to 0.1", "0.1 to 1", ">= 1"]
+    for name, count in zip(names, counts):
+        if count or name != ">= 1":
+            print(f"  {name:14s} {count:5d} {'#' * int(round(50 * count / n))}".rstrip())
+    failed = runs.seeds[~runs.learned]
+    if failed.size:
+        shown = ", ".join(str(s) for s in failed[:25])
+        if failed.size > 25:
+            shown += f", ... ({failed.size - 25} more)"
+        print(f"\nseeds that did not learn: {shown}")
+        print(f"  (fastnn xor --seed {failed[0]} --hidden {args.hidden} shows one)")
+    total = n * args.epochs
+    print(f"\n{n} runs, {total:,} epochs in {seconds:.2f} s on {threads} threads "
+          f"({seconds / total * 1e6:.2f} µs per epoch, wall clock)")
+
+
+def _seeds_figure(runs: SeedRuns, args, path) -> None:
+    from fastnn.plot import plt
+    fig, ax = plt.subplots(figsize=SEEDS_FIGSIZE, layout="constrained")
+    low, high = np.log10(max(runs.final_loss.min(), 1e-12)), np.log10(max(runs.final_loss.max(), 1e-12))
+    bins = np.logspace(low - 0.05, high + 0.05, 50)
+    groups = [(runs.learned, "learned", "C0"), (runs.stuck, "stuck on a plateau", "C3"),
+              (runs.still_falling, "not learned yet, still falling", "C1")]
+    ax.hist([runs.final_loss[mask] for mask, _, _ in groups], bins=bins, stacked=True,
+            label=[f"{label} ({int(mask.sum())})" for mask, label, _ in groups],
+            color=[color for _, _, color in groups])
+    ax.set_xscale("log")
+    ax.set_xlabel("final loss (binary cross-entropy)")
+    ax.set_ylabel("seeds")
+    ax.set_title(f"XOR, 2-{args.hidden}-1 network, {len(runs.seeds)} seeds, {args.epochs} epochs each")
+    ax.legend()
+    _save(fig, path)
+
+
+def _save(fig, path) -> None:
+    from fastnn.plot import plt
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    print(f"wrote {path}")
+
+
+def _xor_figure(model, history, X, y, path) -> None:
+    """Loss curve, decision boundary with the hidden neurons' lines, and the truth table."""
+    from fastnn import plot
+    fig, (ax_loss, ax_plane, ax_table) = plot.plt.subplots(
+        1, 3, figsize=XOR_FIGSIZE, width_ratios=[1.1, 1.1, 0.9], layout="constrained")
+    plot.history(history, ax=ax_loss, log=True)
+    ax_loss.set_title(f"loss per epoch (η = {model.optimizer.lr:g})")
+    plot.decision_boundary(model, X, y, ax=ax_plane)
+    ax_plane.set_title(f"output and the {model.layers[0].n_out} hidden neurons' lines")
+    p = model.predict(X)[:, 0]
+    ok = right_side(p, y[:, 0])
+    rows = [[f"{a:g}", f"{b:g}", f"{t:g}", f"{pi:.3f}", "ok" if good else "WRONG"]
+            for (a, b), t, pi, good in zip(X, y[:, 0], p, ok)]
+    ax_table.axis("off")
+    table = ax_table.table(cellText=rows, colLabels=["x1", "x2", "target", "output", ""], loc="center",
+                           colWidths=[0.13, 0.13, 0.2, 0.22, 0.28])
+    table.auto_set_font_size(False)
+    table.set_fontsize(10)
+    table.scale(1, 2)
+    ax_table.set_title(f"truth table, {len(history.epoch)} epochs\nloss {history.history['loss'][-1]:.4g}")
+    _save(fig, path)
 
 
 def cmd_xor(args) -> int:
+    if args.seeds is not None:
+        return cmd_xor_seeds(args)
     X, y = data.xor()
     model = xor_model(args.hidden, args.seed, args.lr)
     print(f"XOR with a 2-{args.hidden}-1 network: sigmoid hidden and output, binary cross-entropy, "
@@ -53,12 +208,32 @@ def cmd_xor(args) -> int:
     else:
         print("did NOT learn XOR: this start is stuck (a 2-2-1 sigmoid net has local minima); "
               "try another --seed or more --epochs")
+    if args.plot:
+        _xor_figure(model, history, X, y, args.plot)
     return 0 if learned else 1
 
 
+def cmd_xor_seeds(args) -> int:
+    seeds = range(args.seed, args.seed + args.seeds)
+    threads = min(os.cpu_count() or 1, args.seeds)  # what fit_parallel uses by default
+    start = time.perf_counter()
+    runs = train_seeds(seeds, args.hidden, args.epochs, args.lr)
+    seconds = time.perf_counter() - start
+    _print_seeds(runs, args, seconds, threads)
+    if args.plot:
+        _seeds_figure(runs, args, args.plot)
+    return 0
+
+
+def _shuffled(X, y, seed: int):
+    """moons and spirals come sorted by class: shuffle once, so the last 20 % (the test split) holds both."""
+    order = np.random.default_rng(seed).permutation(len(X))
+    return X[order], y[order]
+
+
 def _demo_sets():
-    Xm, ym = data.moons(1000, noise=0.15, seed=1)
-    Xs, ys = data.spirals(1000, noise=0.15, seed=2)
+    Xm, ym = _shuffled(*data.moons(1000, noise=0.15, seed=1), seed=1)
+    Xs, ys = _shuffled(*data.spirals(1000, noise=0.15, seed=2), seed=2)
     Xc, yc = data.classification(20000, n_features=20, n_classes=5, seed=3)
     return [  # name, X, labels, hidden sizes, activation, epochs
         ("moons", Xm, ym, [16, 16], "tanh", 200),
@@ -67,9 +242,24 @@ def _demo_sets():
     ]
 
 
+def _demo_figure(name, model, history, X, labels, test_accuracy, path) -> None:
+    """The training history and, for 2-D data, the decision boundary over the test points."""
+    from fastnn import plot
+    two_d = X.shape[1] == 2
+    fig, axes = plot.plt.subplots(1, 2 if two_d else 1, figsize=DEMO_FIGSIZE[2 if two_d else None],
+                                  layout="constrained", squeeze=False)
+    plot.history(history, ax=axes[0, 0])
+    axes[0, 0].set_title(f"{name}: training history")
+    if two_d:
+        plot.decision_boundary(model, X, labels, ax=axes[0, 1])
+        axes[0, 1].set_title(f"test points, accuracy {test_accuracy:.3f}")
+    _save(fig, path)
+
+
 def cmd_demo(args) -> int:
     backends = [args.backend] if args.backend else fnn.available_backends()
     print(f"{'data set':26s} {'backend':8s} {'train acc':>9s} {'test acc':>9s} {'time':>8s}")
+    figures = []
     for name, X, labels, hidden, act, epochs in _demo_sets():
         n_classes = int(labels.max()) + 1
         split = int(0.8 * len(X))
@@ -81,11 +271,17 @@ def cmd_demo(args) -> int:
                 model = fnn.Sequential(layers, seed=0, dtype="float32")
                 model.compile(loss="sparse_categorical_crossentropy", optimizer=fnn.Adam(lr=0.003))
                 start = time.perf_counter()
-                model.fit(X[:split], labels[:split], epochs=epochs, batch_size=32, verbose=0)
+                history = model.fit(X[:split], labels[:split], epochs=epochs, batch_size=32, verbose=0)
                 seconds = time.perf_counter() - start
                 train = model.evaluate(X[:split], labels[:split])["accuracy"]
                 test = model.evaluate(X[split:], labels[split:])["accuracy"]
             print(f"{name:26s} {backend:8s} {train:9.3f} {test:9.3f} {seconds:7.2f}s")
+            if args.plot and backend == backends[0]:  # one figure per data set, from the first backend
+                slug = "-".join("".join(c if c.isalnum() else " " for c in name).split())
+                path = Path(args.plot) / f"{slug}.png"
+                figures.append((name, model, history, X[split:], labels[split:], test, path))
+    for figure in figures:
+        _demo_figure(*figure)
     return 0
 
 
@@ -104,9 +300,18 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=XOR_SEED)
     p.add_argument("--hidden", type=int, default=2, help="hidden neurons (2 in the lesson)")
     p.add_argument("--backend", choices=fnn.backend.BACKENDS)
+    p.add_argument("--seeds", type=int, metavar="N",
+                   help="train from N seeds (--seed, --seed + 1, ...) in parallel threads and count how "
+                        "many learn XOR")
+    p.add_argument("--plot", metavar="PNG", help="write a figure: loss curve, decision boundary and truth "
+                   f"table ({XOR_FIGSIZE[0] * DPI}x{XOR_FIGSIZE[1] * DPI} px); with --seeds a histogram "
+                   f"of final losses ({SEEDS_FIGSIZE[0] * DPI:.0f}x{SEEDS_FIGSIZE[1] * DPI:.0f} px). "
+                   'Needs matplotlib: pip install "fastnn[plot]"')
     p.set_defaults(run=cmd_xor)
     p = sub.add_parser("demo", help="train on generated data sets, accuracy and time per backend")
     p.add_argument("--backend", choices=fnn.backend.BACKENDS, help="default: every available backend")
+    p.add_argument("--plot", metavar="DIR", help="write a figure per data set into DIR (history; decision "
+                   'boundary for 2-D data). Needs matplotlib: pip install "fastnn[plot]"')
     p.set_defaults(run=cmd_demo)
     p = sub.add_parser("bench", help="run the benchmark suite (bench/) and print the table of ratios")
     p.add_argument("--quick", action="store_true", help="a short pass: less data, one round")
@@ -115,6 +320,21 @@ def main(argv=None) -> int:
     p.add_argument("pytest_args", nargs="*", help="passed to pytest, e.g. -- -k xor")
     p.set_defaults(run=cmd_bench)
     args = parser.parse_args(argv)
+    if args.command == "xor":
+        if args.explain and (args.plot or args.seeds is not None):
+            parser.error("--explain prints the math of one run; use it without --plot and --seeds")
+        if args.seeds is not None and args.seeds < 1:
+            parser.error(f"--seeds must be at least 1, got {args.seeds}")
+        if args.hidden < 1:
+            parser.error(f"--hidden must be at least 1, got {args.hidden}")
+        if args.seeds is not None and args.epochs < 1:
+            parser.error(f"--epochs must be at least 1 with --seeds, got {args.epochs}")
+    if getattr(args, "plot", None):
+        try:  # before any training: a missing matplotlib should not cost a whole run
+            from fastnn import plot  # noqa: F401
+        except ImportError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     if getattr(args, "backend", None) and args.command == "xor":
         fnn.set_backend(args.backend)
     try:

@@ -1,0 +1,131 @@
+"""gradcheck: trust the math by checking backpropagation against finite differences.
+
+Backpropagation computes ∂L/∂w for every parameter in one backward pass. The definition of a
+derivative gives the same numbers much more slowly: nudge one parameter by ±h, recompute the loss,
+and take (L(w + h) − L(w − h)) / 2h. If the two disagree, the backward kernels are wrong.
+
+    result = fnn.gradcheck(model, X[:8], y[:8])
+    print(result)            # worst relative error of every parameter array, and PASS or FAIL
+    assert result.passed
+"""
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+from .layers import Dense
+from .model import Sequential
+from .validation import check_real
+
+# Pass if every array's relative error is at most this; float32 gradients carry float32 rounding.
+# Finite differences in float64 are good to ~1e-9 relative, so a float64 backward pass that is right
+# lands far below 1e-6, while a wrong formula is off by a sizeable fraction of the gradient.
+TOLERANCE = {np.dtype(np.float32): 1e-3, np.dtype(np.float64): 1e-6}
+# The default step h = cbrt(float64 eps) · max(1, |w|), where a central difference's truncation
+# error (∝ h²) and rounding error (∝ eps / h) meet.
+_STEP = np.finfo(np.float64).eps ** (1 / 3)
+# Below this size a parameter array's gradient is compared absolutely: its relative error would be
+# the finite differences' own rounding noise (~1e-10) divided by almost nothing.
+_FLOOR = 1e-4
+
+
+@dataclass
+class GradcheckResult:
+    """errors: worst relative error per parameter array, e.g. {"layers[0].W": 3e-10, ...};
+    passed: every error is at most `tolerance`."""
+    errors: dict
+    tolerance: float
+    passed: bool
+
+    def __str__(self) -> str:
+        lines = [f"  {name:12s} {error:.2e}  {'ok' if error <= self.tolerance else 'WRONG'}"
+                 for name, error in self.errors.items()]
+        verdict = "PASS" if self.passed else "FAIL"
+        return "\n".join([f"gradcheck: {verdict} (worst relative error per parameter, tolerance "
+                          f"{self.tolerance:g})"] + lines)
+
+
+def _float64_twin(model: Sequential) -> Sequential:
+    """The same network in float64 with the same weights, for the finite differences."""
+    twin = Sequential([Dense(**layer.config()) for layer in model.layers], seed=0, dtype="float64")
+    twin.set_weights(model.get_weights())
+    twin.compile(loss=model.loss, optimizer="sgd")
+    return twin
+
+
+def _loss_and_gradient(model: Sequential, X: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+    """The loss on (X, y) as one batch, and the model's own backward pass: a copy of the flat gradient."""
+    acts, grads = model._workspace(X.shape[0])
+    codes = model._codes(for_loss=True)
+    out = model._forward(X, acts, codes)
+    loss, _ = model._loss(out, y, grads[-1])
+    model._backward(acts, grads, codes, X.shape[0])
+    return loss, model._grads.copy()
+
+
+def _loss(model: Sequential, X: np.ndarray, y: np.ndarray, acts, grads, codes) -> float:
+    out = model._forward(X, acts, codes)
+    return model._loss(out, y, grads[-1])[0]
+
+
+def gradcheck(model: Sequential, X, y, eps: Optional[float] = None,
+              tolerance: Optional[float] = None) -> GradcheckResult:
+    """Compare the backward kernels' gradient of the loss on (X, y), taken as one batch, with
+    central finite differences computed in float64, for every parameter of `model`.
+
+    model: a compiled Sequential (its loss is the one differentiated; it is not changed).
+    X: (n_samples, n_in); y: as model.fit takes it. Keep both small: the check runs two forward
+    passes per parameter.
+    eps: the finite-difference step; default cbrt(float64 eps) · max(1, |w|) per parameter.
+    tolerance: pass threshold on the relative error; default 1e-6 for float64 models, 1e-3 for float32.
+
+    The relative error of a parameter array is max|analytic − numeric| / max(max|analytic|,
+    max|numeric|, 1e-4): measured against the array's largest gradient, so a near-zero entry
+    cannot blow it up. The analytic gradient is computed in the model's dtype on the active backend.
+    relu and leaky_relu have a kink at z = 0: a z within h of it (for instance z = b = 0 exactly, from
+    a row whose inputs are all 0 and a bias still at its initial 0) gives a disagreement that is
+    not a bug. Random inputs and trained or randomised biases avoid it.
+    """
+    if not isinstance(model, Sequential):
+        raise TypeError(f"model must be a fastnn.Sequential, got {type(model).__name__}")
+    model._require_compiled("gradcheck")
+    if eps is not None:
+        eps = check_real("eps", eps, low=0.0, low_open=True)
+    tolerance = TOLERANCE[model.dtype] if tolerance is None else check_real("tolerance", tolerance, low=0.0)
+
+    X, y = model._prepare(X, y)
+    # The backward pass writes the model's gradient buffer, which a fit in another thread is using.
+    if not model._fit_lock.acquire(blocking=False):
+        raise RuntimeError("this model is being fitted in another thread; run gradcheck after fit returns")
+    try:
+        _, analytic = _loss_and_gradient(model, X, y)
+    finally:
+        model._fit_lock.release()
+
+    # The twin sees exactly the model's numbers (float32 values are exact in float64).
+    twin = _float64_twin(model)
+    X64, y64 = twin._prepare(X, y)
+    acts, grads = twin._workspace(X64.shape[0])
+    codes = twin._codes(for_loss=True)
+    params = twin._params  # flat; the twin's layers read their W and b from it
+    numeric = np.empty(params.size)
+    for i in range(params.size):
+        w = params[i]
+        h = eps if eps is not None else _STEP * max(1.0, abs(w))
+        params[i] = w + h
+        up = _loss(twin, X64, y64, acts, grads, codes)
+        params[i] = w - h
+        down = _loss(twin, X64, y64, acts, grads, codes)
+        params[i] = w
+        numeric[i] = (up - down) / (2 * h)
+
+    errors, offset = {}, 0
+    for l, layer in enumerate(model.layers):
+        for name, size in (("W", layer.n_in * layer.n_out), ("b", layer.n_out)):
+            a = analytic[offset:offset + size].astype(np.float64)
+            n = numeric[offset:offset + size]
+            scale = max(np.abs(a).max(), np.abs(n).max(), _FLOOR)
+            errors[f"layers[{l}].{name}"] = float(np.abs(a - n).max() / scale)
+            offset += size
+    passed = all(error <= tolerance for error in errors.values())
+    return GradcheckResult(errors=errors, tolerance=tolerance, passed=passed)

@@ -1,0 +1,121 @@
+"""fnn.gradcheck: the backward kernels agree with finite differences for every activation × loss on
+both backends, and a deliberately wrong backward kernel is caught."""
+import numpy as np
+import pytest
+
+import fastnn as fnn
+from fastnn import data
+
+ACTIVATIONS = ["linear", "sigmoid", "relu", "tanh", "leaky_relu", "softmax"]
+# The output activation each loss is computed with; mse takes any (here: the hidden one again).
+LOSSES = {"binary_crossentropy": "sigmoid", "categorical_crossentropy": "softmax",
+          "sparse_categorical_crossentropy": "softmax", "mse": None}
+
+
+def targets(loss, rng, n, n_out):
+    if loss == "sparse_categorical_crossentropy":
+        return rng.integers(0, n_out, n)
+    if loss == "categorical_crossentropy":
+        return data.one_hot(rng.integers(0, n_out, n), n_out)
+    if loss == "binary_crossentropy":
+        return (rng.random((n, n_out)) > 0.5).astype(float)
+    return rng.normal(size=(n, n_out))
+
+
+def random_model(activation, loss, dtype, seed=0):
+    """3 -> 4 -> 4 -> 3 with every weight and bias random: two hidden layers, so the gradient also
+    flows through a hidden layer's input gradient. Random biases keep relu's kink (z = 0 exactly,
+    as a fresh layer gives for a row of zeros) away from the finite differences."""
+    out = LOSSES[loss] or activation
+    model = fnn.Sequential([fnn.Dense(3, 4, activation), fnn.Dense(4, 4, activation), fnn.Dense(4, 3, out)],
+                           seed=seed, dtype=dtype)
+    rng = np.random.default_rng(seed)
+    model.set_weights([rng.normal(size=w.shape) for w in model.get_weights()])
+    model.compile(loss=loss, optimizer="sgd")
+    X = rng.normal(size=(6, 3))
+    return model, X, targets(loss, rng, 6, 3)
+
+
+@pytest.mark.parametrize("loss", sorted(LOSSES))
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_gradcheck_passes(backend, dtype, activation, loss):
+    model, X, y = random_model(activation, loss, dtype)
+    before = model.get_weights()
+    result = fnn.gradcheck(model, X, y)
+    assert result.passed, str(result)
+    assert list(result.errors) == [f"layers[{l}].{p}" for l in range(3) for p in ("W", "b")]
+    assert max(result.errors.values()) <= result.tolerance
+    for w0, w1 in zip(before, model.get_weights()):  # the check leaves the model as it was
+        np.testing.assert_array_equal(w0, w1)
+
+
+def test_gradcheck_on_the_lesson_network(backend):
+    X, y = data.xor()
+    model = fnn.Sequential([fnn.Dense(2, 2, "sigmoid"), fnn.Dense(2, 1, "sigmoid")], seed=0, dtype="float64")
+    model.compile(loss="binary_crossentropy", optimizer=fnn.SGD(lr=0.5))
+    result = fnn.gradcheck(model, X, y)
+    assert result.passed and "PASS" in str(result)
+
+
+@pytest.mark.parametrize("layer", [0, 1, 2])
+def test_gradcheck_catches_a_wrong_backward_kernel(backend, monkeypatch, layer):
+    """A test double of dense_backward that gets dW of one layer 1 % wrong: gradcheck fails, and
+    names that layer's W (and only it: the wrong dW does not flow into other gradients)."""
+    model, X, y = random_model("tanh", "categorical_crossentropy", "float64")
+    target = model.layers[layer]._dW
+    real = backend.dense_backward
+
+    def wrong_dense_backward(X, W, A, dA, activation, dZ, dW, db, dX=None):
+        real(X, W, A, dA, activation, dZ, dW, db, dX)
+        if np.shares_memory(dW, target):
+            dW *= 1.01
+
+    monkeypatch.setattr(backend, "dense_backward", wrong_dense_backward)
+    result = fnn.gradcheck(model, X, y)
+    assert not result.passed
+    assert "FAIL" in str(result) and "WRONG" in str(result)
+    failing = [name for name, error in result.errors.items() if error > result.tolerance]
+    assert failing == [f"layers[{layer}].W"]
+    assert result.errors[f"layers[{layer}].W"] == pytest.approx(0.01 / 1.01, rel=1e-3)
+
+
+def test_gradcheck_catches_a_wrong_bias_gradient(backend, monkeypatch):
+    """A sign error in db of the output layer."""
+    model, X, y = random_model("sigmoid", "mse", "float32")
+    target = model.layers[-1]._db
+    real = backend.dense_backward
+
+    def wrong_dense_backward(X, W, A, dA, activation, dZ, dW, db, dX=None):
+        real(X, W, A, dA, activation, dZ, dW, db, dX)
+        if np.shares_memory(db, target):
+            db *= -1
+
+    monkeypatch.setattr(backend, "dense_backward", wrong_dense_backward)
+    result = fnn.gradcheck(model, X, y)
+    assert not result.passed
+    assert result.errors["layers[2].b"] > 0.5
+
+
+def test_gradcheck_eps_and_tolerance(backend):
+    model, X, y = random_model("tanh", "mse", "float64")
+    assert fnn.gradcheck(model, X, y, eps=1e-5).passed
+    # A huge step makes the finite differences themselves wrong: the check must notice.
+    assert not fnn.gradcheck(model, X, y, eps=0.5).passed
+    result = fnn.gradcheck(model, X, y, tolerance=0.0)
+    assert result.tolerance == 0.0 and not result.passed
+
+
+def test_gradcheck_arguments():
+    model, X, y = random_model("tanh", "mse", "float64")
+    with pytest.raises(ValueError, match="eps"):
+        fnn.gradcheck(model, X, y, eps=0.0)
+    with pytest.raises(TypeError, match="model"):
+        fnn.gradcheck("model", X, y)
+    with pytest.raises(ValueError, match="X"):
+        fnn.gradcheck(model, X[:, :2], y)
+    with model._fit_lock:  # as while a fit runs in another thread
+        with pytest.raises(RuntimeError, match="being fitted in another thread"):
+            fnn.gradcheck(model, X, y)
+    uncompiled = fnn.Sequential([fnn.Dense(3, 1)])
+    with pytest.raises(RuntimeError, match="compile"):
+        fnn.gradcheck(uncompiled, X, y[:, :1])
