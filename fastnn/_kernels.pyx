@@ -650,6 +650,17 @@ cdef inline const floating* _weights_ptr(object sample_weight, Py_ssize_t m, flo
     return &w[0] if m else NULL
 
 
+cdef const floating* _check_loss_args(const floating[:, ::1] Z, const floating[:, ::1] Y, floating[:, ::1] dZ,
+                                      str d_name, object sample_weight) except? NULL:
+    """The checks of a loss on Z with targets Y and gradient dZ (all (batch, n)); returns the
+    weights' data (NULL: unweighted)."""
+    if Y.shape[0] != Z.shape[0] or Y.shape[1] != Z.shape[1]:
+        raise _shape_error("Y", Y, (Z.shape[0], Z.shape[1]))
+    if dZ.shape[0] != Z.shape[0] or dZ.shape[1] != Z.shape[1]:
+        raise _shape_error(d_name, dZ, (Z.shape[0], Z.shape[1]))
+    return _weights_ptr(sample_weight, Z.shape[0], <floating>0)
+
+
 def sigmoid_bce(const floating[:, ::1] Z not None, const floating[:, ::1] Y not None,
                 floating[:, ::1] dZ not None, sample_weight=None):
     """Binary cross-entropy of sigmoid(Z) against Y, from the logits Z; mean over all elements.
@@ -657,11 +668,7 @@ def sigmoid_bce(const floating[:, ::1] Z not None, const floating[:, ::1] Y not 
     Writes dZ = w (sigmoid(Z) - Y) / (n_out sum(w)) ((sigmoid(Z) - Y) / Z.size unweighted) and
     returns the loss. Z, Y, dZ: (batch, n_out); sample_weight: (batch,) or None.
     """
-    if Y.shape[0] != Z.shape[0] or Y.shape[1] != Z.shape[1]:
-        raise _shape_error("Y", Y, (Z.shape[0], Z.shape[1]))
-    if dZ.shape[0] != Z.shape[0] or dZ.shape[1] != Z.shape[1]:
-        raise _shape_error("dZ", dZ, (Z.shape[0], Z.shape[1]))
-    cdef const floating* w = _weights_ptr(sample_weight, Z.shape[0], <floating>0)
+    cdef const floating* w = _check_loss_args(Z, Y, dZ, "dZ", sample_weight)
     if Z.shape[0] * Z.shape[1] == 0:
         raise _empty_mean_error()
     cdef double loss
@@ -717,11 +724,7 @@ def softmax_cce(const floating[:, ::1] Z not None, const floating[:, ::1] Y not 
     Writes dZ = w (softmax(Z) * sum(Y, row) - Y) / sum(w) (p - y over batch for one-hot rows,
     unweighted) and returns the loss. Z, Y, dZ: (batch, n_classes); sample_weight: (batch,) or None.
     """
-    if Y.shape[0] != Z.shape[0] or Y.shape[1] != Z.shape[1]:
-        raise _shape_error("Y", Y, (Z.shape[0], Z.shape[1]))
-    if dZ.shape[0] != Z.shape[0] or dZ.shape[1] != Z.shape[1]:
-        raise _shape_error("dZ", dZ, (Z.shape[0], Z.shape[1]))
-    cdef const floating* w = _weights_ptr(sample_weight, Z.shape[0], <floating>0)
+    cdef const floating* w = _check_loss_args(Z, Y, dZ, "dZ", sample_weight)
     if Z.shape[1] == 0:
         raise _empty_softmax_error("Z", Z)
     if Z.shape[0] == 0:
@@ -814,11 +817,7 @@ def mse(const floating[:, ::1] A not None, const floating[:, ::1] Y not None, fl
     """Mean squared error over all elements. Writes dA = 2 w (A - Y) / (n_out sum(w))
     (2 (A - Y) / A.size unweighted), returns the loss. A, Y, dA: (batch, n_out);
     sample_weight: (batch,) or None."""
-    if Y.shape[0] != A.shape[0] or Y.shape[1] != A.shape[1]:
-        raise _shape_error("Y", Y, (A.shape[0], A.shape[1]))
-    if dA.shape[0] != A.shape[0] or dA.shape[1] != A.shape[1]:
-        raise _shape_error("dA", dA, (A.shape[0], A.shape[1]))
-    cdef const floating* w = _weights_ptr(sample_weight, A.shape[0], <floating>0)
+    cdef const floating* w = _check_loss_args(A, Y, dA, "dA", sample_weight)
     if A.shape[0] * A.shape[1] == 0:
         raise _empty_mean_error()
     cdef double loss
@@ -855,11 +854,7 @@ def poisson_nll(const floating[:, ::1] Z not None, const floating[:, ::1] Y not 
     Z > ~709 (float64), which the caller's finiteness check reports.
     Z, Y, dZ: (batch, n_out); sample_weight: (batch,) or None.
     """
-    if Y.shape[0] != Z.shape[0] or Y.shape[1] != Z.shape[1]:
-        raise _shape_error("Y", Y, (Z.shape[0], Z.shape[1]))
-    if dZ.shape[0] != Z.shape[0] or dZ.shape[1] != Z.shape[1]:
-        raise _shape_error("dZ", dZ, (Z.shape[0], Z.shape[1]))
-    cdef const floating* w = _weights_ptr(sample_weight, Z.shape[0], <floating>0)
+    cdef const floating* w = _check_loss_args(Z, Y, dZ, "dZ", sample_weight)
     if Z.shape[0] * Z.shape[1] == 0:
         raise _empty_mean_error()
     cdef double loss

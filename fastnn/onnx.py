@@ -11,7 +11,6 @@ the layer's activation. Its input is named "input", (batch, n_in); its output "o
 Needs the optional extra: pip install "fastnn[onnx]". `import fastnn` never imports this module.
 """
 import os
-import tempfile
 from typing import Callable, Optional
 
 import numpy as np
@@ -24,6 +23,7 @@ except ImportError as exc:  # the extra is missing: say how to get it
 
 from . import __version__, activations
 from .model import Sequential
+from .saving import write_atomically
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "output"
@@ -141,15 +141,4 @@ def export(model: Sequential, path) -> None:
     """
     proto = to_onnx(model)  # every check happens before the file system is touched
     data = proto.SerializeToString()
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".fastnn-", suffix=".onnx.tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    write_atomically(os.fspath(path), lambda f: f.write(data))

@@ -28,11 +28,17 @@ def save(model, path) -> None:
     for i, layer in enumerate(model.layers):
         arrays[f"W{i}"] = layer.W
         arrays[f"b{i}"] = layer.b
+    write_atomically(path, lambda f: np.savez(f, **arrays))
+
+
+def write_atomically(path, write) -> None:
+    """write(f) into a temporary file beside `path`, then rename it over `path`: a failure at any
+    point leaves an existing file untouched (and no temporary file behind)."""
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".fastnn-", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

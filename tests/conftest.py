@@ -16,6 +16,7 @@ import pytest
 
 import fastnn
 import fastnn.backend as fnn_backend
+from fastnn import data as fnn_data
 from fastnn import _fallback
 from fastnn._fallback import ADAM
 from fastnn.activations import LINEAR, SIGMOID
@@ -210,6 +211,24 @@ def _make_call(name, dtype, rng, batch=5, n_in=4, n_out=3, activation=SIGMOID):
 @pytest.fixture
 def make_call():
     return _make_call
+
+
+def _loss_targets(loss, rng, n, n_out):
+    """Random targets y for a loss name: labels, one-hot rows, 0/1, counts or reals, (n, n_out)."""
+    if loss == "sparse_categorical_crossentropy":
+        return rng.integers(0, n_out, n)
+    if loss == "categorical_crossentropy":
+        return fnn_data.one_hot(rng.integers(0, n_out, n), n_out)
+    if loss == "binary_crossentropy":
+        return (rng.random((n, n_out)) > 0.5).astype(float)
+    if loss == "poisson":
+        return rng.poisson(1.5, size=(n, n_out)).astype(float)
+    return rng.normal(size=(n, n_out))
+
+
+@pytest.fixture
+def loss_targets():
+    return _loss_targets
 
 
 def kernel_names():

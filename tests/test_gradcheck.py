@@ -6,23 +6,13 @@ import pytest
 import fastnn as fnn
 from fastnn import data
 
-ACTIVATIONS = ["linear", "sigmoid", "relu", "tanh", "leaky_relu", "softmax"]
+ACTIVATIONS = ["linear", "sigmoid", "relu", "tanh", "leaky_relu", "softmax", "exp"]
 # The output activation each loss is computed with; mse takes any (here: the hidden one again).
 LOSSES = {"binary_crossentropy": "sigmoid", "categorical_crossentropy": "softmax",
-          "sparse_categorical_crossentropy": "softmax", "mse": None}
+          "sparse_categorical_crossentropy": "softmax", "mse": None, "poisson": "exp"}
 
 
-def targets(loss, rng, n, n_out):
-    if loss == "sparse_categorical_crossentropy":
-        return rng.integers(0, n_out, n)
-    if loss == "categorical_crossentropy":
-        return data.one_hot(rng.integers(0, n_out, n), n_out)
-    if loss == "binary_crossentropy":
-        return (rng.random((n, n_out)) > 0.5).astype(float)
-    return rng.normal(size=(n, n_out))
-
-
-def random_model(activation, loss, dtype, seed=0):
+def random_model(activation, loss, dtype, loss_targets, seed=0):
     """3 -> 4 -> 4 -> 3 with every weight and bias random: two hidden layers, so the gradient also
     flows through a hidden layer's input gradient. Random biases keep relu's kink (z = 0 exactly,
     as a fresh layer gives for a row of zeros) away from the finite differences."""
@@ -33,13 +23,13 @@ def random_model(activation, loss, dtype, seed=0):
     model.set_weights([rng.normal(size=w.shape) for w in model.get_weights()])
     model.compile(loss=loss, optimizer="sgd")
     X = rng.normal(size=(6, 3))
-    return model, X, targets(loss, rng, 6, 3)
+    return model, X, loss_targets(loss, rng, 6, 3)
 
 
 @pytest.mark.parametrize("loss", sorted(LOSSES))
 @pytest.mark.parametrize("activation", ACTIVATIONS)
-def test_gradcheck_passes(backend, dtype, activation, loss):
-    model, X, y = random_model(activation, loss, dtype)
+def test_gradcheck_passes(backend, dtype, activation, loss, loss_targets):
+    model, X, y = random_model(activation, loss, dtype, loss_targets)
     before = model.get_weights()
     result = fnn.gradcheck(model, X, y)
     assert result.passed, str(result)
@@ -58,10 +48,10 @@ def test_gradcheck_on_the_lesson_network(backend):
 
 
 @pytest.mark.parametrize("layer", [0, 1, 2])
-def test_gradcheck_catches_a_wrong_backward_kernel(backend, monkeypatch, layer):
+def test_gradcheck_catches_a_wrong_backward_kernel(backend, monkeypatch, layer, loss_targets):
     """A test double of dense_backward that gets dW of one layer 1 % wrong: gradcheck fails, and
     names that layer's W (and only it: the wrong dW does not flow into other gradients)."""
-    model, X, y = random_model("tanh", "categorical_crossentropy", "float64")
+    model, X, y = random_model("tanh", "categorical_crossentropy", "float64", loss_targets=loss_targets)
     target = model.layers[layer]._dW
     real = backend.dense_backward
 
@@ -79,9 +69,9 @@ def test_gradcheck_catches_a_wrong_backward_kernel(backend, monkeypatch, layer):
     assert result.errors[f"layers[{layer}].W"] == pytest.approx(0.01 / 1.01, rel=1e-3)
 
 
-def test_gradcheck_catches_a_wrong_bias_gradient(backend, monkeypatch):
+def test_gradcheck_catches_a_wrong_bias_gradient(backend, monkeypatch, loss_targets):
     """A sign error in db of the output layer."""
-    model, X, y = random_model("sigmoid", "mse", "float32")
+    model, X, y = random_model("sigmoid", "mse", "float32", loss_targets=loss_targets)
     target = model.layers[-1]._db
     real = backend.dense_backward
 
@@ -96,8 +86,8 @@ def test_gradcheck_catches_a_wrong_bias_gradient(backend, monkeypatch):
     assert result.errors["layers[2].b"] > 0.5
 
 
-def test_gradcheck_eps_and_tolerance(backend):
-    model, X, y = random_model("tanh", "mse", "float64")
+def test_gradcheck_eps_and_tolerance(backend, loss_targets):
+    model, X, y = random_model("tanh", "mse", "float64", loss_targets=loss_targets)
     assert fnn.gradcheck(model, X, y, eps=1e-5).passed
     # A huge step makes the finite differences themselves wrong: the check must notice.
     assert not fnn.gradcheck(model, X, y, eps=0.5).passed
@@ -105,8 +95,8 @@ def test_gradcheck_eps_and_tolerance(backend):
     assert result.tolerance == 0.0 and not result.passed
 
 
-def test_gradcheck_arguments():
-    model, X, y = random_model("tanh", "mse", "float64")
+def test_gradcheck_arguments(loss_targets):
+    model, X, y = random_model("tanh", "mse", "float64", loss_targets=loss_targets)
     with pytest.raises(ValueError, match="eps"):
         fnn.gradcheck(model, X, y, eps=0.0)
     with pytest.raises(TypeError, match="model"):

@@ -17,18 +17,8 @@ def make_model(sizes, hidden="tanh", out="sigmoid", seed=0, dtype="float64", los
     return model
 
 
-def targets_for(loss, rng, n, n_out):
-    if loss == "sparse_categorical_crossentropy":
-        return rng.integers(0, n_out, n)
-    if loss == "categorical_crossentropy":
-        return data.one_hot(rng.integers(0, n_out, n), n_out)
-    if loss == "binary_crossentropy":
-        return (rng.random((n, n_out)) > 0.5).astype(float)
-    return rng.normal(size=(n, n_out))
-
-
 OUTPUT_FOR_LOSS = {"binary_crossentropy": "sigmoid", "categorical_crossentropy": "softmax",
-                   "sparse_categorical_crossentropy": "softmax", "mse": "linear"}
+                   "sparse_categorical_crossentropy": "softmax", "mse": "linear", "poisson": "exp"}
 
 
 # ---------------------------------------------------------------- construction
@@ -92,16 +82,17 @@ def test_summary(capsys):
 # ---------------------------------------------------------------- shapes and outputs
 
 @pytest.mark.parametrize("loss", sorted(OUTPUT_FOR_LOSS))
-def test_fit_predict_evaluate_shapes(backend, loss):
+def test_fit_predict_evaluate_shapes(backend, loss, loss_targets):
     rng = np.random.default_rng(0)
     n_out = 1 if loss == "binary_crossentropy" else 3
     X = rng.normal(size=(37, 4))
-    y = targets_for(loss, rng, 37, n_out)
+    y = loss_targets(loss, rng, 37, n_out)
     model = make_model([4, 6, n_out], out=OUTPUT_FOR_LOSS[loss], loss=loss)
     history = model.fit(X, y, epochs=3, batch_size=8, verbose=0,
                         validation_data=(X[:10], y[:10]))
+    classification = loss not in ("mse", "poisson")
     expected = {"loss", "val_loss"}
-    if loss != "mse":
+    if classification:
         expected |= {"accuracy", "val_accuracy"}
     assert set(history.history) == expected
     assert all(len(v) == 3 for v in history.history.values())
@@ -112,8 +103,10 @@ def test_fit_predict_evaluate_shapes(backend, loss):
         np.testing.assert_allclose(P.sum(axis=1), 1.0, rtol=1e-12)
     if OUTPUT_FOR_LOSS[loss] in ("softmax", "sigmoid"):
         assert (P >= 0).all() and (P <= 1).all()
+    if loss == "poisson":
+        assert (P > 0).all()  # rates
     result = model.evaluate(X, y)
-    assert set(result) == ({"loss"} if loss == "mse" else {"loss", "accuracy"})
+    assert set(result) == ({"loss", "accuracy"} if classification else {"loss"})
 
 
 def test_predict_chunks_agree(backend):
@@ -221,11 +214,11 @@ def model_gradient(model, X, y):
 
 @pytest.mark.parametrize("hidden", ACTIVATIONS)
 @pytest.mark.parametrize("loss", sorted(OUTPUT_FOR_LOSS))
-def test_model_gradient_matches_finite_differences(backend, hidden, loss):
+def test_model_gradient_matches_finite_differences(backend, hidden, loss, loss_targets):
     rng = np.random.default_rng(6)
     n_out = 3
     X = rng.normal(size=(5, 3))
-    y = targets_for(loss, rng, 5, n_out)
+    y = loss_targets(loss, rng, 5, n_out)
     model = make_model([3, 4, n_out], hidden=hidden, out=OUTPUT_FOR_LOSS[loss], loss=loss, seed=2)
     if hidden in ("relu", "leaky_relu"):  # keep pre-activations away from the kink at 0
         model.layers[0].b = np.full(4, 0.05)
@@ -333,12 +326,12 @@ def test_verbose_progress(backend, capsys):
 @pytest.mark.parametrize("optimizer", [fnn.SGD(lr=0.1), fnn.SGD(lr=0.1, momentum=0.9), fnn.Adam(lr=0.01)],
                          ids=["sgd", "momentum", "adam"])
 @pytest.mark.parametrize("loss", sorted(OUTPUT_FOR_LOSS))
-def test_fit_equals_step_by_step(backend, loss, optimizer):
+def test_fit_equals_step_by_step(backend, loss, optimizer, loss_targets):
     """fit hands whole runs of epochs to one kernel call; the result equals calling the kernels
     batch by batch from Python (same shuffles from the same seeded generator)."""
     rng = np.random.default_rng(9)
     X = rng.normal(size=(23, 3))
-    y = targets_for(loss, rng, 23, 2 if loss != "binary_crossentropy" else 1)
+    y = loss_targets(loss, rng, 23, 2 if loss != "binary_crossentropy" else 1)
     n_out = 1 if loss == "binary_crossentropy" else 2
     fused = make_model([3, 5, n_out], out=OUTPUT_FOR_LOSS[loss], loss=loss, optimizer=optimizer, seed=4)
     history = fused.fit(X, y, epochs=3, batch_size=5, verbose=0)
