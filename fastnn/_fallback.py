@@ -420,9 +420,11 @@ def train_epochs(X, Y, labels, sample_weight, order, sizes, codes, loss, batch, 
 
 
 def _check_train_args(X, Y, labels, sample_weight, order, sizes, codes, loss, batch, params, grads, optimizer,
-                      state1, state2, hyper, epoch_correct, epochs):
+                      state1, state2, hyper, epoch_correct, epochs, check_values=True):
     """train_epochs' checks, shared by the compiled twin (its arrays arrive as memoryviews: only
-    .shape and NumPy functions are used on them)."""
+    .shape is used on them). The compiled twin checks the values of labels and order itself
+    (check_values=False), with the messages of _label_range_error and _order_range_error: NumPy
+    reductions over memoryviews would cost more than a small epoch."""
     n = X.shape[0]
     if len(sizes) != len(codes) + 1 or len(codes) < 1 or min(sizes) < 1:
         raise ValueError(f"sizes {list(sizes)} and codes {list(codes)} do not describe a network")
@@ -437,8 +439,8 @@ def _check_train_args(X, Y, labels, sample_weight, order, sizes, codes, loss, ba
     _same_shape("X", X, (n, sizes[0]))
     if loss == SPARSE_CATEGORICAL_CROSSENTROPY:
         _same_shape("labels", labels, (n,))
-        if np.min(labels) < 0 or np.max(labels) >= sizes[-1]:
-            raise ValueError(f"labels must lie in [0, {sizes[-1]})")
+        if check_values and (np.min(labels) < 0 or np.max(labels) >= sizes[-1]):
+            raise _label_range_error(sizes[-1])
     else:
         _same_shape("Y", Y, (n, sizes[-1]))
         _same_shape("labels", labels, (0,))
@@ -448,8 +450,8 @@ def _check_train_args(X, Y, labels, sample_weight, order, sizes, codes, loss, ba
         _same_shape("sample_weight", sample_weight, (0,))
     if order.shape[0]:
         _same_shape("order", order, (epochs, n))
-        if np.min(order) < 0 or np.max(order) >= n:
-            raise ValueError(f"order must hold row numbers in [0, {n})")
+        if check_values and (np.min(order) < 0 or np.max(order) >= n):
+            raise _order_range_error(n)
     else:
         _same_shape("order", order, (0, n))
     _, n_params = _layout(sizes)
@@ -461,3 +463,11 @@ def _check_train_args(X, Y, labels, sample_weight, order, sizes, codes, loss, ba
     _same_shape("state2", state2, (need[1],))
     _same_shape("hyper", hyper, (6,))
     _same_shape("epoch_correct", epoch_correct, (epochs,))
+
+
+def _label_range_error(n_classes):
+    return ValueError(f"labels must lie in [0, {n_classes})")
+
+
+def _order_range_error(n):
+    return ValueError(f"order must hold row numbers in [0, {n})")

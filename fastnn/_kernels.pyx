@@ -1037,7 +1037,7 @@ cdef bint _all_finite(const floating* x, Py_ssize_t size) noexcept nogil:
 
 # train_epochs' argument checks are plain Python over shapes: both twins share _fallback's, so the
 # two cannot drift apart.
-from fastnn._fallback import _check_train_args, _layout
+from fastnn._fallback import _check_train_args, _label_range_error, _layout, _order_range_error
 
 
 def train_epochs(const floating[:, ::1] X not None, const floating[:, ::1] Y not None,
@@ -1067,7 +1067,12 @@ def train_epochs(const floating[:, ::1] X not None, const floating[:, ::1] Y not
     codes = [int(c) for c in codes]
     cdef Py_ssize_t n = X.shape[0], epochs = epoch_loss.shape[0]
     _check_train_args(X, Y, labels, sample_weight, order, sizes, codes, loss, batch, params, grads, optimizer,
-                      state1, state2, hyper, epoch_correct, epochs)
+                      state1, state2, hyper, epoch_correct, epochs, check_values=False)
+    n_classes = sizes[len(codes)]  # (no negative indices: wraparound is off in this module)
+    if loss == SPARSE_CATEGORICAL_CROSSENTROPY and not _labels_in_range(&labels[0], n, n_classes):
+        raise _label_range_error(n_classes)
+    if order.shape[0] and not _labels_in_range(&order[0, 0], epochs * n, n):
+        raise _order_range_error(n)
     if optimizer == ADAM and step + 1 < 1:  # what _fallback's first adam_step would raise
         raise ValueError(f"step must be >= 1, got {step + 1}")
     cdef Py_ssize_t L = len(codes), rows_max = min(batch, n), n_params = params.shape[0]
