@@ -206,6 +206,22 @@ def test_pickled_estimators_predict_the_same_and_keep_training(backend, tmp_path
     np.testing.assert_array_equal(copy.predict_proba(X), est.predict_proba(X))
 
 
+def test_pipeline_with_the_import_changed(backend, tmp_path):
+    """The one-import change: a scaler + MLP pipeline fits, scores, pickles and predicts the same."""
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = _data("multiclass")
+    pipe = make_pipeline(StandardScaler(), MLPClassifier(hidden_layer_sizes=(8,), max_iter=300, random_state=0))
+    pipe.fit(X, y)
+    assert pipe.score(X, y) > 0.9
+    with open(tmp_path / "pipe.joblib", "wb") as f:
+        joblib.dump(pipe, f)
+    with open(tmp_path / "pipe.joblib", "rb") as f:
+        loaded = joblib.load(f)
+    np.testing.assert_array_equal(loaded.predict_proba(X), pipe.predict_proba(X))
+
+
 def test_sparse_input_equals_dense(backend):
     X, y = _data("multiclass")
     dense, _, _ = _fit(fastnn.sklearn, "multiclass", dict(solver="adam"))
