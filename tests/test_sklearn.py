@@ -212,7 +212,8 @@ def test_pipeline_with_the_import_changed(backend, tmp_path):
     from sklearn.preprocessing import StandardScaler
 
     X, y = _data("multiclass")
-    pipe = make_pipeline(StandardScaler(), MLPClassifier(hidden_layer_sizes=(8,), max_iter=300, random_state=0))
+    pipe = make_pipeline(StandardScaler(), MLPClassifier(hidden_layer_sizes=(8,), max_iter=300, learning_rate_init=0.01,
+                                                                random_state=0))
     pipe.fit(X, y)
     assert pipe.score(X, y) > 0.9
     with open(tmp_path / "pipe.joblib", "wb") as f:
