@@ -61,8 +61,11 @@ def extensions():
     compile_args = ["-O3", "-fno-math-errno"] if not debug else ["-O0", "-g"]
     if _flag("FASTNN_NATIVE"):
         compile_args.append("-march=native")
+    # libm linked explicitly: unversioned exp/log references bind at run time to glibc's oldest
+    # versions, the errno-setting wrappers; linked, they bind to the current ones (GLIBC_2.29).
+    libm = [] if sys.platform in ("win32", "darwin") else ["m"]
     ext = Extension("fastnn._kernels", ["fastnn/_kernels.pyx"], extra_compile_args=compile_args,
-                    define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")])
+                    libraries=libm, define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")])
     directives = {"language_level": 3, "boundscheck": debug, "wraparound": debug,
                   "initializedcheck": debug, "cdivision": True, "embedsignature": True}
     # cythonize regenerates the C only when the .pyx is newer, not when the directives change:
