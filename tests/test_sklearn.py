@@ -282,3 +282,21 @@ def test_onnx_export_of_the_estimator_model(tmp_path):
     session = ort.InferenceSession(str(tmp_path / "est.onnx"), providers=["CPUExecutionProvider"])
     got = session.run(["output"], {"input": X.astype(est.model_.dtype)})[0]
     np.testing.assert_allclose(got, est.predict_proba(X), rtol=1e-10, atol=1e-12)
+
+
+def test_missing_scikit_learn_names_the_extra(monkeypatch):
+    import sys
+
+    monkeypatch.delitem(sys.modules, "fastnn.sklearn")
+    monkeypatch.setitem(sys.modules, "sklearn", None)  # makes `import sklearn` raise ImportError
+    with pytest.raises(ImportError, match=r'pip install "fastnn\[sklearn\]"'):
+        import fastnn.sklearn  # noqa: F401
+
+
+def test_import_fastnn_does_not_import_scikit_learn():
+    import subprocess
+    import sys
+
+    code = "import sys, fastnn; print('sklearn' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd="/")
+    assert result.stdout.strip() == "False"
