@@ -155,12 +155,15 @@ def test_dtype(backend, dtype, requested, expected):
     assert est.score(X, y) > 0.5
 
 
-def test_float32_learns_like_float64(backend):
+@pytest.mark.parametrize("solver", ["adam", "lbfgs"])
+def test_float32_learns_like_float64(backend, solver):
+    """float32 weights under SciPy's float64 L-BFGS too: the same accuracy as float64."""
     X, y = _data("multiclass")
     scores = []
     for dtype in ("float32", "float64"):
-        est, _, _ = _fit(fastnn.sklearn, "multiclass", dict(solver="adam", learning_rate_init=0.01), max_iter=200,
+        est, _, _ = _fit(fastnn.sklearn, "multiclass", dict(solver=solver, learning_rate_init=0.01), max_iter=200,
                          dtype=dtype)
+        assert est.coefs_[0].dtype == dtype
         scores.append(est.score(X, y))
     assert scores[0] > 0.9 and abs(scores[0] - scores[1]) <= 0.02
 
