@@ -69,6 +69,10 @@ class SeedRuns:
         return ~self.learned & ~self.plateau
 
 
+def _plateau_window(epochs: int) -> int:
+    return max(1, int(epochs * PLATEAU_WINDOW))
+
+
 def train_seeds(seeds, hidden: int = 2, epochs: int = 10_000, lr: float = 0.5,
                 n_jobs=None) -> SeedRuns:
     """Train xor_model(hidden, seed, lr) for each seed, `epochs` full-batch epochs, in parallel
@@ -76,7 +80,7 @@ def train_seeds(seeds, hidden: int = 2, epochs: int = 10_000, lr: float = 0.5,
     seeds = [int(s) for s in seeds]
     epochs = check_positive_int("epochs", epochs)
     X, y = data.xor()
-    window = max(1, int(epochs * PLATEAU_WINDOW))
+    window = _plateau_window(epochs)
     final, wrong, plateau = [], [], []
     # In groups: each History holds every epoch's loss and accuracy as Python floats (0.6 MB for
     # 10,000 epochs), so a thousand at once would take most of a GB.
@@ -95,7 +99,7 @@ def train_seeds(seeds, hidden: int = 2, epochs: int = 10_000, lr: float = 0.5,
 
 def _print_seeds(runs: SeedRuns, args, seconds: float, threads: int) -> None:
     n = len(runs.seeds)
-    window = max(1, int(args.epochs * PLATEAU_WINDOW))
+    window = _plateau_window(args.epochs)
     print(f"XOR with a 2-{args.hidden}-1 network from {n} seeds ({runs.seeds[0]} to {runs.seeds[-1]}): "
           f"sigmoid, binary cross-entropy, full-batch gradient descent (η = {args.lr:g}), "
           f"{args.epochs} epochs each")

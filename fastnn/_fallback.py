@@ -190,7 +190,7 @@ def softmax_sparse_cce(Z, labels, dZ, sample_weight=None):
     _same_shape("labels", labels, (Z.shape[0],))
     _same_shape("dZ", dZ, Z.shape)
     if labels.size and (labels.min() < 0 or labels.max() >= Z.shape[1]):
-        raise ValueError(f"labels must lie in [0, {Z.shape[1]})")
+        raise _label_range_error(Z.shape[1])
     w, w_sum = _row_weights(sample_weight, Z)
     rows = np.arange(Z.shape[0])
     shifted = Z - Z.max(axis=1, keepdims=True)

@@ -24,6 +24,10 @@ from scipy.linalg.cython_blas cimport dgemm, sgemm
 
 import numpy as np
 
+# train_epochs' argument checks (plain Python over shapes) and the range errors are _fallback's,
+# shared, so the two twins cannot drift apart.
+from fastnn._fallback import _check_train_args, _label_range_error, _layout, _order_range_error
+
 # The codes of fastnn.activations, fastnn.losses and _fallback's optimizers (checked against them
 # at import: _check_codes). cpdef: also module attributes, as in _fallback.
 cpdef enum:
@@ -640,7 +644,8 @@ cdef double _sigmoid_bce(const floating* Z, const floating* Y, const floating* w
 
 
 cdef inline const floating* _weights_ptr(object sample_weight, Py_ssize_t m, floating kind) except? NULL:
-    """The data of sample_weight (None, or (m,) of the loss' dtype) for a worker, after its check."""
+    """The data of sample_weight (None, or (m,) of the loss' dtype) for a worker, after its check.
+    `kind` is only there to pick the float or double version of this fused function."""
     cdef const floating[::1] w
     if sample_weight is None:
         return NULL
@@ -735,10 +740,11 @@ def softmax_cce(const floating[:, ::1] Z not None, const floating[:, ::1] Y not 
     return loss
 
 
-cdef bint _labels_in_range(const int64_t* labels, Py_ssize_t size, Py_ssize_t n_classes) noexcept nogil:
+cdef bint _in_range(const int64_t* values, Py_ssize_t size, Py_ssize_t n) noexcept nogil:
+    """Every value in [0, n): class labels, and train_epochs' row orders."""
     cdef Py_ssize_t i
     for i in range(size):
-        if labels[i] < 0 or labels[i] >= n_classes:
+        if values[i] < 0 or values[i] >= n:
             return False
     return True
 
@@ -783,8 +789,8 @@ def softmax_sparse_cce(const floating[:, ::1] Z not None, const int64_t[::1] lab
         raise _shape_error("labels", labels, (Z.shape[0],))
     if dZ.shape[0] != Z.shape[0] or dZ.shape[1] != Z.shape[1]:
         raise _shape_error("dZ", dZ, (Z.shape[0], Z.shape[1]))
-    if not _labels_in_range(_labels_ptr(labels), labels.shape[0], Z.shape[1]):
-        raise ValueError(f"labels must lie in [0, {Z.shape[1]})")
+    if not _in_range(_labels_ptr(labels), labels.shape[0], Z.shape[1]):
+        raise _label_range_error(Z.shape[1])
     cdef const floating* w = _weights_ptr(sample_weight, Z.shape[0], <floating>0)
     if Z.shape[1] == 0:
         raise _empty_softmax_error("Z", Z)
@@ -1035,11 +1041,6 @@ cdef bint _all_finite(const floating* x, Py_ssize_t size) noexcept nogil:
     return True
 
 
-# train_epochs' argument checks are plain Python over shapes: both twins share _fallback's, so the
-# two cannot drift apart.
-from fastnn._fallback import _check_train_args, _label_range_error, _layout, _order_range_error
-
-
 def train_epochs(const floating[:, ::1] X not None, const floating[:, ::1] Y not None,
                  const int64_t[::1] labels not None, const floating[::1] sample_weight not None,
                  const int64_t[:, ::1] order not None, sizes, codes, int loss, Py_ssize_t batch,
@@ -1069,9 +1070,9 @@ def train_epochs(const floating[:, ::1] X not None, const floating[:, ::1] Y not
     _check_train_args(X, Y, labels, sample_weight, order, sizes, codes, loss, batch, params, grads, optimizer,
                       state1, state2, hyper, epoch_correct, epochs, check_values=False)
     n_classes = sizes[len(codes)]  # (no negative indices: wraparound is off in this module)
-    if loss == SPARSE_CATEGORICAL_CROSSENTROPY and not _labels_in_range(&labels[0], n, n_classes):
+    if loss == SPARSE_CATEGORICAL_CROSSENTROPY and not _in_range(&labels[0], n, n_classes):
         raise _label_range_error(n_classes)
-    if order.shape[0] and not _labels_in_range(&order[0, 0], epochs * n, n):
+    if order.shape[0] and not _in_range(&order[0, 0], epochs * n, n):
         raise _order_range_error(n)
     if optimizer == ADAM and step + 1 < 1:  # what _fallback's first adam_step would raise
         raise ValueError(f"step must be >= 1, got {step + 1}")

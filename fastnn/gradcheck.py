@@ -53,19 +53,19 @@ def _float64_twin(model: Sequential) -> Sequential:
     return twin
 
 
-def _loss_and_gradient(model: Sequential, X: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
-    """The loss on (X, y) as one batch, and the model's own backward pass: a copy of the flat gradient."""
-    acts, grads = model._workspace(X.shape[0])
-    codes = model._codes(for_loss=True)
-    out = model._forward(X, acts, codes)
-    loss, _ = model._loss(out, y, grads[-1])
-    model._backward(acts, grads, codes, X.shape[0])
-    return loss, model._grads.copy()
-
-
 def _loss(model: Sequential, X: np.ndarray, y: np.ndarray, acts, grads, codes) -> float:
+    """The loss on (X, y) as one batch; leaves its gradient with respect to the output in grads[-1]."""
     out = model._forward(X, acts, codes)
     return model._loss(out, y, grads[-1])[0]
+
+
+def _gradient(model: Sequential, X: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The model's own backward pass on (X, y) as one batch: a copy of the flat gradient."""
+    acts, grads = model._workspace(X.shape[0])
+    codes = model._codes(for_loss=True)
+    _loss(model, X, y, acts, grads, codes)
+    model._backward(acts, grads, codes, X.shape[0])
+    return model._grads.copy()
 
 
 def gradcheck(model: Sequential, X, y, eps: Optional[float] = None,
@@ -98,7 +98,7 @@ def gradcheck(model: Sequential, X, y, eps: Optional[float] = None,
     if not model._fit_lock.acquire(blocking=False):
         raise RuntimeError("this model is being fitted in another thread; run gradcheck after fit returns")
     try:
-        _, analytic = _loss_and_gradient(model, X, y)
+        analytic = _gradient(model, X, y)
     finally:
         model._fit_lock.release()
 

@@ -288,9 +288,7 @@ class Sequential:
         sizes = np.array([self.n_in] + [layer.n_out for layer in self._layers], np.int64)
         codes = np.array(self._codes(for_loss=True), np.int64)
         optimizer, state1, state2, settings = self.optimizer.kernel_args()
-        hyper = np.zeros(6)  # (lr, momentum or beta1, beta2, eps, l2 = 0, loss_scale = 1)
-        hyper[:len(settings)] = settings
-        hyper[5] = 1.0
+        hyper = optimizers.train_hyper(settings)
         no_weights = np.empty(0, self.dtype)
         epoch_loss = np.zeros(epochs)
         epoch_correct = np.zeros(epochs, np.int64)

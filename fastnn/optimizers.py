@@ -5,11 +5,11 @@ single pass over memory, whatever the number of layers.
 """
 import numpy as np
 
+from ._fallback import ADAM as ADAM_CODE, MOMENTUM as MOMENTUM_CODE, NESTEROV as NESTEROV_CODE, SGD as SGD_CODE
 from .backend import ops
 from .validation import check_real
 
-# Optimizer codes of the whole-run kernel train_epochs (the same in both backends).
-SGD_CODE, MOMENTUM_CODE, ADAM_CODE, NESTEROV_CODE = 0, 1, 2, 3
+# (train_epochs' optimizer codes are _fallback's; the compiled twin checks its own against them.)
 _NO_STATE = {np.dtype("float32"): np.empty(0, np.float32), np.dtype("float64"): np.empty(0, np.float64)}
 
 
@@ -85,6 +85,15 @@ class Adam:
 
     def __repr__(self) -> str:
         return f"Adam(lr={self.lr}, beta1={self.beta1}, beta2={self.beta2}, eps={self.eps})"
+
+
+def train_hyper(settings=(), l2: float = 0.0, loss_scale: float = 1.0) -> np.ndarray:
+    """train_epochs' hyper = (lr, momentum or beta1, beta2, eps, l2, loss_scale), float64 (6,), from
+    an optimizer's settings (the first of those four it uses; the rest are 0)."""
+    hyper = np.zeros(6)
+    hyper[:len(settings)] = settings
+    hyper[4:] = l2, loss_scale
+    return hyper
 
 
 # Optimizers by name, with Keras' defaults.

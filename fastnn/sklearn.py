@@ -56,7 +56,7 @@ from . import _fallback
 from .backend import ops
 from .layers import Dense
 from .model import Sequential
-from .optimizers import SGD, Adam
+from .optimizers import SGD, Adam, train_hyper
 
 # scikit-learn's activation names -> fastnn's.
 _ACTIVATIONS = {"identity": "linear", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu",
@@ -98,7 +98,7 @@ class _Optimizer:
 
     def hyper(self, alpha, loss_scale):
         """train_epochs' hyper-parameters: (lr, momentum or beta1, beta2, eps, l2, loss_scale)."""
-        return np.array([self.learning_rate, *self.settings, alpha, loss_scale])
+        return train_hyper((self.learning_rate, *self.settings), alpha, loss_scale)
 
     def iteration_ends(self, time_step):
         if self.lr_schedule == "invscaling":
@@ -271,7 +271,7 @@ class _BaseMLP(BaseEstimator):
         that updates nothing (GRADIENT_ONLY). packed, the gradient: float64 in scikit-learn's order."""
         params, grads = self.model_._params, self.model_._grads
         sizes, codes, loss_code, loss_scale = self._network()
-        hyper = np.array([0.0, 0.0, 0.0, 0.0, self.alpha, loss_scale])
+        hyper = train_hyper(l2=self.alpha, loss_scale=loss_scale)
         no_order, no_state = np.empty((0, data.n), np.int64), np.empty(0, params.dtype)
         loss, correct = np.zeros(1), np.zeros(1, np.int64)
         params[order] = packed
@@ -403,7 +403,7 @@ class _BaseMLP(BaseEstimator):
                 self._no_improvement_count = 0
             if score > self.best_validation_score_:
                 self.best_validation_score_ = score
-                self._best_params = self.model_._params.copy()
+                np.copyto(self._best_params, self.model_._params)
         else:
             if self.loss_curve_[-1] > self.best_loss_ - self.tol:
                 self._no_improvement_count += 1

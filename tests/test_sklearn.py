@@ -275,7 +275,7 @@ def test_threaded_grid_search_equals_sequential(backend):
     np.testing.assert_array_equal(scores[0], scores[1])
 
 
-def test_onnx_export_of_the_estimator_model(tmp_path):
+def test_onnx_export_of_the_estimator_model(backend, tmp_path):
     ort = pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")
     import fastnn.onnx
