@@ -68,7 +68,7 @@ ACTIVATIONS: dict[str, Optional[Builder]] = {
     "tanh": _unary("Tanh"),
     "leaky_relu": _leaky_relu,
     "softmax": _unary("Softmax", axis=-1),  # over the last axis, per row
-    "exp": _unary("Exp"),  # scikit-learn's poisson output; used once fastnn.activations has "exp"
+    "exp": _unary("Exp"),  # the log link: a Poisson regression's output
 }
 
 

@@ -107,8 +107,10 @@ def test_same_training_as_scikit_learn(backend, setup, weighted):
     _assert_same_training(ours, theirs, rtol=1e-5 if params["solver"] == "lbfgs" else 1e-9)
     if hasattr(theirs, "validation_scores_") and theirs.validation_scores_ is not None:
         np.testing.assert_allclose(ours.validation_scores_, theirs.validation_scores_)
-    np.testing.assert_array_equal(ours.predict(X), theirs.predict(X)) if kind in ("binary", "multiclass") \
-        else np.testing.assert_allclose(ours.predict(X), theirs.predict(X), rtol=1e-5, atol=1e-8)
+    if kind in ("binary", "multiclass"):
+        np.testing.assert_array_equal(ours.predict(X), theirs.predict(X))
+    else:
+        np.testing.assert_allclose(ours.predict(X), theirs.predict(X), rtol=1e-5, atol=1e-8)
 
 
 @pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
