@@ -266,18 +266,26 @@ class _BaseMLP(BaseEstimator):
         offsets, _ = _fallback._layout(sizes)
         return np.concatenate([np.arange(a, b) for a, b, _ in offsets] + [np.arange(b, c) for _, b, c in offsets])
 
-    def _loss_grad(self, packed, data, order):
-        """Full-batch loss (with the L2 term) and its gradient at `packed`: one train_epochs call
-        that updates nothing (GRADIENT_ONLY). packed, the gradient: float64 in scikit-learn's order."""
+    def _gradient_pass(self, data):
+        """(loss_and_grad, order): loss_and_grad(packed) is the full-batch loss (with the L2 term)
+        and its gradient at `packed`, one train_epochs call that updates nothing (GRADIENT_ONLY);
+        packed and the gradient are float64 in scikit-learn's order, params[order]. Everything but
+        the parameters is prepared once, here, not per L-BFGS evaluation."""
         params, grads = self.model_._params, self.model_._grads
         sizes, codes, loss_code, loss_scale = self._network()
         hyper = train_hyper(l2=self.alpha, loss_scale=loss_scale)
         no_order, no_state = np.empty((0, data.n), np.int64), np.empty(0, params.dtype)
         loss, correct = np.zeros(1), np.zeros(1, np.int64)
-        params[order] = packed
-        ops().train_epochs(data.X, data.Y, data.labels, data.sample_weight, no_order, sizes, codes, loss_code,
-                           data.n, params, grads, _fallback.GRADIENT_ONLY, no_state, no_state, hyper, 0, loss, correct)
-        return float(loss[0]), grads[order].astype(np.float64)
+        order = self._packed_order()
+
+        def loss_and_grad(packed):
+            params[order] = packed
+            ops().train_epochs(data.X, data.Y, data.labels, data.sample_weight, no_order, sizes, codes, loss_code,
+                               data.n, params, grads, _fallback.GRADIENT_ONLY, no_state, no_state, hyper, 0, loss,
+                               correct)
+            return float(loss[0]), grads[order].astype(np.float64)
+
+        return loss_and_grad, order
 
     def _loss_grad_lbfgs(self, packed, X, y, sample_weight, *buffers):
         """scikit-learn's hook of the same name (its test_gradient checks it against finite
@@ -287,14 +295,14 @@ class _BaseMLP(BaseEstimator):
         y = y.reshape(-1, 1) if y.ndim == 1 else y
         X = self._as_dense(X, dtype)
         weights = None if sample_weight is None else np.ascontiguousarray(sample_weight, dtype)
-        data = _Data(X, self._targets(y, dtype), weights, self._sparse_labels())
-        return self._loss_grad(packed, data, self._packed_order())
+        loss_and_grad, _ = self._gradient_pass(_Data(X, self._targets(y, dtype), weights, self._sparse_labels()))
+        return loss_and_grad(packed)
 
     def _fit_lbfgs(self, data):
         """SciPy's L-BFGS-B on the full-batch loss and gradient, as scikit-learn runs it."""
-        order = self._packed_order()
-        result = scipy.optimize.minimize(self._loss_grad, self.model_._params[order].astype(np.float64),
-                                         args=(data, order), method="L-BFGS-B", jac=True,
+        loss_and_grad, order = self._gradient_pass(data)
+        result = scipy.optimize.minimize(loss_and_grad, self.model_._params[order].astype(np.float64),
+                                         method="L-BFGS-B", jac=True,
                                          options={"maxfun": self.max_fun, "maxiter": self.max_iter,
                                                   "gtol": self.tol})
         self.n_iter_ = _check_optimize_result("lbfgs", result, self.max_iter)
