@@ -192,28 +192,26 @@ _check_codes()
 # ----------------------------------------------------------------------------- activations
 
 cdef enum:
-    SIGMOID_CHUNK = 256  # elements per two-pass chunk in _sigmoid_row: 2 KB of float64 on the stack
+    SIGMOID_CHUNK = 256  # elements per two-pass chunk in _sigmoid: 2 KB of float64 on the stack
 
 
-cdef void _sigmoid_row(const floating* z, const floating* b, floating* out, Py_ssize_t n) noexcept nogil:
-    """out = sigmoid(z + b) for one row of n, b: (n,) or NULL (no bias); out may be z.
+cdef void _sigmoid(const floating* z, floating* out, Py_ssize_t size) noexcept nogil:
+    """out = sigmoid(z) for size elements; out may be z.
 
     exp(-|z|) never overflows; sigmoid(z) = 1/(1+e) for z >= 0 and e/(1+e) for z < 0. In chunks:
-    first the calls to exp, then a loop with neither calls nor branches (the choice between 1 and
-    e vectorises to a select), so a mix of signs costs no mispredicted branches.
+    first the calls to exp, which do not wait for each other, then a loop with neither calls nor
+    branches (the choice between 1 and e vectorises to a select), so a mix of signs costs no
+    mispredicted branches.
     """
     cdef floating e[SIGMOID_CHUNK]
-    cdef floating x, one = 1
+    cdef floating one = 1
     cdef Py_ssize_t start = 0, stop, j
-    cdef bint bias = b != NULL
-    while start < n:
-        stop = min(start + SIGMOID_CHUNK, n)
+    while start < size:
+        stop = min(start + SIGMOID_CHUNK, size)
         for j in range(start, stop):
-            x = z[j] + b[j] if bias else z[j]
-            e[j - start] = _exp(-_abs(x))
+            e[j - start] = _exp(-_abs(z[j]))
         for j in range(start, stop):  # reads z[j] before writing out[j]: out may be z
-            x = z[j] + b[j] if bias else z[j]
-            out[j] = (one if x >= 0 else e[j - start]) / (one + e[j - start])
+            out[j] = (one if z[j] >= 0 else e[j - start]) / (one + e[j - start])
         start = stop
 
 
@@ -255,12 +253,18 @@ cdef void _activate(const floating* Z, const floating* b, int activation, floati
     cdef floating slope = <floating>LEAKY_SLOPE
     cdef const floating* z
     cdef floating* o
+    if activation == SIGMOID:  # exp-bound: adding b in a pass of its own costs nothing measurable
+        if b != NULL:
+            for i in range(m):
+                for j in range(n):
+                    out[i * n + j] = Z[i * n + j] + b[j]
+            Z = out
+        _sigmoid(Z, out, m * n)  # one flat pass, not one per row: XOR's rows are 2 wide
+        return
     for i in range(m):
         z = Z + i * n
         o = out + i * n
-        if activation == SIGMOID:
-            _sigmoid_row(z, b, o, n)
-        elif activation == SOFTMAX:  # row-wise
+        if activation == SOFTMAX:  # row-wise
             _softmax_row(z, b, o, n)
         elif b != NULL:  # each loop comes with and without the bias, so that both vectorise
             if activation == LINEAR:
@@ -416,7 +420,7 @@ cdef void _matmul(const floating* X, const floating* W, floating* out,
                   Py_ssize_t m, Py_ssize_t k, Py_ssize_t n) noexcept nogil:
     """out = X·W. X: (m, k), W: (k, n), out: (m, n)."""
     cdef Py_ssize_t i, p, j
-    cdef floating x0, x1, x2, x3
+    cdef floating x0, x1, x2, x3, acc
     cdef const floating* w
     cdef floating* o
     if m == 0 or n == 0:
@@ -426,6 +430,14 @@ cdef void _matmul(const floating* X, const floating* W, floating* out,
         return
     if m * n * k > GEMM_CROSSOVER and m > 1:
         _gemm(False, False, m, n, k, X, k, W, n, out, n)
+        return
+    if n < 4:  # rows too narrow for the j-loops below to pay their setup: a dot product each
+        for i in range(m):
+            for j in range(n):
+                acc = 0
+                for p in range(k):
+                    acc += X[i * k + p] * W[p * n + j]
+                out[i * n + j] = acc
         return
     # k-i-j, four rows of W per pass: each group of rows of W is read once (it stays in L1 while
     # every row of out takes its share), and the inner loops stream rows of W into a row of out.
@@ -462,7 +474,7 @@ cdef void _matmul_tn(const floating* X, const floating* dZ, floating* dW,
                      Py_ssize_t m, Py_ssize_t k, Py_ssize_t n) noexcept nogil:
     """dW = Xᵀ·dZ. X: (m, k), dZ: (m, n), dW: (k, n)."""
     cdef Py_ssize_t i, p, j
-    cdef floating x0, x1, x2, x3
+    cdef floating x0, x1, x2, x3, acc
     cdef const floating* d
     cdef floating* o
     if k == 0 or n == 0:
@@ -472,6 +484,14 @@ cdef void _matmul_tn(const floating* X, const floating* dZ, floating* dW,
         return
     if m * n * k > GEMM_CROSSOVER and m > 1:
         _gemm(True, False, k, n, m, X, k, dZ, n, dW, n)
+        return
+    if n < 4:  # as in _matmul: a dot product each
+        for p in range(k):
+            for j in range(n):
+                acc = 0
+                for i in range(m):
+                    acc += X[i * k + p] * dZ[i * n + j]
+                dW[p * n + j] = acc
         return
     # Sum over the batch of outer products X[i]ᵀ·dZ[i], four batch rows per pass; the inner loops
     # stream rows of dZ into a row of dW.
@@ -626,21 +646,32 @@ cdef inline double _weight_sum(const floating* w, Py_ssize_t m) noexcept nogil:
 
 cdef double _sigmoid_bce(const floating* Z, const floating* Y, const floating* w, floating* dZ, Py_ssize_t m,
                          Py_ssize_t n) noexcept nogil:
+    # Each element's loss is max(z, 0) - z*y + log1p(e), e = exp(-|z|): finite for every finite z.
+    # Unweighted, the log1p terms are summed as one log1p(q), 1 + q = prod(1 + e): one call per
+    # batch, not per element (the XOR net's epoch spent 1/6 of its time in log1p). q += e + q*e
+    # adds positive terms only, so it loses no digits; it is flushed into the sum long before it
+    # could overflow (each factor is at most 2).
     cdef Py_ssize_t i, j
     cdef floating z, y, e, wi = 1, zero = 0, one = 1
-    cdef double w_sum = _weight_sum(w, m), loss_sum = 0
-    cdef floating denom = <floating>(w_sum * n)
+    cdef double w_sum = _weight_sum(w, m), loss_sum = 0, q = 0
+    cdef floating scale = <floating>(1 / (w_sum * n))  # a multiply per element, not a second divide
     for i in range(m):
         if w != NULL:
             wi = w[i]
         for j in range(i * n, i * n + n):
             z = Z[j]
             y = Y[j]
-            # max(z, 0) - z*y + log1p(exp(-|z|)): finite for every finite z.
             e = _exp(-_abs(z))
-            loss_sum += (((zero if z < 0 else z) - z * y) + _log1p(e)) * wi
-            dZ[j] = (((one if z >= 0 else e) / (one + e) - y) * wi) / denom  # w (sigmoid(z) - y) / denom
-    return loss_sum / (w_sum * n)
+            if w == NULL:
+                loss_sum += (zero if z < 0 else z) - z * y
+                q += e + q * e
+                if q > 1e100:
+                    loss_sum += log1p(q)
+                    q = 0
+            else:
+                loss_sum += (((zero if z < 0 else z) - z * y) + _log1p(e)) * wi
+            dZ[j] = ((one if z >= 0 else e) / (one + e) - y) * (wi * scale)  # w (sigmoid(z) - y) / (n sum(w))
+    return (loss_sum + log1p(q)) / (w_sum * n)
 
 
 cdef inline const floating* _weights_ptr(object sample_weight, Py_ssize_t m, floating kind) except? NULL:

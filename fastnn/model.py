@@ -35,11 +35,6 @@ class TrainingDivergedError(FloatingPointError):
         self.history = history
 
 
-def history_logs(history: History) -> dict:
-    """The last epoch's logs."""
-    return {key: values[-1] for key, values in history.history.items()}
-
-
 class Sequential:
     """A feed-forward network: Sequential([Dense(2, 2, "sigmoid"), Dense(2, 1, "sigmoid")], seed=0).
 
@@ -224,11 +219,11 @@ class Sequential:
         """How many predictions a batch of `rows` makes (the accuracy's denominator)."""
         return rows * self.n_out if self._loss_code == losses.BINARY_CROSSENTROPY else rows
 
-    def _epoch_logs(self, loss, correct, n: int, classification: bool) -> dict:
-        """Logs from train_epochs' outputs: scalars for one epoch, lists for a run of epochs."""
-        logs = {"loss": loss.tolist()}
+    def _epoch_logs(self, loss: np.ndarray, correct: np.ndarray, n: int, classification: bool) -> dict:
+        """Logs of a run of epochs from train_epochs' outputs: {key: (epochs,) array}."""
+        logs = {"loss": loss}
         if classification:
-            logs["accuracy"] = (correct / self._metric_counts(n)).tolist()
+            logs["accuracy"] = correct / self._metric_counts(n)
         return logs
 
     def _prepare(self, X, y, x_name="X", y_name="y") -> tuple[np.ndarray, np.ndarray]:
@@ -311,30 +306,34 @@ class Sequential:
                     optimizer, state1, state2, hyper, self.optimizer.iterations,
                     epoch_loss[done:done + run], epoch_correct[done:done + run])
                 seconds = time.perf_counter() - started
+                run_logs = self._epoch_logs(epoch_loss[done:done + finished], epoch_correct[done:done + finished],
+                                            n, classification)
                 if every_epoch:
                     for epoch in range(done, done + finished):
-                        logs = self._epoch_logs(epoch_loss[epoch], epoch_correct[epoch], n, classification)
+                        logs = {key: values[epoch - done].item() for key, values in run_logs.items()}
                         if validation is not None:
                             val = self._evaluate(*validation, batch_size=None)
                             logs.update({"val_" + key: value for key, value in val.items()})
                         history.append(epoch, logs)
+                        last_logs = logs
                         for cb in callbacks:
                             if hasattr(cb, "on_epoch_end"):
                                 cb.on_epoch_end(epoch, logs)
                             else:
                                 cb(epoch, logs)
                 else:  # the whole run's logs at once: per-epoch Python here would cost more than XOR's epochs
-                    history.extend(range(done, done + finished), self._epoch_logs(
-                        epoch_loss[done:done + finished], epoch_correct[done:done + finished], n, classification))
+                    history.extend(range(done, done + finished), run_logs)
+                    last_logs = {key: values[-1] for key, values in run_logs.items()}
                 if finished < run:
                     raise TrainingDivergedError(
                         f"training diverged at epoch {done + finished}: the loss is "
                         f"{epoch_loss[done + finished]}; the model keeps the weights from before that epoch "
                         f"(try a smaller learning rate)", history)
                 done += run
-                progress.update(done, history_logs(history))
-                if not every_epoch:  # aim the next run at _CHUNK_SECONDS
-                    run = max(1, min(2 * run, int(run * _CHUNK_SECONDS / max(seconds, 1e-9))))
+                progress.update(done, last_logs)
+                if not every_epoch:  # aim the next run at _CHUNK_SECONDS in one step: the time
+                    # measured includes the call's fixed cost, so the aim errs on the short side
+                    run = max(1, int(run * _CHUNK_SECONDS / max(seconds, 1e-9)))
         finally:
             progress.close()
         for cb in callbacks:

@@ -237,6 +237,20 @@ def test_sigmoid_bce(backend, dtype, shape, assert_close):
     assert_close(dZ, expected_dZ, dtype, scale=(1 + y) / z.size)
 
 
+@pytest.mark.parametrize("scale", [0.1, 30.0])
+def test_sigmoid_bce_over_many_elements(backend, dtype, scale):
+    """6,000 elements with the right labels, so the loss is the mean of log1p(exp(-|z|)). Near 0
+    each term is about ln 2 (the compiled kernel sums them through a running product of 1 + e,
+    which it must flush before it overflows); at |z| of 30-60 each term is below 1e-13 and the
+    loss must keep its relative precision."""
+    rng = np.random.default_rng(12)
+    Z = (scale * (1 + rng.uniform(size=(3000, 2))) * rng.choice([-1.0, 1.0], size=(3000, 2))).astype(dtype)
+    Y = (Z > 0).astype(dtype)
+    loss = backend.sigmoid_bce(Z, Y, np.empty_like(Z))
+    expected = np.mean(np.log1p(np.exp(-np.abs(Z.astype(np.float64)))))
+    assert loss == pytest.approx(expected, rel=1e-12 if dtype == np.float64 else 1e-5)
+
+
 @pytest.mark.parametrize("shape", SHAPES)
 def test_softmax_cce(backend, dtype, shape, assert_close):
     rng = np.random.default_rng(9)

@@ -355,6 +355,22 @@ def test_fit_equals_step_by_step(backend, loss, optimizer, loss_targets):
     assert history.history["loss"] == losses
 
 
+def test_history_of_runs_equals_history_of_single_epochs(backend, monkeypatch):
+    """Without callbacks fit trains runs of epochs and History turns their arrays into lists when
+    read; with a callback every epoch is its own run. Both give the same lists of Python floats."""
+    import fastnn.model
+    monkeypatch.setattr(fastnn.model, "_CHUNK_SECONDS", 1e-4)  # several runs of a few epochs each
+    X, y = data.xor()
+    runs = make_model([2, 3, 1], seed=2).fit(X, y, epochs=300, batch_size=2, verbose=0)
+    seen = []
+    single = make_model([2, 3, 1], seed=2).fit(X, y, epochs=300, batch_size=2, verbose=0,
+                                               callbacks=[lambda epoch, logs: seen.append(epoch)])
+    assert runs.epoch == single.epoch == seen == list(range(300))
+    assert runs.history == single.history
+    assert set(runs.history) == {"loss", "accuracy"}
+    assert all(type(v) is float for values in runs.history.values() for v in values)
+
+
 def test_divergence_stops_with_clear_error(backend):
     rng = np.random.default_rng(10)
     X = rng.normal(size=(20, 3)) * 100
