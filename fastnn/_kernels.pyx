@@ -315,15 +315,14 @@ def activate(const floating[:, ::1] Z not None, int activation, floating[:, ::1]
 cdef void _activation_grad(const floating* A, const floating* dA, int activation, floating* out,
                            floating* db, Py_ssize_t m, Py_ssize_t n) noexcept nogil:
     """out = dA * f'(Z), written through A = f(Z), and, unless db is NULL, db = column sums of out,
-    in one pass. A, dA, out: (m, n), db: (n,); out may be dA."""
+    row by row while the row is in cache. A, dA, out: (m, n), db: (n,); out may be dA."""
     cdef Py_ssize_t i, j
-    cdef bint sums = db != NULL
-    cdef floating a, g, s, zero = 0, one = 1, slope = <floating>LEAKY_SLOPE
+    cdef floating a, s, zero = 0, one = 1, slope = <floating>LEAKY_SLOPE
     cdef double dot
     cdef const floating* ar
     cdef const floating* dr
     cdef floating* o
-    if sums:
+    if db != NULL:
         for j in range(n):
             db[j] = 0
     for i in range(m):
@@ -332,52 +331,34 @@ cdef void _activation_grad(const floating* A, const floating* dA, int activation
         o = out + i * n
         if activation == LINEAR:
             for j in range(n):
-                g = dr[j]
-                o[j] = g
-                if sums:
-                    db[j] += g
+                o[j] = dr[j]
         elif activation == SIGMOID:
             for j in range(n):
                 a = ar[j]
-                g = dr[j] * (a * (one - a))
-                o[j] = g
-                if sums:
-                    db[j] += g
+                o[j] = dr[j] * (a * (one - a))
         elif activation == RELU:
             for j in range(n):
-                g = dr[j] * (one if ar[j] > 0 else zero)  # a multiply, as in NumPy: NaN * 0 is NaN
-                o[j] = g
-                if sums:
-                    db[j] += g
+                o[j] = dr[j] * (one if ar[j] > 0 else zero)  # a multiply, as in NumPy: NaN * 0 is NaN
         elif activation == TANH:
             for j in range(n):
                 a = ar[j]
-                g = dr[j] * (one - a * a)
-                o[j] = g
-                if sums:
-                    db[j] += g
+                o[j] = dr[j] * (one - a * a)
         elif activation == LEAKY_RELU:
             for j in range(n):
-                g = dr[j] * (one if ar[j] > 0 else slope)
-                o[j] = g
-                if sums:
-                    db[j] += g
+                o[j] = dr[j] * (one if ar[j] > 0 else slope)
         elif activation == EXP:
             for j in range(n):
-                g = dr[j] * ar[j]
-                o[j] = g
-                if sums:
-                    db[j] += g
+                o[j] = dr[j] * ar[j]
         else:  # SOFTMAX: the Jacobian-vector product A * (dA - sum(dA * A, row))
             dot = 0
             for j in range(n):
                 dot += dr[j] * ar[j]
             s = <floating>dot
             for j in range(n):
-                g = ar[j] * (dr[j] - s)
-                o[j] = g
-                if sums:
-                    db[j] += g
+                o[j] = ar[j] * (dr[j] - s)
+        if db != NULL:  # a loop of its own: a test inside the loops above would stop them vectorising
+            for j in range(n):
+                db[j] += o[j]
 
 
 def activation_grad(const floating[:, ::1] A not None, const floating[:, ::1] dA not None, int activation,
@@ -999,12 +980,15 @@ cdef void _momentum_step(floating* param, const floating* grad, floating* veloci
                          floating lr, floating momentum, bint nesterov) noexcept nogil:
     cdef Py_ssize_t i
     cdef floating v
-    for i in range(size):
-        v = velocity[i] * momentum - lr * grad[i]
-        velocity[i] = v
-        if nesterov:
+    if nesterov:  # two loops, not a test inside one: a loop with a branch in it does not vectorise
+        for i in range(size):
+            v = velocity[i] * momentum - lr * grad[i]
+            velocity[i] = v
             param[i] = param[i] + (momentum * v - lr * grad[i])
-        else:
+    else:
+        for i in range(size):
+            v = velocity[i] * momentum - lr * grad[i]
+            velocity[i] = v
             param[i] = param[i] + v
 
 

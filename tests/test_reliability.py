@@ -195,3 +195,38 @@ def test_one_model_fitted_from_two_threads_is_refused(backend):
     t.join()
     assert errors == []
     model.fit(X, labels, epochs=1, verbose=0)  # free again afterwards
+
+
+def test_fit_parallel_equals_fitting_one_after_the_other(backend):
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(120, 3))
+    labels = rng.integers(0, 2, 120)
+    alone = [small_model(seed=seed) for seed in range(3)]
+    expected = [model.fit(X, labels, epochs=4, batch_size=8, verbose=0) for model in alone]
+    together = [small_model(seed=seed) for seed in range(3)]
+    histories = fnn.fit_parallel(together, X, labels, n_jobs=2, epochs=4, batch_size=8)
+    assert [h.history for h in histories] == [h.history for h in expected]  # in the models' order
+    for a, b in zip(alone, together):
+        for wa, wb in zip(a.get_weights(), b.get_weights()):
+            np.testing.assert_array_equal(wa, wb)
+
+
+def test_fit_parallel_refuses_a_model_twice_and_a_bad_n_jobs():
+    model = small_model()
+    X, labels = np.zeros((8, 3)), np.zeros(8, np.int64)
+    with pytest.raises(ValueError, match="models must be distinct"):
+        fnn.fit_parallel([model, model], X, labels)
+    with pytest.raises(ValueError, match="n_jobs must be >= 1, got 0"):
+        fnn.fit_parallel([model], X, labels, n_jobs=0)
+
+
+def test_set_num_threads_sets_what_get_num_threads_reports():
+    before = fnn.get_num_threads()
+    try:
+        fnn.set_num_threads(1)
+        assert fnn.get_num_threads() == 1
+        with pytest.raises(ValueError, match="n must be >= 1, got 0"):
+            fnn.set_num_threads(0)
+    finally:
+        fnn.set_num_threads(before)
+    assert fnn.get_num_threads() == before
