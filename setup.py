@@ -64,8 +64,11 @@ def extensions():
     # libm linked explicitly: unversioned exp/log references bind at run time to glibc's oldest
     # versions, the errno-setting wrappers; linked, they bind to the current ones (GLIBC_2.29).
     libm = [] if sys.platform in ("win32", "darwin") else ["m"]
+    # The micro-kernel headers are #included by the generated C: listed so that editing them rebuilds.
+    headers = ["fastnn/_microkernels.h", "fastnn/_microkernel_body.h"]
     ext = Extension("fastnn._kernels", ["fastnn/_kernels.pyx"], extra_compile_args=compile_args,
-                    libraries=libm, define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")])
+                    libraries=libm, depends=headers, include_dirs=["fastnn"],
+                    define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")])
     directives = {"language_level": 3, "boundscheck": debug, "wraparound": debug,
                   "initializedcheck": debug, "cdivision": True, "embedsignature": True}
     # cythonize regenerates the C only when the .pyx is newer, not when the directives change:

@@ -83,3 +83,11 @@ def train_epochs(X: NDArray[_F], Y: NDArray[_F], labels: NDArray[np.int64], samp
                  epoch_correct: NDArray[np.int64]) -> tuple[int, int]:
     """len(epoch_loss) epochs in one call -> (epochs finished, step). X: (n, sizes[0]), params: (n_params,),
     sample_weight: (n,) or (0,), hyper: (lr, momentum or beta1, beta2, eps, l2, loss_scale)."""
+
+# ----------------------------------------------------------------------------- the AVX2 micro-kernels
+
+def _simd_available() -> bool:
+    """Whether this CPU runs the AVX2 + FMA micro-kernels of _microkernels.h (and this build has them)."""
+
+def _set_simd(on: bool) -> bool:
+    """Use the micro-kernels (when available) or not; returns the previous setting. For tests."""

@@ -3,6 +3,9 @@
 Each kernel is compared with a plain float64 NumPy formula written here, on shapes that include
 batch 1, width 1 and odd sizes; the gradients are also checked against finite differences.
 """
+import platform
+from pathlib import Path
+
 import numpy as np
 import pytest
 import scipy.special
@@ -194,6 +197,42 @@ def test_dense_layer_on_any_shape(backend, dtype, assert_close, batch, n_in, n_o
     rng = np.random.default_rng(seed)
     check_dense_forward(backend, dtype, rng, batch, n_in, n_out, activation, assert_close)
     check_dense_backward(backend, dtype, rng, batch, n_in, n_out, activation, assert_close)
+
+
+# Shapes that take every path of the compiled backend's AVX2 micro-kernels (_microkernels.h):
+# whole blocks of 4 rows by 2 vectors, one-vector and scalar column tails, leftover rows, an odd
+# last row of W, a single input; float32 vectors hold 8, float64 4.
+MICRO_SHAPES = [(4, 8, 16), (5, 3, 17), (7, 9, 25), (32, 20, 32), (33, 31, 45), (1, 40, 24), (6, 1, 19),
+                (9, 2, 8)]
+
+
+@pytest.fixture(params=[True, False], ids=["simd", "portable"])
+def simd(request, backend):
+    """The compiled backend with its micro-kernels on (where the CPU has them) and off; the
+    pure-Python backend has none, and runs the same checks both times."""
+    if hasattr(backend, "_set_simd"):
+        previous = backend._set_simd(request.param)
+        yield request.param
+        backend._set_simd(previous)
+    else:
+        yield request.param
+
+
+@pytest.mark.parametrize("activation", [LINEAR, RELU, SOFTMAX], ids=activation_ids)
+@pytest.mark.parametrize("shape", MICRO_SHAPES)
+def test_dense_layer_on_micro_kernel_shapes(backend, simd, dtype, shape, activation, assert_close):
+    rng = np.random.default_rng(11)
+    check_dense_forward(backend, dtype, rng, *shape, activation, assert_close)
+    check_dense_backward(backend, dtype, rng, *shape, activation, assert_close)
+
+
+def test_micro_kernels_are_built_where_the_cpu_has_avx2(compiled):
+    """So that the tests above really run them on such a machine (CI's has AVX2)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.exists():
+        pytest.skip("no /proc/cpuinfo to read the CPU's flags from")
+    flags = set(cpuinfo.read_text().split())
+    assert compiled._simd_available() == ({"avx2", "fma"} <= flags and platform.machine() == "x86_64")
 
 
 @pytest.mark.parametrize("activation", ACTIVATIONS, ids=activation_ids)
