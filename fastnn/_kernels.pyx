@@ -440,11 +440,26 @@ cdef void _gemm(bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_t n, Py_ssize
         dgemm(&tb, &ta, &jn, &im, &kk, &one, <double*>B, &lb, <double*>A, &la, &zero, C, &lc)
 
 
+cdef void _dot_each(const floating* A, Py_ssize_t a_row, Py_ssize_t a_inner, const floating* B, floating* C,
+                    Py_ssize_t m, Py_ssize_t k, Py_ssize_t n) noexcept nogil:
+    """C (m, n) = sum over p < k of A[i*a_row + p*a_inner] * B[p*n + j], one dot product per
+    element of C: for outputs too narrow (n < 4) for loops along their rows. The operands as
+    fastnn_rows (_microkernels.h) takes them."""
+    cdef Py_ssize_t i, j, p
+    cdef floating acc
+    for i in range(m):
+        for j in range(n):
+            acc = 0
+            for p in range(k):
+                acc += A[i * a_row + p * a_inner] * B[p * n + j]
+            C[i * n + j] = acc
+
+
 cdef void _matmul(const floating* X, const floating* W, floating* out,
                   Py_ssize_t m, Py_ssize_t k, Py_ssize_t n) noexcept nogil:
     """out = X·W. X: (m, k), W: (k, n), out: (m, n)."""
     cdef Py_ssize_t i, p, j
-    cdef floating x0, x1, x2, x3, acc
+    cdef floating x0, x1, x2, x3
     cdef const floating* w
     cdef floating* o
     if m == 0 or n == 0:
@@ -461,13 +476,8 @@ cdef void _matmul(const floating* X, const floating* W, floating* out,
     if m * n * k > GEMM_CROSSOVER and m > 1:
         _gemm(False, False, m, n, k, X, k, W, n, out, n)
         return
-    if n < 4:  # rows too narrow for the j-loops below to pay their setup: a dot product each
-        for i in range(m):
-            for j in range(n):
-                acc = 0
-                for p in range(k):
-                    acc += X[i * k + p] * W[p * n + j]
-                out[i * n + j] = acc
+    if n < 4:  # rows too narrow for the j-loops below to pay their setup
+        _dot_each(X, k, 1, W, out, m, k, n)
         return
     # k-i-j, four rows of W per pass: each group of rows of W is read once (it stays in L1 while
     # every row of out takes its share), and the inner loops stream rows of W into a row of out.
@@ -504,7 +514,7 @@ cdef void _matmul_tn(const floating* X, const floating* dZ, floating* dW,
                      Py_ssize_t m, Py_ssize_t k, Py_ssize_t n) noexcept nogil:
     """dW = Xᵀ·dZ. X: (m, k), dZ: (m, n), dW: (k, n)."""
     cdef Py_ssize_t i, p, j
-    cdef floating x0, x1, x2, x3, acc
+    cdef floating x0, x1, x2, x3
     cdef const floating* d
     cdef floating* o
     if k == 0 or n == 0:
@@ -521,13 +531,8 @@ cdef void _matmul_tn(const floating* X, const floating* dZ, floating* dW,
     if m * n * k > GEMM_CROSSOVER and m > 1:
         _gemm(True, False, k, n, m, X, k, dZ, n, dW, n)
         return
-    if n < 4:  # as in _matmul: a dot product each
-        for p in range(k):
-            for j in range(n):
-                acc = 0
-                for i in range(m):
-                    acc += X[i * k + p] * dZ[i * n + j]
-                dW[p * n + j] = acc
+    if n < 4:  # as in _matmul; row p of dW reads column p of X
+        _dot_each(X, 1, k, dZ, dW, k, m, n)
         return
     # Sum over the batch of outer products X[i]ᵀ·dZ[i], four batch rows per pass; the inner loops
     # stream rows of dZ into a row of dW.
