@@ -40,7 +40,8 @@ class History:
 
     def extend(self, epochs: range, logs: dict) -> None:
         """Append a run of epochs at once; logs maps each key to an array, one value per epoch."""
-        self._runs.append((epochs, logs))
+        if len(epochs):  # an empty run adds no keys, as no append() would
+            self._runs.append((epochs, logs))
 
     def _to_lists(self) -> None:
         for epochs, logs in self._runs:

@@ -323,16 +323,18 @@ class Sequential:
                                 cb(epoch, logs)
                 else:  # the whole run's logs at once: per-epoch Python here would cost more than XOR's epochs
                     history.extend(range(done, done + finished), run_logs)
-                    last_logs = {key: values[-1] for key, values in run_logs.items()}
                 if finished < run:
                     raise TrainingDivergedError(
                         f"training diverged at epoch {done + finished}: the loss is "
                         f"{epoch_loss[done + finished]}; the model keeps the weights from before that epoch "
                         f"(try a smaller learning rate)", history)
                 done += run
-                progress.update(done, last_logs)
-                if not every_epoch:  # aim the next run at _CHUNK_SECONDS in one step: the time
-                    # measured includes the call's fixed cost, so the aim errs on the short side
+                if every_epoch:
+                    progress.update(done, last_logs)
+                else:
+                    progress.update(done, {key: values[-1] for key, values in run_logs.items()})
+                    # Aim the next run at _CHUNK_SECONDS in one step: the time measured includes
+                    # the call's fixed cost, so the aim errs on the short side.
                     run = max(1, int(run * _CHUNK_SECONDS / max(seconds, 1e-9)))
         finally:
             progress.close()

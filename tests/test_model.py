@@ -371,6 +371,21 @@ def test_history_of_runs_equals_history_of_single_epochs(backend, monkeypatch):
     assert all(type(v) is float for values in runs.history.values() for v in values)
 
 
+@pytest.mark.parametrize("with_callback", [False, True], ids=["runs", "every epoch"])
+def test_divergence_in_the_first_epoch(backend, with_callback):
+    """Overflowing logits in epoch 0: the error comes with an empty history, and the weights are
+    the initial ones, whether fit trains runs of epochs or one epoch at a time."""
+    model = make_model([3, 1], out="sigmoid", dtype="float32", optimizer=fnn.SGD(lr=1.0))
+    before = model.get_weights()
+    X = np.full((4, 3), 3e38, np.float32)
+    callbacks = [lambda epoch, logs: None] if with_callback else None
+    with pytest.raises(fnn.TrainingDivergedError, match="diverged at epoch 0") as info:
+        model.fit(X, np.ones(4), epochs=5, verbose=0, callbacks=callbacks)
+    assert info.value.history.epoch == [] and info.value.history.history == {}
+    for a, b in zip(model.get_weights(), before):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_divergence_stops_with_clear_error(backend):
     rng = np.random.default_rng(10)
     X = rng.normal(size=(20, 3)) * 100
