@@ -6,10 +6,14 @@ import pytest
 import fastnn as fnn
 from fastnn.activations import RELU
 
-from common import record, threads
+from common import micro_kernels, record, threads
 
 SHAPES = [(4, 2, 2), (32, 32, 32), (256, 128, 512), (256, 512, 512), (512, 1024, 1024)]  # batch, n_in, n_out
 IDS = [f"{b}x{i}x{o}" for b, i, o in SHAPES]
+# (shape, impl): fastnn and NumPy at every shape; "fastnn portable" (the AVX2 micro-kernels off)
+# where they serve the products, at 32x32x32.
+CASES = [(shape, impl) for shape in SHAPES for impl in ("fastnn", "numpy")] + [((32, 32, 32), "fastnn portable")]
+CASE_IDS = [f"{IDS[SHAPES.index(shape)]}-{impl.replace(' ', '-')}" for shape, impl in CASES]
 
 
 def layer(shape, dtype=np.float32):
@@ -32,21 +36,21 @@ def repeat(shape) -> int:
     return max(1, min(2000, int(1e9 / flops_forward(shape))))
 
 
-@pytest.mark.parametrize("shape", SHAPES, ids=IDS)
-@pytest.mark.parametrize("impl", ["fastnn", "numpy"])
+@pytest.mark.parametrize("shape, impl", CASES, ids=CASE_IDS)
 def test_dense_forward(benchmark, rounds, shape, impl):
     benchmark.group = f"kernel dense forward+relu {IDS[SHAPES.index(shape)]}, 1 thread"
     X, W, b = layer(shape)
     out = np.empty((shape[0], shape[2]), np.float32)
     reps = repeat(shape)
-    if impl == "fastnn":
+    if impl.startswith("fastnn"):
         if "cython" not in fnn.available_backends():
             pytest.skip("compiled backend not built")
         k = fnn.backend._MODULES["cython"]
 
         def run():
-            for _ in range(reps):
-                k.dense_forward(X, W, b, RELU, out)
+            with micro_kernels(impl == "fastnn"):
+                for _ in range(reps):
+                    k.dense_forward(X, W, b, RELU, out)
     else:
         def run():
             for _ in range(reps):
@@ -58,8 +62,7 @@ def test_dense_forward(benchmark, rounds, shape, impl):
     np.testing.assert_allclose(out, np.maximum(X @ W + b, 0), rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("shape", SHAPES, ids=IDS)
-@pytest.mark.parametrize("impl", ["fastnn", "numpy"])
+@pytest.mark.parametrize("shape, impl", CASES, ids=CASE_IDS)
 def test_dense_backward(benchmark, rounds, shape, impl):
     """dZ = dA·relu'(A), db, dW = Xᵀ·dZ, dX = dZ·Wᵀ: two products, 2× the forward's FLOPs."""
     benchmark.group = f"kernel dense backward (relu) {IDS[SHAPES.index(shape)]}, 1 thread"
@@ -68,14 +71,15 @@ def test_dense_backward(benchmark, rounds, shape, impl):
     dA = np.random.default_rng(1).standard_normal(A.shape).astype(np.float32)
     dZ, dW, db, dX = np.empty_like(A), np.empty_like(W), np.empty_like(b), np.empty_like(X)
     reps = max(1, repeat(shape) // 2)
-    if impl == "fastnn":
+    if impl.startswith("fastnn"):
         if "cython" not in fnn.available_backends():
             pytest.skip("compiled backend not built")
         k = fnn.backend._MODULES["cython"]
 
         def run():
-            for _ in range(reps):
-                k.dense_backward(X, W, A, dA, RELU, dZ, dW, db, dX)
+            with micro_kernels(impl == "fastnn"):
+                for _ in range(reps):
+                    k.dense_backward(X, W, A, dA, RELU, dZ, dW, db, dX)
     else:
         def run():
             for _ in range(reps):

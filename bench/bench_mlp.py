@@ -9,7 +9,7 @@ import pytest
 import fastnn as fnn
 
 import peers
-from common import accuracy, case_data, record, threads
+from common import accuracy, case_data, micro_kernels, record, threads
 
 TRAIN = [("small", 1), ("medium", 1), ("medium", 2), ("large", 2)]
 
@@ -29,7 +29,7 @@ def learned(pred, y, n_classes, quick) -> bool:
 
 
 @pytest.mark.parametrize("case, n_threads", TRAIN, ids=[f"{c}-{t}thread" for c, t in TRAIN])
-@pytest.mark.parametrize("impl", ["fastnn", "fastnn-python", "numpy", "torch", "jax"])
+@pytest.mark.parametrize("impl", ["fastnn", "fastnn-portable", "fastnn-python", "numpy", "torch", "jax"])
 def test_mlp_train(benchmark, rounds, quick, case, n_threads, impl):
     benchmark.group = f"mlp {case} train, {n_threads} thread{'s' * (n_threads > 1)}"
     X, y, sizes, batch = case_data(case, quick)
@@ -38,8 +38,10 @@ def test_mlp_train(benchmark, rounds, quick, case, n_threads, impl):
         backend = "python" if impl == "fastnn-python" else "cython"
         if backend not in fnn.available_backends():
             pytest.skip("compiled backend not built")
-        if backend == "python" and case != "small":
-            pytest.skip("the pure-Python backend is compared on the small case only")
+        if impl != "fastnn" and case != "small":
+            pytest.skip("the pure-Python backend and the portable paths are compared on the small case only")
+        label = {"fastnn": "fastnn (cython)", "fastnn-portable": "fastnn (cython, FASTNN_SIMD=0)",
+                 "fastnn-python": "fastnn (python)"}[impl]
         state = {}
 
         def setup():
@@ -48,11 +50,11 @@ def test_mlp_train(benchmark, rounds, quick, case, n_threads, impl):
             return (), {}
 
         def train():
-            with fnn.use_backend(backend):
+            with fnn.use_backend(backend), micro_kernels(impl != "fastnn-portable"):
                 state["model"].fit(X, y, epochs=1, batch_size=batch, shuffle=False, verbose=0)
 
         with threads(n_threads):
-            record(benchmark, train, rounds, n, "sample", f"fastnn ({backend})", setup=setup)
+            record(benchmark, train, rounds, n, "sample", label, setup=setup)
         after = state["model"].evaluate(X, y)["loss"]
         assert np.isfinite(after) and (quick or after < state["before"])
         assert learned(state["model"].predict(X).argmax(1), y, sizes[-1], quick)

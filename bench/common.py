@@ -55,6 +55,21 @@ def threads(n: int):
             sys.modules["torch"].set_num_threads(torch_threads)
 
 
+@contextlib.contextmanager
+def micro_kernels(on: bool):
+    """The compiled backend with its AVX2 micro-kernels (_microkernels.h) on, its default where the
+    CPU has them, or off (FASTNN_SIMD=0's portable loops and BLAS), for the rows that show the gain."""
+    kernels = fnn.backend._MODULES["cython"]
+    if kernels is None:  # not built: nothing to switch
+        yield
+        return
+    previous = kernels._set_simd(on)
+    try:
+        yield
+    finally:
+        kernels._set_simd(previous)
+
+
 def record(benchmark, fn, rounds: int, units: float, unit: str, impl: str, setup=None):
     """Time fn over `rounds` rounds (after one warm-up) and label the row for the ratio table."""
     benchmark.extra_info.update(units=units, unit=unit, impl=impl)

@@ -13,6 +13,7 @@ from typing import Optional
 
 import numpy as np
 
+from ._fallback import _layout
 from .layers import Dense
 from .model import Sequential
 from .validation import check_real
@@ -119,13 +120,13 @@ def gradcheck(model: Sequential, X, y, eps: Optional[float] = None,
         params[i] = w
         numeric[i] = (up - down) / (2 * h)
 
-    errors, offset = {}, 0
-    for l, layer in enumerate(model.layers):
-        for name, size in (("W", layer.n_in * layer.n_out), ("b", layer.n_out)):
-            a = analytic[offset:offset + size].astype(np.float64)
-            n = numeric[offset:offset + size]
+    errors = {}
+    offsets, _ = _layout(model._network()[0].tolist())  # where each layer's W and b lie in the flat buffer
+    for l, (w_at, b_at, end) in enumerate(offsets):
+        for name, start, stop in (("W", w_at, b_at), ("b", b_at, end)):
+            a = analytic[start:stop].astype(np.float64)
+            n = numeric[start:stop]
             scale = max(np.abs(a).max(), np.abs(n).max(), _FLOOR)
             errors[f"layers[{l}].{name}"] = float(np.abs(a - n).max() / scale)
-            offset += size
     passed = all(error <= tolerance for error in errors.values())
     return GradcheckResult(errors=errors, tolerance=tolerance, passed=passed)

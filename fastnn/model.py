@@ -215,6 +215,12 @@ class Sequential:
 
     # ------------------------------------------------------------------ fit
 
+    def _network(self) -> tuple[np.ndarray, np.ndarray]:
+        """train_epochs' description of the network: layer widths (L+1,) and activation codes (L,)
+        with the output's as the loss takes it, both int64."""
+        sizes = np.array([self.n_in] + [layer.n_out for layer in self._layers], np.int64)
+        return sizes, np.array(self._codes(for_loss=True), np.int64)
+
     def _metric_counts(self, rows: int) -> int:
         """How many predictions a batch of `rows` makes (the accuracy's denominator)."""
         return rows * self.n_out if self._loss_code == losses.BINARY_CROSSENTROPY else rows
@@ -280,8 +286,7 @@ class Sequential:
         Y = np.empty((0, self.n_out), self.dtype) if sparse else y
         labels = y if sparse else np.empty(0, np.int64)
         in_order = np.empty((0, n), np.int64)
-        sizes = np.array([self.n_in] + [layer.n_out for layer in self._layers], np.int64)
-        codes = np.array(self._codes(for_loss=True), np.int64)
+        sizes, codes = self._network()
         optimizer, state1, state2, settings = self.optimizer.kernel_args()
         hyper = optimizers.train_hyper(settings)
         no_weights = np.empty(0, self.dtype)

@@ -127,7 +127,8 @@ def export(model: Sequential, path) -> None:
     """Write `model` to `path` as an ONNX file whose output equals `model.predict(X)`.
 
     model: a fastnn.Sequential of Dense layers, float32 or float64, any activation fastnn has
-        (linear, sigmoid, relu, tanh, leaky_relu with fastnn's slope, softmax over the last axis).
+        (linear, sigmoid, relu, tanh, leaky_relu with fastnn's slope, softmax over the last axis,
+        exp).
         The output activation is always applied, as predict applies it (probabilities for
         sigmoid/softmax outputs, even though the losses are computed from logits). For a fitted
         fastnn.sklearn.MLPClassifier/MLPRegressor pass `est.model_`: the graph then gives what

@@ -254,16 +254,13 @@ class _BaseMLP(BaseEstimator):
 
     def _network(self):
         """(sizes, codes, loss code, loss_scale) of model_ for train_epochs."""
-        model = self.model_
-        sizes = np.array([model.n_in] + [layer.n_out for layer in model.layers], np.int64)
-        codes = np.array(model._codes(for_loss=True), np.int64)
-        return sizes, codes, model._loss_code, _loss_scale(self.out_activation_, self.n_outputs_)
+        sizes, codes = self.model_._network()
+        return sizes, codes, self.model_._loss_code, _loss_scale(self.out_activation_, self.n_outputs_)
 
     def _packed_order(self):
         """Positions in model_'s flat buffer (W1, b1, W2, b2, ...) of scikit-learn's packing of the
         parameters for L-BFGS (W1, W2, ..., b1, b2, ...)."""
-        sizes = [self.model_.n_in] + [layer.n_out for layer in self.model_.layers]
-        offsets, _ = _fallback._layout(sizes)
+        offsets, _ = _fallback._layout(self.model_._network()[0].tolist())
         return np.concatenate([np.arange(a, b) for a, b, _ in offsets] + [np.arange(b, c) for _, b, c in offsets])
 
     def _gradient_pass(self, data):

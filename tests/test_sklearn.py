@@ -25,8 +25,8 @@ from fastnn.sklearn import MLPClassifier, MLPRegressor  # noqa: E402
 
 
 @parametrize_with_checks([MLPClassifier(), MLPRegressor()])
-def test_check_estimator(estimator, check):
-    """scikit-learn's estimator checks, every one, on the default estimators."""
+def test_check_estimator(backend, estimator, check):
+    """scikit-learn's estimator checks, every one, on the default estimators, on each backend."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         check(estimator)

@@ -34,6 +34,12 @@ for _name in TESTS:
     globals()[_name] = _upstream[_name]
 
 
+@pytest.fixture(autouse=True)
+def _on_each_backend(backend):
+    """Every upstream test runs once per backend (conftest's parametrized `backend` fixture)."""
+    yield
+
+
 @pytest.fixture
 def global_random_seed():
     """scikit-learn's conftest fixture, with its default seed."""
