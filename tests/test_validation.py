@@ -43,6 +43,17 @@ def test_bad_X(model, bad_X, error, message):
             model.predict(bad_X)
 
 
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_non_finite_found_past_the_first_chunk(model, order):
+    # The check runs over chunks of 2**18 elements; the first bad element is in the third, and the
+    # error names its index in X, whatever X's memory order.
+    big = np.zeros((300_000, 2), order=order)
+    big[290_001, 1] = -np.inf
+    big[299_999, 0] = np.nan
+    with pytest.raises(ValueError, match=r"X contains NaN or inf \(first at index \(290001, 1\): -inf\)"):
+        model.predict(big)
+
+
 @pytest.mark.parametrize("bad_y, message", [
     (np.array([0, 1, 2]), r"y has 3 rows \(shape \(3,\)\) but X has 4"),
     (np.array([0, 1, 3, 1]), r"y labels must lie in \[0, 3\) for a 3-unit output layer; row 2 has 3"),
