@@ -45,7 +45,7 @@ def test_bad_X(model, bad_X, error, message):
 
 @pytest.mark.parametrize("order", ["C", "F"])
 def test_non_finite_found_past_the_first_chunk(model, order):
-    # The check runs over chunks of 2**18 elements; the first bad element is in the third, and the
+    # The check runs over blocks of 2**18 elements; the first bad element is in the third, and the
     # error names its index in X, whatever X's memory order.
     big = np.zeros((300_000, 2), order=order)
     big[290_001, 1] = -np.inf
@@ -56,6 +56,7 @@ def test_non_finite_found_past_the_first_chunk(model, order):
 
 @pytest.mark.parametrize("bad_y, message", [
     (np.array([0, 1, 2]), r"y has 3 rows \(shape \(3,\)\) but X has 4"),
+    (1, r"y must hold one row per sample of X \(4\), got a scalar"),
     (np.array([0, 1, 3, 1]), r"y labels must lie in \[0, 3\) for a 3-unit output layer; row 2 has 3"),
     (np.array([0, -1, 2, 1]), r"row 1 has -1"),
     (np.array([0, 0.5, 2, 1]), "y must hold integer class labels"),
