@@ -65,7 +65,8 @@ def activation_grad(A, dA, activation, out):
     _same_shape("dA", dA, A.shape)
     _same_shape("out", out, A.shape)
     if activation == LINEAR:
-        np.copyto(out, dA)
+        if out is not dA:  # in place (the output layer of a loss from logits): nothing to write
+            np.copyto(out, dA)
     elif activation == SIGMOID:
         np.multiply(dA, A * (1 - A), out=out)
     elif activation == RELU:

@@ -373,8 +373,9 @@ cdef void _activation_grad(const floating* A, const floating* dA, int activation
         dr = dA + i * n
         o = out + i * n
         if activation == LINEAR:
-            for j in range(n):
-                o[j] = dr[j]
+            if o != dr:  # in place (the output layer of a loss from logits): nothing to write
+                for j in range(n):
+                    o[j] = dr[j]
         elif activation == SIGMOID:
             for j in range(n):
                 a = ar[j]
