@@ -20,7 +20,7 @@ The compiler directives (bounds/wraparound/initialized checks off, cdivision on)
 from cython cimport floating
 from libc.math cimport exp, expf, fabs, fabsf, log, log1p, log1pf, logf, pow, sqrt, sqrtf, tanh, tanhf
 from libc.stdint cimport int64_t
-from libc.string cimport memcpy, memset
+from libc.string cimport memcpy, memmove, memset
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 
 import os
@@ -107,6 +107,44 @@ cdef inline bint _simd_fits(Py_ssize_t product, Py_ssize_t width, Py_ssize_t ope
                             Py_ssize_t item_size) noexcept nogil:
     return (_simd and product <= SIMD_MAX_PRODUCT and width * item_size >= 64
             and operand_items * item_size <= SIMD_MAX_OPERAND)
+
+
+# A layer narrower than a vector (a classifier's output: 1-10 classes) leaves `rows` nothing to
+# stream along its outputs, and went to OpenBLAS: a sixth of the 20-32-32-2 net's instructions
+# (callgrind), each call's packing and zeroing for 2 KFLOP. Its inputs are the wide side: with W
+# copied transposed, (n_out, n_in), onto the stack, each product streams rows of length n_in.
+cdef enum:
+    NARROW_MAX = 4096  # elements of the transposed copy: 32 KB of float64, as SIMD_MAX_OPERAND
+
+
+cdef inline bint _simd_narrow(Py_ssize_t product, Py_ssize_t n_out, Py_ssize_t n_in,
+                              Py_ssize_t item_size) noexcept nogil:
+    return (_simd and product <= SIMD_MAX_PRODUCT and n_out * item_size < 64 and n_in * item_size >= 64
+            and n_out * n_in <= NARROW_MAX)
+
+
+cdef inline void _rows(const floating* A, Py_ssize_t a_row, Py_ssize_t a_inner, const floating* B, floating* C,
+                       Py_ssize_t m, Py_ssize_t k, Py_ssize_t n) noexcept nogil:
+    if floating is float:
+        fastnn_rows_f(A, a_row, a_inner, B, C, m, k, n)
+    else:
+        fastnn_rows_d(A, a_row, a_inner, B, C, m, k, n)
+
+
+cdef inline void _dots(const floating* P, const floating* Q, floating* C,
+                       Py_ssize_t m, Py_ssize_t k, Py_ssize_t n) noexcept nogil:
+    if floating is float:
+        fastnn_dots_f(P, Q, C, m, k, n)
+    else:
+        fastnn_dots_d(P, Q, C, m, k, n)
+
+
+cdef inline void _transpose(const floating* A, floating* out, Py_ssize_t rows, Py_ssize_t cols) noexcept nogil:
+    """out (cols, rows) = Aᵀ, A: (rows, cols)."""
+    cdef Py_ssize_t i, j
+    for i in range(rows):
+        for j in range(cols):
+            out[j * rows + i] = A[i * cols + j]
 
 
 # libc.math in the precision of the data: the f-versions for float32.
@@ -291,56 +329,59 @@ cdef inline floating _leaky_relu(floating x, floating slope) noexcept nogil:
 
 cdef void _activate(const floating* Z, const floating* b, int activation, floating* out,
                     Py_ssize_t m, Py_ssize_t n) noexcept nogil:
-    """out = f(Z + b), Z, out: (m, n), b: (n,) or NULL (no bias), in one pass; out may be Z."""
+    """out = f(Z + b), Z, out: (m, n), b: (n,) or NULL (no bias), in one pass; out may be Z.
+
+    The loops work in place on out (Z copied there first when it is another array): gcc
+    vectorises them behind a run-time check that out and Z do not overlap, and fell back to
+    scalar loops for the in-place calls of every forward pass, out == Z.
+    """
     cdef Py_ssize_t i, j
     cdef floating slope = <floating>LEAKY_SLOPE
-    cdef const floating* z
     cdef floating* o
+    if out != Z:  # (memmove: a view of another part of the same buffer may overlap)
+        memmove(out, Z, m * n * sizeof(floating))
     if activation == SIGMOID:  # exp-bound: adding b in a pass of its own costs nothing measurable
         if b != NULL:
             for i in range(m):
+                o = out + i * n
                 for j in range(n):
-                    out[i * n + j] = Z[i * n + j] + b[j]
-            Z = out
-        _sigmoid(Z, out, m * n)  # one flat pass, not one per row: XOR's rows are 2 wide
+                    o[j] = o[j] + b[j]
+        _sigmoid(out, out, m * n)  # one flat pass, not one per row: XOR's rows are 2 wide
         return
     for i in range(m):
-        z = Z + i * n
         o = out + i * n
         if activation == SOFTMAX:  # row-wise
-            _softmax_row(z, b, o, n)
+            _softmax_row(o, b, o, n)
         elif b != NULL:  # each loop comes with and without the bias, so that both vectorise
             if activation == LINEAR:
                 for j in range(n):
-                    o[j] = z[j] + b[j]
+                    o[j] = o[j] + b[j]
             elif activation == RELU:
                 for j in range(n):
-                    o[j] = _relu(z[j] + b[j])
+                    o[j] = _relu(o[j] + b[j])
             elif activation == TANH:
                 for j in range(n):
-                    o[j] = _tanh(z[j] + b[j])
+                    o[j] = _tanh(o[j] + b[j])
             elif activation == EXP:
                 for j in range(n):
-                    o[j] = _exp(z[j] + b[j])
+                    o[j] = _exp(o[j] + b[j])
             else:  # LEAKY_RELU
                 for j in range(n):
-                    o[j] = _leaky_relu(z[j] + b[j], slope)
+                    o[j] = _leaky_relu(o[j] + b[j], slope)
         else:
-            if activation == LINEAR:
+            if activation == RELU:
                 for j in range(n):
-                    o[j] = z[j]
-            elif activation == RELU:
-                for j in range(n):
-                    o[j] = _relu(z[j])
+                    o[j] = _relu(o[j])
             elif activation == TANH:
                 for j in range(n):
-                    o[j] = _tanh(z[j])
+                    o[j] = _tanh(o[j])
             elif activation == EXP:
                 for j in range(n):
-                    o[j] = _exp(z[j])
-            else:  # LEAKY_RELU
+                    o[j] = _exp(o[j])
+            elif activation == LEAKY_RELU:
                 for j in range(n):
-                    o[j] = _leaky_relu(z[j], slope)
+                    o[j] = _leaky_relu(o[j], slope)
+            # LINEAR: out already holds Z
 
 
 def activate(const floating[:, ::1] Z not None, int activation, floating[:, ::1] out not None):
@@ -358,48 +399,46 @@ def activate(const floating[:, ::1] Z not None, int activation, floating[:, ::1]
 cdef void _activation_grad(const floating* A, const floating* dA, int activation, floating* out,
                            floating* db, Py_ssize_t m, Py_ssize_t n) noexcept nogil:
     """out = dA * f'(Z), written through A = f(Z), and, unless db is NULL, db = column sums of out,
-    row by row while the row is in cache. A, dA, out: (m, n), db: (n,); out may be dA."""
+    row by row while the row is in cache. A, dA, out: (m, n), db: (n,); out may be dA.
+    In place on out, dA copied there first when it is another array: as in _activate."""
     cdef Py_ssize_t i, j
     cdef floating a, s, zero = 0, one = 1, slope = <floating>LEAKY_SLOPE
     cdef double dot
     cdef const floating* ar
-    cdef const floating* dr
     cdef floating* o
+    if out != dA:
+        memmove(out, dA, m * n * sizeof(floating))
     if db != NULL:
         for j in range(n):
             db[j] = 0
     for i in range(m):
         ar = A + i * n
-        dr = dA + i * n
         o = out + i * n
-        if activation == LINEAR:
-            if o != dr:  # in place (the output layer of a loss from logits): nothing to write
-                for j in range(n):
-                    o[j] = dr[j]
-        elif activation == SIGMOID:
+        if activation == SIGMOID:
             for j in range(n):
                 a = ar[j]
-                o[j] = dr[j] * (a * (one - a))
+                o[j] = o[j] * (a * (one - a))
         elif activation == RELU:
             for j in range(n):
-                o[j] = dr[j] * (one if ar[j] > 0 else zero)  # a multiply, as in NumPy: NaN * 0 is NaN
+                o[j] = o[j] * (one if ar[j] > 0 else zero)  # a multiply, as in NumPy: NaN * 0 is NaN
         elif activation == TANH:
             for j in range(n):
                 a = ar[j]
-                o[j] = dr[j] * (one - a * a)
+                o[j] = o[j] * (one - a * a)
         elif activation == LEAKY_RELU:
             for j in range(n):
-                o[j] = dr[j] * (one if ar[j] > 0 else slope)
+                o[j] = o[j] * (one if ar[j] > 0 else slope)
         elif activation == EXP:
             for j in range(n):
-                o[j] = dr[j] * ar[j]
-        else:  # SOFTMAX: the Jacobian-vector product A * (dA - sum(dA * A, row))
+                o[j] = o[j] * ar[j]
+        elif activation == SOFTMAX:  # the Jacobian-vector product A * (dA - sum(dA * A, row))
             dot = 0
             for j in range(n):
-                dot += dr[j] * ar[j]
+                dot += o[j] * ar[j]
             s = <floating>dot
             for j in range(n):
-                o[j] = ar[j] * (dr[j] - s)
+                o[j] = ar[j] * (o[j] - s)
+        # LINEAR: out already holds dA
         if db != NULL:  # a loop of its own: a test inside the loops above would stop them vectorising
             for j in range(n):
                 db[j] += o[j]
@@ -456,6 +495,33 @@ cdef void _dot_each(const floating* A, Py_ssize_t a_row, Py_ssize_t a_inner, con
             C[i * n + j] = acc
 
 
+# The three products for a narrow layer (n_out below a vector, see _simd_narrow), each through the
+# transposed copy: functions of their own, so that the other paths don't reserve its stack.
+
+cdef void _matmul_narrow(const floating* X, const floating* W, floating* out,
+                         Py_ssize_t m, Py_ssize_t k, Py_ssize_t n) noexcept nogil:
+    """out = X·W as the dot products of X's rows with W's columns. X: (m, k), W: (k, n), out: (m, n)."""
+    cdef floating wt[NARROW_MAX]
+    _transpose(W, wt, k, n)
+    _dots(X, wt, out, m, n, k)
+
+
+cdef void _matmul_tn_narrow(const floating* X, const floating* dZ, floating* dW,
+                            Py_ssize_t m, Py_ssize_t k, Py_ssize_t n) noexcept nogil:
+    """dW = Xᵀ·dZ computed as dWᵀ = dZᵀ·X, which streams X's rows. X: (m, k), dZ: (m, n), dW: (k, n)."""
+    cdef floating dwt[NARROW_MAX]
+    _rows(dZ, 1, n, X, dwt, n, m, k)  # row j of dWᵀ reads column j of dZ
+    _transpose(dwt, dW, n, k)
+
+
+cdef void _matmul_nt_narrow(const floating* dZ, const floating* W, floating* dX,
+                            Py_ssize_t m, Py_ssize_t n, Py_ssize_t k) noexcept nogil:
+    """dX = dZ·Wᵀ, streaming the rows of Wᵀ. dZ: (m, n), W: (k, n), dX: (m, k)."""
+    cdef floating wt[NARROW_MAX]
+    _transpose(W, wt, k, n)
+    _rows(dZ, n, 1, wt, dX, m, n, k)
+
+
 cdef void _matmul(const floating* X, const floating* W, floating* out,
                   Py_ssize_t m, Py_ssize_t k, Py_ssize_t n) noexcept nogil:
     """out = X·W. X: (m, k), W: (k, n), out: (m, n)."""
@@ -469,10 +535,10 @@ cdef void _matmul(const floating* X, const floating* W, floating* out,
         memset(out, 0, m * n * sizeof(floating))
         return
     if _simd_fits(m * n * k, n, k * n, sizeof(floating)):
-        if floating is float:
-            fastnn_rows_f(X, k, 1, W, out, m, k, n)
-        else:
-            fastnn_rows_d(X, k, 1, W, out, m, k, n)
+        _rows(X, k, 1, W, out, m, k, n)
+        return
+    if _simd_narrow(m * n * k, n, k, sizeof(floating)):
+        _matmul_narrow(X, W, out, m, k, n)
         return
     if m * n * k > GEMM_CROSSOVER and m > 1:
         _gemm(False, False, m, n, k, X, k, W, n, out, n)
@@ -524,10 +590,10 @@ cdef void _matmul_tn(const floating* X, const floating* dZ, floating* dW,
         memset(dW, 0, k * n * sizeof(floating))
         return
     if _simd_fits(m * n * k, n, m * n, sizeof(floating)):  # row p of dW reads column p of X
-        if floating is float:
-            fastnn_rows_f(X, 1, k, dZ, dW, k, m, n)
-        else:
-            fastnn_rows_d(X, 1, k, dZ, dW, k, m, n)
+        _rows(X, 1, k, dZ, dW, k, m, n)
+        return
+    if _simd_narrow(m * n * k, n, k, sizeof(floating)):
+        _matmul_tn_narrow(X, dZ, dW, m, k, n)
         return
     if m * n * k > GEMM_CROSSOVER and m > 1:
         _gemm(True, False, k, n, m, X, k, dZ, n, dW, n)
@@ -576,10 +642,10 @@ cdef void _matmul_nt(const floating* dZ, const floating* W, floating* dX,
     if m == 0 or k == 0:
         return
     if _simd_fits(m * n * k, n, k * n, sizeof(floating)):
-        if floating is float:
-            fastnn_dots_f(dZ, W, dX, m, k, n)
-        else:
-            fastnn_dots_d(dZ, W, dX, m, k, n)
+        _dots(dZ, W, dX, m, k, n)
+        return
+    if _simd_narrow(m * n * k, n, k, sizeof(floating)):
+        _matmul_nt_narrow(dZ, W, dX, m, n, k)
         return
     if m * n * k > GEMM_CROSSOVER and m > 1:
         _gemm(False, True, m, k, n, dZ, n, W, n, dX, k)

@@ -201,9 +201,12 @@ def test_dense_layer_on_any_shape(backend, dtype, assert_close, batch, n_in, n_o
 
 # Shapes that take every path of the compiled backend's AVX2 micro-kernels (_microkernels.h):
 # whole blocks of 4 rows by 2 vectors, one-vector and scalar column tails, leftover rows, an odd
-# last row of W, a single input; float32 vectors hold 8, float64 4.
+# last row of W, a single input; float32 vectors hold 8, float64 4. Then layers narrower than a
+# vector on wide inputs (through W transposed: 1, 2, 7, 10 and 15 outputs, leftover rows), and
+# one whose transposed W would not fit the stack buffer.
 MICRO_SHAPES = [(4, 8, 16), (5, 3, 17), (7, 9, 25), (32, 20, 32), (33, 31, 45), (1, 40, 24), (6, 1, 19),
-                (9, 2, 8)]
+                (9, 2, 8),
+                (32, 32, 2), (7, 17, 1), (5, 40, 10), (33, 16, 15), (3, 9, 7), (2, 1024, 5)]
 
 
 @pytest.fixture(params=[True, False], ids=["simd", "portable"])
