@@ -337,7 +337,8 @@ class Sequential:
                 if every_epoch:
                     progress.update(done, last_logs)
                 else:
-                    progress.update(done, {key: values[-1] for key, values in run_logs.items()})
+                    if progress.enabled:  # the last epoch's logs are gathered only for a bar that shows them
+                        progress.update(done, {key: values[-1] for key, values in run_logs.items()})
                     # Aim the next run at _CHUNK_SECONDS in one step: the time measured includes
                     # the call's fixed cost, so the aim errs on the short side.
                     run = max(1, int(run * _CHUNK_SECONDS / max(seconds, 1e-9)))

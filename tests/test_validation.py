@@ -74,6 +74,17 @@ def test_bad_binary_targets(binary):
     binary.fit(X, np.array([True, False, True, False]), verbose=0)  # bool and 1-D are fine
 
 
+def test_inputs_already_in_kernel_layout_are_only_read(model):
+    # float32 C-contiguous X and int64 labels reach the kernels as given, not copied: fit must
+    # accept them read-only and leave them unchanged.
+    X_ro, y_ro = X.astype(np.float32), LABELS.copy()
+    for a in (X_ro, y_ro):
+        a.flags.writeable = False
+    model.fit(X_ro, y_ro, epochs=2, batch_size=3, verbose=0)
+    np.testing.assert_array_equal(X_ro, X)
+    np.testing.assert_array_equal(y_ro, LABELS)
+
+
 def test_labels_can_be_bool_or_column(model):
     model.fit(X.astype(bool), LABELS.reshape(-1, 1), verbose=0)
     model.fit(X.tolist(), LABELS.astype(np.float32), verbose=0)
