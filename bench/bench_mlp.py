@@ -2,14 +2,18 @@
 
 Training is one epoch of minibatch SGD with PyTorch's momentum (lr 0.05, μ 0.9), ReLU hidden
 layers, softmax cross-entropy, batches in order, from fresh He-initialised weights each round.
+The 20-32-32-2 net is also trained by fastnn, fastnn without micro-kernels and JAX in turn in every
+round (common.interleaved), for ratios that every row measures on the same machine.
 """
+import importlib.util
+
 import numpy as np
 import pytest
 
 import fastnn as fnn
 
 import peers
-from common import accuracy, case_data, micro_kernels, record, threads
+from common import accuracy, case_data, interleaved, micro_kernels, record, threads
 
 TRAIN = [("small", 1), ("medium", 1), ("medium", 2), ("large", 2)]
 
@@ -74,6 +78,35 @@ def test_mlp_train(benchmark, rounds, quick, case, n_threads, impl):
             train_epoch, predict, samples = peers.jax_mlp(X, y, sizes, batch)
             params = record(benchmark, train_epoch, rounds, samples, "sample", "JAX (jit, lax.scan epoch)")
         assert learned(predict(params), y, sizes[-1], quick)
+
+
+
+@pytest.mark.benchmark(group="mlp small train, 1 thread, interleaved")
+def test_mlp_small_interleaved(benchmark, rounds, quick):
+    """One epoch of 20-32-32-2 by fastnn, by fastnn without its micro-kernels (each from a fresh
+    model, made untimed) and by JAX when installed, in turn in every round on one core."""
+    if "cython" not in fnn.available_backends():
+        pytest.skip("compiled backend not built")
+    X, y, sizes, batch = case_data("small", quick)
+
+    def fastnn_run(simd: bool):
+        def run(model):
+            with micro_kernels(simd):
+                model.fit(X, y, epochs=1, batch_size=batch, shuffle=False, verbose=0)
+            return model
+        return run
+
+    fastnn_ways = {"fastnn": True, "fastnn FASTNN_SIMD=0": False}
+    runs = {name: (fastnn_run(simd), len(X), lambda: fastnn_model(sizes)) for name, simd in fastnn_ways.items()}
+    with threads(1):
+        if importlib.util.find_spec("jax"):
+            train_epoch, predict, samples = peers.jax_mlp(X, y, sizes, batch)
+            runs["JAX"] = (train_epoch, samples)
+        results = interleaved(benchmark, runs, rounds if quick else 4 * rounds, "sample")
+    for name in fastnn_ways:
+        assert learned(results[name].predict(X).argmax(1), y, sizes[-1], quick)
+    if "JAX" in results:
+        assert learned(predict(results["JAX"]), y, sizes[-1], quick)
 
 
 @pytest.mark.benchmark(group="mlp medium inference, 2 threads")

@@ -1,12 +1,10 @@
 """XOR 2-2-1, float64, full-batch gradient descent, 10,000 epochs: µs per epoch, against the peers.
 
-The last benchmark runs fastnn and the compiled-loop peers (Numba, JAX) in turn in every round and
-reports the medians of the per-round ratios: on this shared host the same process ran XOR at half
-speed on one core and full speed on the other (taskset, medians of 400 fits), so rows timed one after
-the other can land on different cores and disagree by 2x.
+The last benchmark runs fastnn and the compiled-loop peers (Numba, JAX) in turn in every round
+(common.interleaved): rows timed one after the other can land on different cores of this host, and
+one of them ran XOR at half the other's speed.
 """
 import importlib.util
-import time
 
 import numpy as np
 import pytest
@@ -15,7 +13,7 @@ import fastnn as fnn
 from fastnn.__main__ import xor_model
 
 import peers
-from common import record
+from common import interleaved, record
 
 X, Y = fnn.data.xor()
 EPOCHS = 10_000
@@ -78,8 +76,8 @@ def test_xor_numba(benchmark, rounds):
 
 @pytest.mark.benchmark(group="xor, interleaved")
 def test_xor_interleaved(benchmark, rounds, quick):
-    """Every round trains fastnn's compiled XOR net, then each compiled-loop peer installed; the
-    note gives how many times faster fastnn was, as the median of the per-round ratios."""
+    """fastnn's compiled XOR net (a fresh model each round, made untimed) and each compiled-loop peer
+    installed, in turn in every round; every run trains and predicts."""
     if "cython" not in fnn.available_backends():
         pytest.skip("compiled backend not built")
     peer_runs = {name: make(X, Y, EPOCHS) for name, module, make in
@@ -87,23 +85,12 @@ def test_xor_interleaved(benchmark, rounds, quick):
                  if importlib.util.find_spec(module)}
     if not peer_runs:
         pytest.skip('no compiled-loop peer installed (pip install ".[peers]")')
-    seconds = {name: [] for name in ["fastnn", *peer_runs]}
-    predictions = {}
 
-    def one_round():
-        model = xor_model()  # made outside the timed fit, as the fastnn row's setup does
-        start = time.perf_counter()
+    def fastnn_run(model):
         model.fit(X, Y, epochs=EPOCHS, batch_size=None, verbose=0)
-        seconds["fastnn"].append(time.perf_counter() - start)
-        predictions["fastnn"] = model.predict(X)
-        for name, run in peer_runs.items():
-            start = time.perf_counter()
-            predictions[name] = run()
-            seconds[name].append(time.perf_counter() - start)
+        return model.predict(X)
 
-    # A round is about 10-20 ms: many more rounds than the suite's default, for a steady median.
-    record(benchmark, one_round, rounds if quick else 20 * rounds, len(seconds) * EPOCHS, "epoch", "all, in turn")
-    ratio = {name: float(np.median(np.array(seconds[name]) / np.array(seconds["fastnn"]))) for name in peer_runs}
-    benchmark.extra_info["note"] = "fastnn faster, per-round median: " + ", ".join(
-        f"{ratio[name]:.2f}x {name}" for name in peer_runs)
+    runs = {"fastnn": (fastnn_run, EPOCHS, xor_model), **{name: (run, EPOCHS) for name, run in peer_runs.items()}}
+    # A round is 10-20 ms: many more rounds than the suite's default, for a steady median.
+    predictions = interleaved(benchmark, runs, rounds if quick else 20 * rounds, "epoch")
     assert all(solved(p) for p in predictions.values())

@@ -6,6 +6,7 @@ so `python -m fastnn bench` can print throughputs and ratios measured in the sam
 import contextlib
 import os
 import sys
+import time
 
 import numpy as np
 
@@ -80,3 +81,31 @@ def record(benchmark, fn, rounds: int, units: float, unit: str, impl: str, setup
 
 def accuracy(pred, y) -> float:
     return float(np.mean(np.asarray(pred) == y))
+
+
+def interleaved(benchmark, runs: dict, rounds: int, unit: str) -> dict:
+    """Run every entry of `runs` in turn in each round, recorded as one row; its note says how many
+    times the first entry's throughput was each other's, as the median of the per-round ratios.
+    An entry is name: (run, units of work per run) or (run, units, prepare): then each round calls
+    prepare() untimed (to make a fresh model) and times run(what it returned). Returns each entry's
+    last result.
+
+    On this shared host one core ran the same single-threaded work at half the speed of the other,
+    and which core a row lands on changes between rows; in turn, every entry sees the same machine."""
+    seconds = {name: [] for name in runs}
+    results = {}
+
+    def one_round():
+        for name, (run, _, *prepare) in runs.items():
+            args = [prepare[0]()] if prepare else []
+            start = time.perf_counter()
+            results[name] = run(*args)
+            seconds[name].append(time.perf_counter() - start)
+
+    first, *others = runs
+    record(benchmark, one_round, rounds, sum(entry[1] for entry in runs.values()), unit, "all, in turn")
+    rate = {name: runs[name][1] / np.array(seconds[name]) for name in runs}
+    ratio = {name: float(np.median(rate[first] / rate[name])) for name in others}
+    benchmark.extra_info["note"] = f"{first}, per-round median: " + ", ".join(
+        f"{ratio[name]:.2f}x {name}" for name in others)
+    return results
