@@ -2,8 +2,8 @@
 
 Training is one epoch of minibatch SGD with PyTorch's momentum (lr 0.05, μ 0.9), ReLU hidden
 layers, softmax cross-entropy, batches in order, from fresh He-initialised weights each round.
-The 20-32-32-2 net is also trained by fastnn, fastnn without micro-kernels and JAX in turn in every
-round (common.interleaved), for ratios that every row measures on the same machine.
+Each training case is also run by fastnn and JAX in turn in every round (common.interleaved; the
+small case also by fastnn without its micro-kernels), for ratios measured on the same machine.
 """
 import importlib.util
 
@@ -81,13 +81,17 @@ def test_mlp_train(benchmark, rounds, quick, case, n_threads, impl):
 
 
 
-@pytest.mark.benchmark(group="mlp small train, 1 thread, interleaved")
-def test_mlp_small_interleaved(benchmark, rounds, quick):
-    """One epoch of 20-32-32-2 by fastnn, by fastnn without its micro-kernels (each from a fresh
-    model, made untimed) and by JAX when installed, in turn in every round on one core."""
+@pytest.mark.parametrize("case, n_threads", TRAIN, ids=[f"{c}-{t}thread" for c, t in TRAIN])
+def test_mlp_train_interleaved(benchmark, rounds, quick, case, n_threads):
+    """One epoch by fastnn (from a fresh model, made untimed) and by JAX when installed, in turn in
+    every round; on the small case also by fastnn without its micro-kernels."""
+    benchmark.group = f"mlp {case} train, {n_threads} thread{'s' * (n_threads > 1)}, interleaved"
     if "cython" not in fnn.available_backends():
         pytest.skip("compiled backend not built")
-    X, y, sizes, batch = case_data("small", quick)
+    has_jax = importlib.util.find_spec("jax") is not None
+    if case != "small" and not has_jax:
+        pytest.skip('JAX not installed (pip install ".[peers]")')
+    X, y, sizes, batch = case_data(case, quick)
 
     def fastnn_run(simd: bool):
         def run(model):
@@ -96,16 +100,17 @@ def test_mlp_small_interleaved(benchmark, rounds, quick):
             return model
         return run
 
-    fastnn_ways = {"fastnn": True, "fastnn FASTNN_SIMD=0": False}
+    fastnn_ways = {"fastnn": True, "fastnn FASTNN_SIMD=0": False} if case == "small" else {"fastnn": True}
     runs = {name: (fastnn_run(simd), len(X), lambda: fastnn_model(sizes)) for name, simd in fastnn_ways.items()}
-    with threads(1):
-        if importlib.util.find_spec("jax"):
+    with threads(n_threads):
+        if has_jax:
             train_epoch, predict, samples = peers.jax_mlp(X, y, sizes, batch)
             runs["JAX"] = (train_epoch, samples)
-        results = interleaved(benchmark, runs, rounds if quick else 4 * rounds, "sample")
+        # Small rounds take 30-50 ms: more of them than the suite's default, for a steady median.
+        results = interleaved(benchmark, runs, rounds if quick or case != "small" else 4 * rounds, "sample")
     for name in fastnn_ways:
         assert learned(results[name].predict(X).argmax(1), y, sizes[-1], quick)
-    if "JAX" in results:
+    if has_jax:
         assert learned(predict(results["JAX"]), y, sizes[-1], quick)
 
 
