@@ -1,5 +1,6 @@
 """Reliability: random input never crashes the process, memory stays flat, threads are safe."""
 import gc
+import os
 import sys
 import threading
 
@@ -209,6 +210,41 @@ def test_fit_parallel_equals_fitting_one_after_the_other(backend):
     for a, b in zip(alone, together):
         for wa, wb in zip(a.get_weights(), b.get_weights()):
             np.testing.assert_array_equal(wa, wb)
+
+
+
+def _fit_two_at_once(X, labels) -> dict:
+    """fit_parallel on two models, two workers; the cores each worker thread may run on, by thread."""
+    both_running = threading.Barrier(2)
+    cores = {}
+
+    def on_epoch_end(epoch, logs):  # runs in the worker thread that fits the model
+        both_running.wait(timeout=30)  # so the two fits run at once, in two workers
+        cores[threading.get_native_id()] = os.sched_getaffinity(0)
+
+    fnn.fit_parallel([small_model(seed=s) for s in range(2)], X, labels, n_jobs=2, epochs=1,
+                     callbacks=[on_epoch_end])
+    return cores
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs two cores and thread affinity (Linux)")
+def test_fit_parallel_keeps_each_worker_on_a_core_of_its_own(backend):
+    """See parallel._one_core_each. The caller's cores are unchanged afterwards; with fewer cores
+    than workers the workers are left on the caller's cores."""
+    rng = np.random.default_rng(5)
+    X, labels = rng.normal(size=(64, 3)), rng.integers(0, 2, 64)
+    before = os.sched_getaffinity(0)
+    cores = _fit_two_at_once(X, labels)
+    assert len(cores) == 2 and all(len(c) == 1 for c in cores.values())
+    assert len(set.union(*cores.values())) == 2
+    assert os.sched_getaffinity(0) == before
+    one = {min(before)}
+    os.sched_setaffinity(0, one)
+    try:
+        assert list(_fit_two_at_once(X, labels).values()) == [one, one]
+    finally:
+        os.sched_setaffinity(0, before)
 
 
 def test_fit_parallel_refuses_a_model_twice_and_a_bad_n_jobs():
