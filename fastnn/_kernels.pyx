@@ -487,11 +487,13 @@ cdef void _dot_each(const floating* A, Py_ssize_t a_row, Py_ssize_t a_inner, con
     fastnn_rows (_microkernels.h) takes them."""
     cdef Py_ssize_t i, j, p
     cdef floating acc
+    cdef const floating* a
     for i in range(m):
+        a = A + i * a_row
         for j in range(n):
-            acc = 0
-            for p in range(k):
-                acc += A[i * a_row + p * a_inner] * B[p * n + j]
+            acc = a[0] * B[j]  # from the first term (k >= 1): the sum from 0, one pass fewer
+            for p in range(1, k):
+                acc += a[p * a_inner] * B[p * n + j]
             C[i * n + j] = acc
 
 
@@ -641,6 +643,9 @@ cdef void _matmul_nt(const floating* dZ, const floating* W, floating* dX,
     cdef const floating* w
     if m == 0 or k == 0:
         return
+    if n == 0:
+        memset(dX, 0, m * k * sizeof(floating))
+        return
     if _simd_fits(m * n * k, n, k * n, sizeof(floating)):
         _dots(dZ, W, dX, m, k, n)
         return
@@ -652,13 +657,15 @@ cdef void _matmul_nt(const floating* dZ, const floating* W, floating* dX,
         return
     # Each dX[i, p] is the dot product of two contiguous rows, dZ[i] and W[p]. Four rows of W per
     # pass share the loads of dZ[i], and each group of rows of W is read once (it stays in L1).
+    # Each sum starts from its first term (n >= 1 here), as in _dot_each.
     p = 0
     while p + 4 <= k:
         w = W + p * n
         for i in range(m):
             d = dZ + i * n
-            acc0 = 0; acc1 = 0; acc2 = 0; acc3 = 0
-            for j in range(n):
+            g = d[0]
+            acc0 = g * w[0]; acc1 = g * w[n]; acc2 = g * w[2 * n]; acc3 = g * w[3 * n]
+            for j in range(1, n):
                 g = d[j]
                 acc0 += g * w[j]; acc1 += g * w[n + j]; acc2 += g * w[2 * n + j]; acc3 += g * w[3 * n + j]
             dX[i * k + p] = acc0; dX[i * k + p + 1] = acc1; dX[i * k + p + 2] = acc2; dX[i * k + p + 3] = acc3
@@ -667,8 +674,8 @@ cdef void _matmul_nt(const floating* dZ, const floating* W, floating* dX,
         w = W + p * n
         for i in range(m):
             d = dZ + i * n
-            acc0 = 0
-            for j in range(n):
+            acc0 = d[0] * w[0]
+            for j in range(1, n):
                 acc0 += d[j] * w[j]
             dX[i * k + p] = acc0
         p += 1
