@@ -104,7 +104,7 @@ def interleaved(benchmark, runs: dict, rounds: int, unit: str) -> dict:
 
     first, *others = runs
     record(benchmark, one_round, rounds, sum(entry[1] for entry in runs.values()), unit, "all, in turn")
-    rate = {name: runs[name][1] / np.array(seconds[name]) for name in runs}
+    rate = {name: runs[name][1] / np.array(seconds[name][1:]) for name in runs}  # [0]: record's warm-up
     ratio = {name: float(np.median(rate[first] / rate[name])) for name in others}
     benchmark.extra_info["note"] = f"{first}, per-round median: " + ", ".join(
         f"{ratio[name]:.2f}x {name}" for name in others)
