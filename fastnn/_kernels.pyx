@@ -276,8 +276,8 @@ cdef enum:
     SIGMOID_CHUNK = 256  # elements per two-pass chunk in _sigmoid: 2 KB of float64 on the stack
 
 
-cdef void _sigmoid(const floating* z, floating* out, Py_ssize_t size) noexcept nogil:
-    """out = sigmoid(z) for size elements; out may be z.
+cdef void _sigmoid(floating* z, Py_ssize_t size) noexcept nogil:
+    """z = sigmoid(z) for size elements, in place.
 
     exp(-|z|) never overflows; sigmoid(z) = 1/(1+e) for z >= 0 and e/(1+e) for z < 0. In chunks:
     first the calls to exp, which do not wait for each other, then a loop with neither calls nor
@@ -291,27 +291,28 @@ cdef void _sigmoid(const floating* z, floating* out, Py_ssize_t size) noexcept n
         stop = min(start + SIGMOID_CHUNK, size)
         for j in range(start, stop):
             e[j - start] = _exp(-_abs(z[j]))
-        for j in range(start, stop):  # reads z[j] before writing out[j]: out may be z
-            out[j] = (one if z[j] >= 0 else e[j - start]) / (one + e[j - start])
+        for j in range(start, stop):
+            z[j] = (one if z[j] >= 0 else e[j - start]) / (one + e[j - start])
         start = stop
 
 
-cdef void _softmax_row(const floating* z, const floating* b, floating* out, Py_ssize_t n) noexcept nogil:
-    """out = softmax(z + b) for one row of n >= 1, shifted by the row max so exp never overflows.
-    b: (n,) or NULL (no bias); out may be z."""
+cdef void _softmax_row(floating* z, const floating* b, Py_ssize_t n) noexcept nogil:
+    """z = softmax(z + b) for one row of n >= 1, in place, shifted by the row max so exp never
+    overflows. b: (n,) or NULL (no bias)."""
     cdef Py_ssize_t j
     cdef floating x, top, total
     cdef double sum_e = 0
+    if b != NULL:
+        for j in range(n):
+            z[j] = z[j] + b[j]
+    top = _row_max(z, n)
     for j in range(n):
-        out[j] = z[j] + b[j] if b != NULL else z[j]
-    top = _row_max(out, n)
-    for j in range(n):
-        x = _exp(out[j] - top)
-        out[j] = x
+        x = _exp(z[j] - top)
+        z[j] = x
         sum_e += x
     total = <floating>sum_e
     for j in range(n):
-        out[j] = out[j] / total
+        z[j] = z[j] / total
 
 
 cdef inline floating _relu(floating x) noexcept nogil:
@@ -346,12 +347,12 @@ cdef void _activate(const floating* Z, const floating* b, int activation, floati
                 o = out + i * n
                 for j in range(n):
                     o[j] = o[j] + b[j]
-        _sigmoid(out, out, m * n)  # one flat pass, not one per row: XOR's rows are 2 wide
+        _sigmoid(out, m * n)  # one flat pass, not one per row: XOR's rows are 2 wide
         return
     for i in range(m):
         o = out + i * n
         if activation == SOFTMAX:  # row-wise
-            _softmax_row(o, b, o, n)
+            _softmax_row(o, b, n)
         elif b != NULL:  # each loop comes with and without the bias, so that both vectorise
             if activation == LINEAR:
                 for j in range(n):
