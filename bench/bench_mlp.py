@@ -18,6 +18,10 @@ from common import accuracy, case_data, interleaved, micro_kernels, record, thre
 TRAIN = [("small", 1), ("medium", 1), ("medium", 2), ("large", 2)]
 
 
+def train_group(case: str, n_threads: int) -> str:
+    return f"mlp {case} train, {n_threads} thread{'s' * (n_threads > 1)}"
+
+
 def fastnn_model(sizes, seed=0):
     layers = [fnn.Dense(a, b, activation="relu") for a, b in zip(sizes[:-2], sizes[1:-1])]
     layers.append(fnn.Dense(sizes[-2], sizes[-1], activation="softmax"))
@@ -35,7 +39,7 @@ def learned(pred, y, n_classes, quick) -> bool:
 @pytest.mark.parametrize("case, n_threads", TRAIN, ids=[f"{c}-{t}thread" for c, t in TRAIN])
 @pytest.mark.parametrize("impl", ["fastnn", "fastnn-portable", "fastnn-python", "numpy", "torch", "jax"])
 def test_mlp_train(benchmark, rounds, quick, case, n_threads, impl):
-    benchmark.group = f"mlp {case} train, {n_threads} thread{'s' * (n_threads > 1)}"
+    benchmark.group = train_group(case, n_threads)
     X, y, sizes, batch = case_data(case, quick)
     n = len(X)
     if impl.startswith("fastnn"):
@@ -80,12 +84,11 @@ def test_mlp_train(benchmark, rounds, quick, case, n_threads, impl):
         assert learned(predict(params), y, sizes[-1], quick)
 
 
-
 @pytest.mark.parametrize("case, n_threads", TRAIN, ids=[f"{c}-{t}thread" for c, t in TRAIN])
 def test_mlp_train_interleaved(benchmark, rounds, quick, case, n_threads):
     """One epoch by fastnn (from a fresh model, made untimed) and by JAX when installed, in turn in
     every round; on the small case also by fastnn without its micro-kernels."""
-    benchmark.group = f"mlp {case} train, {n_threads} thread{'s' * (n_threads > 1)}, interleaved"
+    benchmark.group = train_group(case, n_threads) + ", interleaved"
     if "cython" not in fnn.available_backends():
         pytest.skip("compiled backend not built")
     has_jax = importlib.util.find_spec("jax") is not None
@@ -107,7 +110,7 @@ def test_mlp_train_interleaved(benchmark, rounds, quick, case, n_threads):
             train_epoch, predict, samples = peers.jax_mlp(X, y, sizes, batch)
             runs["JAX"] = (train_epoch, samples)
         # Small rounds take 30-50 ms: more of them than the suite's default, for a steady median.
-        results = interleaved(benchmark, runs, rounds if quick or case != "small" else 4 * rounds, "sample")
+        results, _ = interleaved(benchmark, runs, rounds if quick or case != "small" else 4 * rounds, "sample")
     for name in fastnn_ways:
         assert learned(results[name].predict(X).argmax(1), y, sizes[-1], quick)
     if has_jax:

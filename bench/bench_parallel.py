@@ -4,11 +4,11 @@ the same run: fit_parallel's ratio can be read against that ceiling.
 
 On a shared machine the second core comes and goes within seconds, so rows timed one after the
 other can disagree by a third. The last benchmark therefore runs all four ways in turn in every
-round and reports the median of the per-round ratios.
+round (common.interleaved).
 """
 import contextlib
+import functools
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -17,7 +17,7 @@ import fastnn as fnn
 from fastnn import optimizers
 
 from bench_mlp import fastnn_model
-from common import case_data, record, threads
+from common import case_data, interleaved, record, threads
 
 GROUP = "parallel: 2 models of mlp small, 1 epoch each"
 
@@ -96,30 +96,27 @@ def test_two_models(benchmark, rounds, quick, how):
 
 @pytest.mark.benchmark(group=GROUP + ", interleaved")
 def test_two_models_interleaved(benchmark, rounds, quick):
-    """Every round runs the four ways in turn; the note gives the medians of the per-round ratios."""
+    """The four ways in turn in every round (common.interleaved); the note gives fit_parallel over
+    the sequential fits and the bare threads over the bare calls one after the other."""
     if "cython" not in fnn.available_backends():
         pytest.skip("compiled backend not built")
     X, y, sizes, batch = case_data("small", quick)
     labels = y.astype(np.int64)
-    seconds = {how: [] for how in ways([], [], X, y, batch)}
-    trained = {}
 
-    def one_round():
-        for how in seconds:
-            models = trained[how] = [fastnn_model(sizes, seed=s) for s in (1, 2)]
-            run = ways(models, [kernel_call(m, X, labels, batch) for m in models], X, y, batch)[how]
-            with pinned(how):
-                start = time.perf_counter()
-                run()
-                seconds[how].append(time.perf_counter() - start)
+    def fresh(how):
+        models = [fastnn_model(sizes, seed=s) for s in (1, 2)]
+        return models, ways(models, [kernel_call(m, X, labels, batch) for m in models], X, y, batch)[how]
 
-    record(benchmark, one_round, rounds if quick else 6 * rounds, 4 * 2 * len(X), "sample", "all four, in turn")
-    # [1:]: the first round is record's warm-up.
-    ratio = {how: np.median(np.array(seconds["sequential" if how == "fit_parallel" else "kernel calls, sequential"][1:])
-                            / np.array(seconds[how][1:]))
-             for how in ("fit_parallel", "kernel calls, 2 threads")}
-    benchmark.extra_info["note"] = (f"over one after the other: fit_parallel {ratio['fit_parallel']:.2f}x, "
-                                    f"bare kernel calls in 2 threads {ratio['kernel calls, 2 threads']:.2f}x")
+    def train(prepared):
+        models, run = prepared
+        run()
+        return models
+
+    runs = {how: (train, 2 * len(X), functools.partial(fresh, how)) for how in ways([], [], X, y, batch)}
+    trained, ratio = interleaved(benchmark, runs, rounds if quick else 6 * rounds, "sample",
+                                 pairs=[("fit_parallel", "sequential"),
+                                        ("kernel calls, 2 threads", "kernel calls, sequential")],
+                                 around=pinned)
     assert all(np.isfinite(list(ratio.values())))
     # All four ways train the same weights.
     for models in trained.values():

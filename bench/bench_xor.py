@@ -92,5 +92,5 @@ def test_xor_interleaved(benchmark, rounds, quick):
 
     runs = {"fastnn": (fastnn_run, EPOCHS, xor_model), **{name: (run, EPOCHS) for name, run in peer_runs.items()}}
     # A round is 10-20 ms: many more rounds than the suite's default, for a steady median.
-    predictions = interleaved(benchmark, runs, rounds if quick else 20 * rounds, "epoch")
+    predictions, _ = interleaved(benchmark, runs, rounds if quick else 20 * rounds, "epoch")
     assert all(solved(p) for p in predictions.values())

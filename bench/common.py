@@ -83,12 +83,14 @@ def accuracy(pred, y) -> float:
     return float(np.mean(np.asarray(pred) == y))
 
 
-def interleaved(benchmark, runs: dict, rounds: int, unit: str) -> dict:
-    """Run every entry of `runs` in turn in each round, recorded as one row; its note says how many
-    times the first entry's throughput was each other's, as the median of the per-round ratios.
+def interleaved(benchmark, runs: dict, rounds: int, unit: str, pairs=None, around=None) -> tuple[dict, dict]:
+    """Run every entry of `runs` in turn in each round, recorded as one row whose note gives, for
+    each pair (a, b) in `pairs`, how many times a's throughput was b's, as the median of the
+    per-round ratios (default: the first entry against each other one).
     An entry is name: (run, units of work per run) or (run, units, prepare): then each round calls
-    prepare() untimed (to make a fresh model) and times run(what it returned). Returns each entry's
-    last result.
+    prepare() untimed (to make a fresh model) and times run(what it returned). around(name), if
+    given, is a context each entry runs in, entered and left untimed (thread settings).
+    Returns each entry's last result and the ratios by pair.
 
     On this shared host one core ran the same single-threaded work at half the speed of the other,
     and which core a row lands on changes between rows; in turn, every entry sees the same machine."""
@@ -98,14 +100,16 @@ def interleaved(benchmark, runs: dict, rounds: int, unit: str) -> dict:
     def one_round():
         for name, (run, _, *prepare) in runs.items():
             args = [prepare[0]()] if prepare else []
-            start = time.perf_counter()
-            results[name] = run(*args)
-            seconds[name].append(time.perf_counter() - start)
+            with around(name) if around else contextlib.nullcontext():
+                start = time.perf_counter()
+                results[name] = run(*args)
+                seconds[name].append(time.perf_counter() - start)
 
     first, *others = runs
+    pairs = pairs or [(first, name) for name in others]
     record(benchmark, one_round, rounds, sum(entry[1] for entry in runs.values()), unit, "all, in turn")
     rate = {name: runs[name][1] / np.array(seconds[name][1:]) for name in runs}  # [0]: record's warm-up
-    ratio = {name: float(np.median(rate[first] / rate[name])) for name in others}
-    benchmark.extra_info["note"] = f"{first}, per-round median: " + ", ".join(
-        f"{ratio[name]:.2f}x {name}" for name in others)
-    return results
+    ratio = {(a, b): float(np.median(rate[a] / rate[b])) for a, b in pairs}
+    benchmark.extra_info["note"] = "per-round median: " + ", ".join(
+        f"{a} {r:.2f}x {b}" for (a, b), r in ratio.items())
+    return results, ratio
