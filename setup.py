@@ -65,7 +65,7 @@ def extensions():
     # versions, the errno-setting wrappers; linked, they bind to the current ones (GLIBC_2.29).
     libm = [] if sys.platform in ("win32", "darwin") else ["m"]
     # The micro-kernel headers are #included by the generated C: listed so that editing them rebuilds.
-    headers = ["fastnn/_microkernels.h", "fastnn/_microkernel_body.h"]
+    headers = ["fastnn/_microkernels.h", "fastnn/_microkernel_body.h", "fastnn/_lanes.h", "fastnn/_lanes_body.h"]
     ext = Extension("fastnn._kernels", ["fastnn/_kernels.pyx"], extra_compile_args=compile_args,
                     libraries=libm, depends=headers, include_dirs=["fastnn"],
                     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")])

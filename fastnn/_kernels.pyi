@@ -3,7 +3,7 @@
 Every float array of one call has one dtype, float32 or float64, and is C-contiguous; outputs are
 preallocated by the caller and written in place. Read-only inputs are accepted.
 """
-from typing import Optional, TypeVar
+from typing import Optional, Sequence, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -84,10 +84,16 @@ def train_epochs(X: NDArray[_F], Y: NDArray[_F], labels: NDArray[np.int64], samp
     """len(epoch_loss) epochs in one call -> (epochs finished, step). X: (n, sizes[0]), params: (n_params,),
     sample_weight: (n,) or (0,), hyper: (lr, momentum or beta1, beta2, eps, l2, loss_scale)."""
 
-# ----------------------------------------------------------------------------- the AVX2 micro-kernels
+# ----------------------------------------------------------------------------- the AVX2 micro-kernels and lanes
 
 def _simd_available() -> bool:
     """Whether this CPU runs the AVX2 + FMA micro-kernels of _microkernels.h (and this build has them)."""
 
 def _set_simd(on: bool) -> bool:
     """Use the micro-kernels (when available) or not; returns the previous setting. For tests."""
+
+def _lane_codes(sizes: Sequence[int], codes: Sequence[int], loss: int,
+                weighted: bool) -> Optional[tuple[NDArray[np.int64], int]]:
+    """(activation codes, loss code) of _lanes.h when train_epochs runs this network's batches across
+    vector lanes (micro-kernels on, widths 1..16, linear/sigmoid/ReLU/leaky ReLU, BCE from logits or
+    MSE, unweighted), else None."""

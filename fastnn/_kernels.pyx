@@ -85,6 +85,28 @@ cdef extern from "_microkernels.h" nogil:
     void fastnn_dots_f(const float* P, const float* Q, float* C, Py_ssize_t m, Py_ssize_t k, Py_ssize_t n)
     void fastnn_dots_d(const double* P, const double* Q, double* C, Py_ssize_t m, Py_ssize_t k, Py_ssize_t n)
 
+# Whole batches of tiny networks (every layer at most FASTNN_LANE_MAX_WIDTH wide) across vector
+# lanes: _lanes.h, for train_epochs. Also AVX2 + FMA, and behind the same switch as the micro-kernels.
+cdef extern from "_lanes.h" nogil:
+    enum:
+        FASTNN_LANE_LINEAR
+        FASTNN_LANE_SIGMOID
+        FASTNN_LANE_RELU
+        FASTNN_LANE_LEAKY_RELU
+        FASTNN_LANE_BCE
+        FASTNN_LANE_MSE
+        FASTNN_LANE_MAX_WIDTH
+    Py_ssize_t fastnn_lanes_scratch_f(const int64_t* sizes, Py_ssize_t L, Py_ssize_t n_params)
+    Py_ssize_t fastnn_lanes_scratch_d(const int64_t* sizes, Py_ssize_t L, Py_ssize_t n_params)
+    double fastnn_lanes_batch_f(const float* X, const float* Y, const int64_t* idx, Py_ssize_t m,
+                                const int64_t* sizes, const int64_t* codes, Py_ssize_t L, int loss,
+                                double loss_scale, float slope, const float* P, float* G, float* scratch,
+                                Py_ssize_t n_params, Py_ssize_t* correct)
+    double fastnn_lanes_batch_d(const double* X, const double* Y, const int64_t* idx, Py_ssize_t m,
+                                const int64_t* sizes, const int64_t* codes, Py_ssize_t L, int loss,
+                                double loss_scale, double slope, const double* P, double* G, double* scratch,
+                                Py_ssize_t n_params, Py_ssize_t* correct)
+
 cdef Py_ssize_t SIMD_MAX_PRODUCT = 1 << 16  # m*n*k
 cdef Py_ssize_t SIMD_MAX_OPERAND = 1 << 15  # bytes
 cdef bint _simd = fastnn_simd_available() and os.environ.get("FASTNN_SIMD", "").strip() != "0"
@@ -1197,6 +1219,27 @@ cdef bint _all_finite(const floating* x, Py_ssize_t size) noexcept nogil:
     return True
 
 
+_LANE_ACTIVATIONS = {LINEAR: FASTNN_LANE_LINEAR, SIGMOID: FASTNN_LANE_SIGMOID, RELU: FASTNN_LANE_RELU,
+                     LEAKY_RELU: FASTNN_LANE_LEAKY_RELU}
+
+
+def _lane_codes(sizes, codes, int loss, bint weighted):
+    """(activation codes, loss code) of _lanes.h when its lanes train this network, else None:
+    micro-kernels on, every width 1..FASTNN_LANE_MAX_WIDTH, activations linear, sigmoid, ReLU or
+    leaky ReLU, binary cross-entropy from logits or MSE, unweighted rows."""
+    if not _simd or weighted or min(sizes) < 1 or max(sizes) > FASTNN_LANE_MAX_WIDTH:
+        return None
+    if any(code not in _LANE_ACTIVATIONS for code in codes):
+        return None
+    if loss == BINARY_CROSSENTROPY and codes[len(codes) - 1] == LINEAR:  # (wraparound is off)
+        lane_loss = FASTNN_LANE_BCE
+    elif loss == MSE:
+        lane_loss = FASTNN_LANE_MSE
+    else:
+        return None
+    return np.array([_LANE_ACTIVATIONS[code] for code in codes], np.int64), lane_loss
+
+
 def train_epochs(const floating[:, ::1] X not None, const floating[:, ::1] Y not None,
                  const int64_t[::1] labels not None, const floating[::1] sample_weight not None,
                  const int64_t[:, ::1] order not None, sizes, codes, int loss, Py_ssize_t batch,
@@ -1254,6 +1297,20 @@ def train_epochs(const floating[:, ::1] X not None, const floating[:, ::1] Y not
     work_array = np.empty(last_at + n_params, np.float32 if floating is float else np.float64)
     batch_labels = np.empty(rows_max, np.int64)
     cdef floating[::1] work = work_array
+    # Tiny networks train a whole batch at a time in the lanes of _lanes.h, with its own scratch.
+    lanes = _lane_codes(sizes, codes, loss, weighted)
+    cdef bint in_lanes = lanes is not None
+    cdef const int64_t[::1] lane_codes = lanes[0] if in_lanes else np.zeros(0, np.int64)
+    cdef int lane_loss = lanes[1] if in_lanes else 0
+    cdef Py_ssize_t lane_scratch = 0
+    if in_lanes:
+        if floating is float:
+            lane_scratch = fastnn_lanes_scratch_f(&t[0, 0], L, n_params)
+        else:
+            lane_scratch = fastnn_lanes_scratch_d(&t[0, 0], L, n_params)
+    lane_work_array = np.zeros(lane_scratch, np.float32 if floating is float else np.float64)
+    cdef floating[::1] lane_work = lane_work_array
+    cdef const int64_t* rows_at = NULL
     cdef int64_t[::1] label_rows = batch_labels
     cdef floating* w = &work[0]
     cdef floating* P = &params[0]
@@ -1286,49 +1343,62 @@ def train_epochs(const floating[:, ::1] X not None, const floating[:, ::1] Y not
                     y = &Y[start, 0]
                 if weighted:
                     sw = &sample_weight[start]
-                if shuffled:  # gather this batch's rows
-                    for r in range(rows):
-                        idx = <Py_ssize_t>order[epoch, start + r]
-                        memcpy(w + batch_at + r * n_x, &X[idx, 0], n_x * sizeof(floating))
-                        if sparse:
-                            label_rows[r] = labels[idx]
-                        else:
-                            memcpy(w + targets_at + r * n_y, &Y[idx, 0], n_y * sizeof(floating))
+                if in_lanes:  # the lanes read the batch's rows where they are
+                    if shuffled:
+                        x, y, rows_at = &X[0, 0], &Y[0, 0], &order[epoch, start]
+                    if floating is float:
+                        batch_loss = fastnn_lanes_batch_f(x, y, rows_at, rows, &t[0, 0], &lane_codes[0], L,
+                                                          lane_loss, loss_scale, <float>LEAKY_SLOPE, P, G,
+                                                          &lane_work[0], n_params, &correct)
+                    else:
+                        batch_loss = fastnn_lanes_batch_d(x, y, rows_at, rows, &t[0, 0], &lane_codes[0], L,
+                                                          lane_loss, loss_scale, LEAKY_SLOPE, P, G,
+                                                          &lane_work[0], n_params, &correct)
+                else:
+                    if shuffled:  # gather this batch's rows
+                        for r in range(rows):
+                            idx = <Py_ssize_t>order[epoch, start + r]
+                            memcpy(w + batch_at + r * n_x, &X[idx, 0], n_x * sizeof(floating))
+                            if sparse:
+                                label_rows[r] = labels[idx]
+                            else:
+                                memcpy(w + targets_at + r * n_y, &Y[idx, 0], n_y * sizeof(floating))
+                            if weighted:
+                                w[weights_at + r] = sample_weight[idx]
+                        x = w + batch_at
+                        y = w + targets_at
+                        lab = &label_rows[0]
                         if weighted:
-                            w[weights_at + r] = sample_weight[idx]
-                    x = w + batch_at
-                    y = w + targets_at
-                    lab = &label_rows[0]
-                    if weighted:
-                        sw = w + weights_at
-                a = x
-                for l in range(L):
-                    z = w + t[4, l + 1]
-                    _dense_forward(a, P + t[2, l], P + t[3, l], <int>t[1, l], z, rows, t[0, l], t[0, l + 1])
-                    a = z
-                d = w + t[5, L]
-                if loss == BINARY_CROSSENTROPY:
-                    batch_loss = _sigmoid_bce(a, y, sw, d, rows, n_y)
-                    correct += _binary_correct(a, y, rows, n_y)
-                elif loss == CATEGORICAL_CROSSENTROPY:
-                    batch_loss = _softmax_cce(a, y, sw, d, rows, n_y)
-                    correct += _categorical_correct(a, y, rows, n_y)
-                elif loss == SPARSE_CATEGORICAL_CROSSENTROPY:
-                    batch_loss = _softmax_sparse_cce(a, lab, sw, d, rows, n_y)
-                    correct += _sparse_correct(a, lab, rows, n_y)
-                elif loss == MSE:
-                    batch_loss = _mse(a, y, sw, d, rows, n_y)
-                else:  # POISSON
-                    batch_loss = _poisson_nll(a, y, sw, d, rows, n_y)
+                            sw = w + weights_at
+                    a = x
+                    for l in range(L):
+                        z = w + t[4, l + 1]
+                        _dense_forward(a, P + t[2, l], P + t[3, l], <int>t[1, l], z, rows, t[0, l], t[0, l + 1])
+                        a = z
+                    d = w + t[5, L]
+                    if loss == BINARY_CROSSENTROPY:
+                        batch_loss = _sigmoid_bce(a, y, sw, d, rows, n_y)
+                        correct += _binary_correct(a, y, rows, n_y)
+                    elif loss == CATEGORICAL_CROSSENTROPY:
+                        batch_loss = _softmax_cce(a, y, sw, d, rows, n_y)
+                        correct += _categorical_correct(a, y, rows, n_y)
+                    elif loss == SPARSE_CATEGORICAL_CROSSENTROPY:
+                        batch_loss = _softmax_sparse_cce(a, lab, sw, d, rows, n_y)
+                        correct += _sparse_correct(a, lab, rows, n_y)
+                    elif loss == MSE:
+                        batch_loss = _mse(a, y, sw, d, rows, n_y)
+                    else:  # POISSON
+                        batch_loss = _poisson_nll(a, y, sw, d, rows, n_y)
+                    if loss_scale != 1.0:
+                        for i in range(rows * n_y):
+                            d[i] = d[i] * scale_f
+                    for l in range(L - 1, -1, -1):
+                        d = w + t[5, l + 1]
+                        _dense_backward(x if l == 0 else w + t[4, l], P + t[2, l], w + t[4, l + 1], d, <int>t[1, l],
+                                        d, G + t[2, l], G + t[3, l], NULL if l == 0 else w + t[5, l],
+                                        rows, t[0, l], t[0, l + 1])
                 if loss_scale != 1.0:
                     batch_loss = batch_loss * loss_scale
-                    for i in range(rows * n_y):
-                        d[i] = d[i] * scale_f
-                for l in range(L - 1, -1, -1):
-                    d = w + t[5, l + 1]
-                    _dense_backward(x if l == 0 else w + t[4, l], P + t[2, l], w + t[4, l + 1], d, <int>t[1, l],
-                                    d, G + t[2, l], G + t[3, l], NULL if l == 0 else w + t[5, l],
-                                    rows, t[0, l], t[0, l + 1])
                 if l2 != 0.0:  # scikit-learn's penalty: on the weights, over the batch's weight sum
                     w_sum = _weight_sum(sw, rows)
                     l2_f = <floating>(l2 / w_sum)

@@ -619,23 +619,26 @@ def ref_train(X, target, sample_weight, order, sizes, codes, loss, batch, params
 
 
 def train_setup(rng, dtype, loss, optimizer, shuffle, n=7, epochs=3, lr=0.05, weighted=False, l2=0.0,
-                loss_scale=1.0):
-    """Arguments of train_epochs for a 3 -> 4 (tanh) -> 2 network and n rows."""
-    sizes = np.array([3, 4, 2])
-    codes = np.array([TANH, SIGMOID if loss == MSE else LINEAR])  # the other losses take logits
-    n_params = 3 * 4 + 4 + 4 * 2 + 2
+                loss_scale=1.0, sizes=(3, 4, 2), hidden=TANH, batch=3):
+    """Arguments of train_epochs for a network of `sizes` (by default 3 -> 4 (tanh) -> 2) with
+    `hidden` activations, and n rows."""
+    n_out = sizes[-1]
+    codes = np.array([hidden] * (len(sizes) - 2) + [SIGMOID if loss == MSE else LINEAR])  # the others take logits
+    sizes = np.array(sizes)
+    n_params = int(sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:])))
     if loss == SPARSE_CATEGORICAL_CROSSENTROPY:
-        Y, labels = np.zeros((0, 2), dtype), rng.integers(0, 2, size=n)
+        Y, labels = np.zeros((0, n_out), dtype), rng.integers(0, n_out, size=n)
     elif loss == POISSON:
-        Y, labels = rng.poisson(1.0, size=(n, 2)).astype(dtype), np.zeros(0, np.int64)
+        Y, labels = rng.poisson(1.0, size=(n, n_out)).astype(dtype), np.zeros(0, np.int64)
     else:
-        Y, labels = rng.uniform(size=(n, 2)).astype(dtype), np.zeros(0, np.int64)
+        Y, labels = rng.uniform(size=(n, n_out)).astype(dtype), np.zeros(0, np.int64)
     sample_weight = rng.uniform(0.2, 3.0, size=n if weighted else 0).astype(dtype)
     order = np.stack([rng.permutation(n) for _ in range(epochs)]) if shuffle else np.zeros((0, n), np.int64)
     state_sizes = {SGD: (0, 0), MOMENTUM: (n_params, 0), ADAM: (n_params, n_params), NESTEROV: (n_params, 0),
                    GRADIENT_ONLY: (0, 0)}[optimizer]
-    return dict(X=rand(rng, dtype, n, 3), Y=Y, labels=labels, sample_weight=sample_weight, order=order, sizes=sizes, codes=codes,
-                loss=loss, batch=3, params=rand(rng, dtype, n_params), grads=np.zeros(n_params, dtype),
+    return dict(X=rand(rng, dtype, n, sizes[0]), Y=Y, labels=labels, sample_weight=sample_weight, order=order,
+                sizes=sizes, codes=codes, loss=loss, batch=batch, params=rand(rng, dtype, n_params),
+                grads=np.zeros(n_params, dtype),
                 optimizer=optimizer, state1=np.zeros(state_sizes[0], dtype),
                 state2=np.zeros(state_sizes[1], dtype), hyper=np.array([lr, 0.9, 0.999, 1e-8, l2, loss_scale]),
                 step=4,
@@ -655,13 +658,19 @@ def test_train_epochs(backend, dtype, loss, optimizer, shuffle, variant, assert_
     weighted, l2, loss_scale = variant
     args = train_setup(np.random.default_rng(18), dtype, loss, optimizer, shuffle, weighted=weighted, l2=l2,
                        loss_scale=loss_scale)
+    check_train_epochs(backend, args, dtype, assert_close)
+
+
+def check_train_epochs(backend, args, dtype, assert_close):
+    """train_epochs(**args) against ref_train: all epochs finish, with the reference's results."""
+    loss, optimizer, epochs = args["loss"], args["optimizer"], len(args["epoch_loss"])
     sparse = loss == SPARSE_CATEGORICAL_CROSSENTROPY
     params, state1, state2, last_grad, losses, counts, step = ref_train(
         args["X"], args["labels"] if sparse else args["Y"], args["sample_weight"], args["order"], args["sizes"],
-        args["codes"], loss, args["batch"], args["params"], optimizer, args["hyper"], args["step"], epochs=3)
+        args["codes"], loss, args["batch"], args["params"], optimizer, args["hyper"], args["step"], epochs)
 
-    # 3 epochs of 3 batches after step 4; GRADIENT_ONLY counts no steps and leaves the parameters alone
-    assert backend.train_epochs(*args.values()) == (3, step)
+    # GRADIENT_ONLY counts no steps and leaves the parameters alone
+    assert backend.train_epochs(*args.values()) == (epochs, step)
     assert_close(args["params"], params, dtype, scale=np.abs(params).max())
     # The last gradient comes from parameters that carry 8 updates' rounding: held to 10x its size.
     assert_close(args["grads"], last_grad, dtype, scale=10 * np.abs(last_grad).max())
@@ -672,8 +681,45 @@ def test_train_epochs(backend, dtype, loss, optimizer, shuffle, variant, assert_
     assert args["epoch_correct"].tolist() == counts
 
 
-def test_train_epochs_restores_the_parameters_of_a_diverging_epoch(backend, dtype):
-    args = train_setup(np.random.default_rng(19), dtype, MSE, SGD, shuffle=False, lr=1e200)
+# Networks that the compiled backend trains a batch at a time across vector lanes (_lanes.h, on
+# CPUs with AVX2, with the micro-kernels on): each activation the lanes take, widths 1 to 16 (the
+# widest they take), depths 1 to 3. 13 rows in batches of 5 or 13 leave some lanes of the last
+# group empty (float64 vectors hold 4 rows, float32 8).
+LANE_NETS = {"xor": ((2, 2, 1), SIGMOID), "relu-16": ((5, 16, 16, 3), RELU), "leaky": ((1, 7, 1), LEAKY_RELU),
+             "linear": ((4, 3, 2), LINEAR), "one-layer": ((16, 1), LINEAR)}
+LANE_VARIANTS = {"plain": (0.0, 1.0), "l2-scaled": (0.3, 2.0)}  # (l2, loss_scale)
+
+
+@pytest.mark.parametrize("variant", LANE_VARIANTS.values(), ids=LANE_VARIANTS.keys())
+@pytest.mark.parametrize("batch", [5, 13])
+@pytest.mark.parametrize("shuffle", [False, True], ids=["in-order", "shuffled"])
+@pytest.mark.parametrize("loss", [BINARY_CROSSENTROPY, MSE], ids=["bce", "mse"])
+@pytest.mark.parametrize("net", LANE_NETS.values(), ids=LANE_NETS.keys())
+def test_train_epochs_of_tiny_networks(backend, simd, dtype, net, loss, shuffle, batch, variant, assert_close):
+    sizes, hidden = net
+    l2, loss_scale = variant
+    args = train_setup(np.random.default_rng(21), dtype, loss, SGD, shuffle, n=13, lr=0.5, l2=l2,
+                       loss_scale=loss_scale, sizes=sizes, hidden=hidden, batch=batch)
+    if hasattr(backend, "_lane_codes"):  # the compiled backend takes the lanes whenever the micro-kernels run
+        lanes = backend._lane_codes(args["sizes"], args["codes"], loss, False)
+        assert (lanes is not None) == (simd and backend._simd_available())
+    check_train_epochs(backend, args, dtype, assert_close)
+
+
+def test_train_epochs_of_a_tiny_network_on_extreme_values(backend, simd, dtype, assert_close):
+    """Sigmoids of -750 to 750 (exp underflows below about -708, or -87 in float32) and logits of
+    +-900: the loss and the gradient stay finite and right."""
+    args = train_setup(np.random.default_rng(22), dtype, BINARY_CROSSENTROPY, GRADIENT_ONLY, False, n=16,
+                       epochs=1, sizes=(1, 3, 1), hidden=SIGMOID, batch=16)
+    args["X"][:, 0] = np.linspace(-750, 750, 16)
+    args["params"][:] = [1.0, 0.1, -0.02, 0.0, 0.5, -3.0, 900.0, -900.0, 450.0, 0.0]  # W1, b1, W2, b2
+    check_train_epochs(backend, args, dtype, assert_close)
+    assert np.isfinite(args["epoch_loss"]).all() and np.isfinite(args["grads"]).all()
+
+
+@pytest.mark.parametrize("hidden", [TANH, SIGMOID], ids=activation_ids)  # sigmoid: in the lanes
+def test_train_epochs_restores_the_parameters_of_a_diverging_epoch(backend, dtype, hidden):
+    args = train_setup(np.random.default_rng(19), dtype, MSE, SGD, shuffle=False, lr=1e200, hidden=hidden)
     args["codes"][-1] = LINEAR
     before = args["params"].copy()
     with np.errstate(all="ignore"):  # the fallback's NumPy warns about the overflow
