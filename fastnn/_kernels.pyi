@@ -92,8 +92,8 @@ def _simd_available() -> bool:
 def _set_simd(on: bool) -> bool:
     """Use the micro-kernels (when available) or not; returns the previous setting. For tests."""
 
-def _lane_codes(sizes: Sequence[int], codes: Sequence[int], loss: int,
-                weighted: bool) -> Optional[tuple[NDArray[np.int64], int]]:
+def _lane_codes(sizes: Sequence[int], codes: Sequence[int], loss: int, weighted: bool,
+                item_size: int) -> Optional[tuple[NDArray[np.int64], int]]:
     """(activation codes, loss code) of _lanes.h when train_epochs runs this network's batches across
-    vector lanes (micro-kernels on, widths 1..16, linear/sigmoid/ReLU/leaky ReLU, BCE from logits or
-    MSE, unweighted), else None."""
+    vector lanes (micro-kernels on, layers 1 to 64 bytes wide, linear/sigmoid/ReLU/leaky ReLU, BCE
+    from logits or MSE, unweighted), else None."""

@@ -1223,11 +1223,13 @@ _LANE_ACTIVATIONS = {LINEAR: FASTNN_LANE_LINEAR, SIGMOID: FASTNN_LANE_SIGMOID, R
                      LEAKY_RELU: FASTNN_LANE_LEAKY_RELU}
 
 
-def _lane_codes(sizes, codes, int loss, bint weighted):
+def _lane_codes(sizes, codes, int loss, bint weighted, Py_ssize_t item_size):
     """(activation codes, loss code) of _lanes.h when its lanes train this network, else None:
-    micro-kernels on, every width 1..FASTNN_LANE_MAX_WIDTH, activations linear, sigmoid, ReLU or
-    leaky ReLU, binary cross-entropy from logits or MSE, unweighted rows."""
-    if not _simd or weighted or min(sizes) < 1 or max(sizes) > FASTNN_LANE_MAX_WIDTH:
+    micro-kernels on, every layer 1 to 64 bytes wide (8 float64, 16 float32: where the micro-kernels
+    stop; measured: at 16 float64 wide, 5-16-16-3 ReLU trained 0.75x as fast in the lanes),
+    activations linear, sigmoid, ReLU or leaky ReLU, binary cross-entropy from logits or MSE,
+    unweighted rows."""
+    if not _simd or weighted or min(sizes) < 1 or max(sizes) * item_size > FASTNN_LANE_MAX_WIDTH * 4:
         return None
     if any(code not in _LANE_ACTIVATIONS for code in codes):
         return None
@@ -1298,7 +1300,7 @@ def train_epochs(const floating[:, ::1] X not None, const floating[:, ::1] Y not
     batch_labels = np.empty(rows_max, np.int64)
     cdef floating[::1] work = work_array
     # Tiny networks train a whole batch at a time in the lanes of _lanes.h, with its own scratch.
-    lanes = _lane_codes(sizes, codes, loss, weighted)
+    lanes = _lane_codes(sizes, codes, loss, weighted, sizeof(floating))
     cdef bint in_lanes = lanes is not None
     cdef const int64_t[::1] lane_codes = lanes[0] if in_lanes else np.zeros(0, np.int64)
     cdef int lane_loss = lanes[1] if in_lanes else 0

@@ -10,8 +10,8 @@
  * pass of each group follow each other while everything is in registers; the gradient sums over
  * the groups in vector accumulators, added across lanes once per batch.
  *
- * What it takes: activations linear, sigmoid, ReLU and leaky ReLU; binary cross-entropy from
- * logits or mean squared error; unweighted rows. _kernels.pyx decides when a network qualifies
+ * What it takes: layers up to 64 bytes wide; activations linear, sigmoid, ReLU and leaky ReLU;
+ * binary cross-entropy from logits or mean squared error; unweighted rows. _kernels.pyx decides when a network qualifies
  * (_lane_codes) and keeps the layer-by-layer path for everything else. The numbers are those of
  * that path up to rounding: the same formulas, summed in another order, with exp computed here.
  *
@@ -36,7 +36,8 @@ typedef double fastnn_lane_sums __attribute__((vector_size(32)));
 typedef float fastnn_lane_half __attribute__((vector_size(16)));
 #endif
 
-/* The widest layer the lanes take: beyond it the products are big enough for the micro-kernels. */
+/* The widest layer the lanes take, in float32 (64 bytes: 8 float64); from there on the
+ * micro-kernels stream the products faster. */
 #define FASTNN_LANE_MAX_WIDTH 16
 
 #define FNN_T float

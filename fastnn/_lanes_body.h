@@ -30,7 +30,11 @@ typedef FNN_I FNN_VI __attribute__((vector_size(32)));
 /* where(mask, a, b) for a mask from a vector comparison (each lane all ones or all zeros):
  * C has no ?: on vectors. */
 FASTNN_TARGET static inline FNN_V FNN_SELECT(FNN_VI mask, FNN_V a, FNN_V b) {
-    return (FNN_V)(((FNN_VI)a & mask) | ((FNN_VI)b & ~mask));
+#if FNN_IS_FLOAT
+    return (FNN_V)_mm256_blendv_ps((__m256)b, (__m256)a, (__m256)mask);  /* one instruction, not and-andnot-or */
+#else
+    return (FNN_V)_mm256_blendv_pd((__m256d)b, (__m256d)a, (__m256d)mask);
+#endif
 }
 
 /* exp(x) for x <= 0, or NaN, lane by lane, within an ulp or two of libm's (rtol 1e-15 and 1e-7).
@@ -42,14 +46,14 @@ FASTNN_TARGET static inline FNN_V FNN_EXP(FNN_V x) {
     const FNN_T log2e = 1.44269504088896341f, ln2_hi = 0.693145751953125f, ln2_lo = 1.42860676533018708e-06f;
     const FNN_T shifter = 12582912.0f;  /* 1.5 * 2^23: x + shifter rounds x to an integer in the low bits */
     const FNN_T lowest = -87.3365447505531f;  /* log(2^-126) */
-    const FNN_T c[] = {1.0f / 5040, 1.0f / 720, 1.0f / 120, 1.0f / 24, 1.0f / 6, 0.5f, 1.0f, 1.0f};
+    static const FNN_T c[] = {1.0f / 5040, 1.0f / 720, 1.0f / 120, 1.0f / 24, 1.0f / 6, 0.5f, 1.0f, 1.0f};
     const int bias = 127, mantissa = 23;
 #else
     /* ln2_hi has its low 32 bits zero, so k * ln2_hi is exact (fdlibm's split) */
     const FNN_T log2e = 1.4426950408889634, ln2_hi = 6.93147180369123816490e-01, ln2_lo = 1.90821492927058770002e-10;
     const FNN_T shifter = 6755399441055744.0;  /* 1.5 * 2^52 */
     const FNN_T lowest = -708.3964185322641;  /* log(2^-1022) */
-    const FNN_T c[] = {1.0 / 6227020800.0, 1.0 / 479001600.0, 1.0 / 39916800.0, 1.0 / 3628800.0, 1.0 / 362880.0,
+    static const FNN_T c[] = {1.0 / 6227020800.0, 1.0 / 479001600.0, 1.0 / 39916800.0, 1.0 / 3628800.0, 1.0 / 362880.0,
                        1.0 / 40320.0, 1.0 / 5040.0, 1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0};
     const int bias = 1023, mantissa = 52;
 #endif
@@ -64,35 +68,37 @@ FASTNN_TARGET static inline FNN_V FNN_EXP(FNN_V x) {
     return FNN_SELECT(x < lowest, (FNN_V){0}, p * two_k);  /* NaN < lowest is false: NaN stays */
 }
 
-/* f(z), as _kernels.pyx's _activate computes it. */
-FASTNN_TARGET static inline FNN_V FNN_ACTIVATE(FNN_V z, int64_t code, FNN_T slope) {
+/* v = f(v) for n neurons, as _kernels.pyx's _activate computes it (one test of the code per layer). */
+FASTNN_TARGET static inline void FNN_ACTIVATE(FNN_V* v, ptrdiff_t n, int64_t code, FNN_T slope) {
     const FNN_V zero = {0}, one = zero + 1;
-    FNN_V e;
-    switch (code) {
-    case FASTNN_LANE_SIGMOID:  /* exp(-|z|) never overflows: 1/(1+e) for z >= 0, e/(1+e) below */
-        e = FNN_EXP(FNN_SELECT(z < 0, z, -z));
-        return FNN_SELECT(z >= 0, one, e) / (one + e);
-    case FASTNN_LANE_RELU:
-        return FNN_SELECT(z < 0, zero, z);  /* NaN stays NaN */
-    case FASTNN_LANE_LEAKY_RELU:
-        return FNN_SELECT(z < 0, zero, z) + slope * FNN_SELECT(z < 0, z, zero);
-    default:
-        return z;
+    ptrdiff_t j;
+    if (code == FASTNN_LANE_SIGMOID) {  /* exp(-|z|) never overflows: 1/(1+e) for z >= 0, e/(1+e) below */
+        for (j = 0; j < n; j++) {
+            FNN_V z = v[j], e = FNN_EXP(FNN_SELECT(z < 0, z, -z));
+            v[j] = FNN_SELECT(z >= 0, one, e) / (one + e);
+        }
+    } else if (code == FASTNN_LANE_RELU) {
+        for (j = 0; j < n; j++)
+            v[j] = FNN_SELECT(v[j] < 0, zero, v[j]);  /* NaN stays NaN */
+    } else if (code == FASTNN_LANE_LEAKY_RELU) {
+        for (j = 0; j < n; j++)
+            v[j] = FNN_SELECT(v[j] < 0, zero, v[j]) + slope * FNN_SELECT(v[j] < 0, v[j], zero);
     }
 }
 
-/* dA * f'(Z) through A = f(Z), as _kernels.pyx's _activation_grad computes it. */
-FASTNN_TARGET static inline FNN_V FNN_GRAD(FNN_V a, FNN_V da, int64_t code, FNN_T slope) {
+/* d = d * f'(Z) through a = f(Z) for n neurons, as _kernels.pyx's _activation_grad computes it. */
+FASTNN_TARGET static inline void FNN_GRAD(const FNN_V* a, FNN_V* d, ptrdiff_t n, int64_t code, FNN_T slope) {
     const FNN_V zero = {0}, one = zero + 1;
-    switch (code) {
-    case FASTNN_LANE_SIGMOID:
-        return da * (a * (one - a));
-    case FASTNN_LANE_RELU:
-        return da * FNN_SELECT(a > 0, one, zero);  /* a multiply: NaN * 0 is NaN */
-    case FASTNN_LANE_LEAKY_RELU:
-        return da * FNN_SELECT(a > 0, one, zero + slope);
-    default:
-        return da;
+    ptrdiff_t j;
+    if (code == FASTNN_LANE_SIGMOID) {
+        for (j = 0; j < n; j++)
+            d[j] = d[j] * (a[j] * (one - a[j]));
+    } else if (code == FASTNN_LANE_RELU) {
+        for (j = 0; j < n; j++)
+            d[j] = d[j] * FNN_SELECT(a[j] > 0, one, zero);  /* a multiply: NaN * 0 is NaN */
+    } else if (code == FASTNN_LANE_LEAKY_RELU) {
+        for (j = 0; j < n; j++)
+            d[j] = d[j] * FNN_SELECT(a[j] > 0, one, zero + slope);
     }
 }
 
@@ -187,8 +193,9 @@ FASTNN_TARGET static double FASTNN_CAT(fastnn_lanes_batch, FNN_SUFFIX)(
                 FNN_V z = in[0] * W[j];
                 for (p = 1; p < n_in; p++)
                     z += in[p] * W[p * n_out + j];
-                out[j] = FNN_ACTIVATE(z + b[j], codes[l], slope);
+                out[j] = z + b[j];
             }
+            FNN_ACTIVATE(out, n_out, codes[l], slope);
             W = b + n_out;
             in = out;
         }
@@ -234,10 +241,9 @@ FASTNN_TARGET static double FASTNN_CAT(fastnn_lanes_batch, FNN_SUFFIX)(
             const FNN_V* a_in = out - n_in;
             FNN_V* gW = grad + w_at;
             FNN_V* gb = gW + n_in * n_out;
-            for (j = 0; j < n_out; j++) {
-                d[j] = FNN_GRAD(out[j], d[j], codes[l], slope);
+            FNN_GRAD(out, d, n_out, codes[l], slope);
+            for (j = 0; j < n_out; j++)
                 gb[j] += d[j];
-            }
             for (p = 0; p < n_in; p++)
                 for (j = 0; j < n_out; j++)
                     gW[p * n_out + j] += a_in[p] * d[j];

@@ -682,11 +682,12 @@ def check_train_epochs(backend, args, dtype, assert_close):
 
 
 # Networks that the compiled backend trains a batch at a time across vector lanes (_lanes.h, on
-# CPUs with AVX2, with the micro-kernels on): each activation the lanes take, widths 1 to 16 (the
-# widest they take), depths 1 to 3. 13 rows in batches of 5 or 13 leave some lanes of the last
-# group empty (float64 vectors hold 4 rows, float32 8).
-LANE_NETS = {"xor": ((2, 2, 1), SIGMOID), "relu-16": ((5, 16, 16, 3), RELU), "leaky": ((1, 7, 1), LEAKY_RELU),
-             "linear": ((4, 3, 2), LINEAR), "one-layer": ((16, 1), LINEAR)}
+# CPUs with AVX2, with the micro-kernels on): each activation the lanes take, widths 1 to 8, and
+# 16 (the widest they take in float32; in float64 the layer-by-layer path), depths 1 to 3. 13 rows
+# in batches of 5 or 13 leave some lanes of the last group empty (float64 vectors hold 4 rows,
+# float32 8).
+LANE_NETS = {"xor": ((2, 2, 1), SIGMOID), "relu-8": ((5, 8, 8, 3), RELU), "relu-16": ((3, 16, 16, 2), RELU),
+             "leaky": ((1, 7, 1), LEAKY_RELU), "linear": ((4, 3, 2), LINEAR), "one-layer": ((16, 1), LINEAR)}
 LANE_VARIANTS = {"plain": (0.0, 1.0), "l2-scaled": (0.3, 2.0)}  # (l2, loss_scale)
 
 
@@ -698,11 +699,12 @@ LANE_VARIANTS = {"plain": (0.0, 1.0), "l2-scaled": (0.3, 2.0)}  # (l2, loss_scal
 def test_train_epochs_of_tiny_networks(backend, simd, dtype, net, loss, shuffle, batch, variant, assert_close):
     sizes, hidden = net
     l2, loss_scale = variant
-    args = train_setup(np.random.default_rng(21), dtype, loss, SGD, shuffle, n=13, lr=0.5, l2=l2,
+    args = train_setup(np.random.default_rng(21), dtype, loss, SGD, shuffle, n=13, l2=l2,
                        loss_scale=loss_scale, sizes=sizes, hidden=hidden, batch=batch)
     if hasattr(backend, "_lane_codes"):  # the compiled backend takes the lanes whenever the micro-kernels run
-        lanes = backend._lane_codes(args["sizes"], args["codes"], loss, False)
-        assert (lanes is not None) == (simd and backend._simd_available())
+        lanes = backend._lane_codes(args["sizes"], args["codes"], loss, False, dtype.itemsize)
+        fits = max(sizes) * dtype.itemsize <= 64
+        assert (lanes is not None) == (simd and backend._simd_available() and fits)
     check_train_epochs(backend, args, dtype, assert_close)
 
 
