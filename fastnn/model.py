@@ -253,8 +253,13 @@ class Sequential:
         before that epoch. One model cannot be fitted from two threads at once (RuntimeError).
         """
         self._require_compiled("fit")
-        epochs = check_positive_int("epochs", epochs, minimum=0)
         X, y = self._prepare(X, y)
+        return self._fit_prepared(X, y, epochs, batch_size, shuffle, validation_data, verbose, callbacks)
+
+    def _fit_prepared(self, X, y, epochs=1, batch_size=32, shuffle=True, validation_data=None, verbose=1,
+                      callbacks=None) -> History:
+        """fit on X and y already through _prepare (fit_parallel checks shared data once for all models)."""
+        epochs = check_positive_int("epochs", epochs, minimum=0)
         n = X.shape[0]
         batch = n if batch_size is None else min(check_positive_int("batch_size", batch_size), n)
         if validation_data is not None:

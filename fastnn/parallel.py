@@ -57,10 +57,22 @@ def fit_parallel(models: Sequence, X, y, n_jobs: Optional[int] = None, **fit_kwa
     n_jobs = (os.cpu_count() or 1) if n_jobs is None else check_positive_int("n_jobs", n_jobs)
     fit_kwargs.setdefault("verbose", 0)
     workers = min(n_jobs, max(len(models), 1))
+    prepared = {}
+    data = [_prepared(m, X, y, prepared) for m in models]
     with _blas().limit(limits=1, user_api="blas"):
         with ThreadPoolExecutor(max_workers=workers, initializer=_one_core_each(workers)) as pool:
-            futures = [pool.submit(m.fit, X, y, **fit_kwargs) for m in models]
+            futures = [pool.submit(m._fit_prepared, *xy, **fit_kwargs) for m, xy in zip(models, data)]
             return [f.result() for f in futures]
+
+
+def _prepared(model, X, y, prepared: dict) -> tuple:
+    """(X, y) as model.fit would check and convert them, done once per kind of model: a worker that
+    checks the shared data holds the GIL for it (a NaN scan of X), which the other workers wait for."""
+    model._require_compiled("fit")
+    kind = (model.dtype, model.n_in, model.n_out, model._loss_code)
+    if kind not in prepared:
+        prepared[kind] = model._prepare(X, y)
+    return prepared[kind]
 
 
 def _one_core_each(workers: int) -> Optional[Callable[[], None]]:

@@ -212,6 +212,23 @@ def test_fit_parallel_equals_fitting_one_after_the_other(backend):
             np.testing.assert_array_equal(wa, wb)
 
 
+def test_fit_parallel_gives_each_kind_of_model_its_own_data(backend):
+    """fit_parallel converts the shared X and y once per kind of model (dtype, widths, loss): a float64
+    and a float32 classifier and a one-output regression on the same labels all train exactly as
+    they would alone; bad data is refused before any thread starts."""
+    rng = np.random.default_rng(6)
+    X, labels = rng.normal(size=(40, 3)), rng.integers(0, 2, 40)
+
+    def models():
+        return [small_model(seed=0), small_model(seed=1, dtype="float32"), small_model(seed=0),
+                small_model(seed=2, n_out=1, loss="mse")]
+
+    alone = [m.fit(X, labels, epochs=3, batch_size=8, verbose=0).history for m in models()]
+    together = fnn.fit_parallel(models(), X, labels, n_jobs=2, epochs=3, batch_size=8)
+    assert [h.history for h in together] == alone
+    with pytest.raises(ValueError, match="X has 2 features"):
+        fnn.fit_parallel(models(), X[:, :2], labels)
+
 
 def _fit_two_at_once(X, labels) -> dict:
     """fit_parallel on two models, two workers; the cores each worker thread may run on, by thread."""
