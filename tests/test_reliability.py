@@ -3,6 +3,7 @@ import gc
 import os
 import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -230,6 +231,50 @@ def test_fit_parallel_gives_each_kind_of_model_its_own_data(backend):
         fnn.fit_parallel(models(), X[:, :2], labels)
 
 
+def _worker_threads(models, X, labels, callbacks=()) -> set:
+    """The threads fit_parallel ran the models' epochs in."""
+    seen = set()
+    fnn.fit_parallel(models, X, labels, n_jobs=2, epochs=2,
+                     callbacks=[lambda epoch, logs: seen.add(threading.get_ident()), *callbacks])
+    return seen
+
+
+def test_fit_parallel_inside_fit_parallel_and_after_a_fork(backend):
+    """A callback may call fit_parallel again (it gets threads of its own: waiting on its own
+    workers could deadlock), and a forked child, which has none of the parent's threads, still fits."""
+    rng = np.random.default_rng(8)
+    X, labels = rng.normal(size=(32, 3)), rng.integers(0, 2, 32)
+    inner = []
+
+    def nested(epoch, logs):
+        inner.append(fnn.fit_parallel([small_model(seed=s) for s in range(2)], X, labels, n_jobs=2, epochs=1))
+
+    outer = threading.Thread(target=_worker_threads, args=([small_model(seed=s) for s in range(2)], X, labels,
+                                                           [nested]), daemon=True)
+    outer.start()
+    outer.join(timeout=60)
+    assert not outer.is_alive() and len(inner) == 4  # 2 models x 2 epochs
+    if not hasattr(os, "fork"):
+        return
+    pid = os.fork()
+    if pid == 0:  # the child: exit 0 only if fit_parallel finished with finite losses
+        try:
+            histories = fnn.fit_parallel([small_model(seed=s) for s in range(2)], X, labels, n_jobs=2, epochs=1)
+            os._exit(0 if all(np.isfinite(h.history["loss"]).all() for h in histories) else 1)
+        finally:
+            os._exit(2)
+    for _ in range(600):
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        pytest.fail("fit_parallel hung in a forked child")
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
 def _fit_two_at_once(X, labels) -> dict:
     """fit_parallel on two models, two workers; the cores each worker thread may run on, by thread."""
     both_running = threading.Barrier(2)
@@ -262,6 +307,15 @@ def test_fit_parallel_keeps_each_worker_on_a_core_of_its_own(backend):
         assert list(_fit_two_at_once(X, labels).values()) == [one, one]
     finally:
         os.sched_setaffinity(0, before)
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs two cores and thread affinity (Linux)")
+def test_fit_parallel_keeps_its_threads_for_the_next_call(backend):
+    rng = np.random.default_rng(7)
+    X, labels = rng.normal(size=(32, 3)), rng.integers(0, 2, 32)
+    first, second = _fit_two_at_once(X, labels), _fit_two_at_once(X, labels)
+    assert len(first) == 2 and first == second  # the same two threads, each on the same core
 
 
 def test_fit_parallel_refuses_a_model_twice_and_a_bad_n_jobs():
