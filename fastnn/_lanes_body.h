@@ -170,10 +170,13 @@ FASTNN_TARGET static double FASTNN_CAT(fastnn_lanes_batch, FNN_SUFFIX)(
         const FNN_VI is_live = lane_id < (FNN_I)live;  /* the lanes past the batch's end hold zeros */
         fastnn_lane_offsets rows[HALVES] = {{0}}, x_at[HALVES], y_at[HALVES];
         for (h = 0; h < HALVES; h++) {
-            for (lane = 0; lane < 4; lane++) {
-                const ptrdiff_t r = g + 4 * h + lane;
-                rows[h][lane] = r >= m ? 0 : idx ? idx[r] : r;
-            }
+            if (idx == NULL)  /* rows in order: g + 4h + 0..3 (the lanes past the end are masked) */
+                rows[h] = (fastnn_lane_offsets){0, 1, 2, 3} + (g + 4 * h);
+            else if (g + 4 * h + 4 <= m)
+                memcpy(&rows[h], idx + g + 4 * h, sizeof rows[h]);
+            else
+                for (lane = 0; g + 4 * h + lane < m; lane++)
+                    rows[h][lane] = idx[g + 4 * h + lane];
             x_at[h] = rows[h] * n_x;
             y_at[h] = rows[h] * n_y;
         }
