@@ -1,5 +1,6 @@
 """Kernel level: one dense layer's forward and backward against NumPy at several shapes, and the
-sgemm peak itself, so every row can be read as a fraction of what the machine's BLAS can do."""
+sgemm peak itself, so every row can be read as a fraction of what the machine's BLAS can do; and
+where a training epoch of the medium MLP loses against that peak."""
 import numpy as np
 import pytest
 
@@ -104,3 +105,66 @@ def test_sgemm_peak(benchmark, rounds, n_threads):
     with threads(n_threads):
         record(benchmark, lambda: [sgemm(1.0, a, a, c=c, overwrite_c=True) for _ in range(reps)], rounds,
                reps * 2 * 1024 ** 3 / 1e9, "GFLOP", "sgemm")
+
+
+def row_major_sgemm(a, b, c, trans_a=False, trans_b=False):
+    """c = op(a) @ op(b) for C-contiguous float32 arrays through SciPy's sgemm (the BLAS fastnn
+    calls), without copies: a row-major matrix is its transpose in column-major, so c.T = op(b).T @ op(a).T."""
+    from scipy.linalg.blas import sgemm
+    sgemm(1.0, b.T, a.T, c=c.T, trans_a=trans_b, trans_b=trans_a, overwrite_c=True)
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_mlp_gap_to_peak(benchmark, rounds, quick, n_threads):
+    """Where the missing percent go. In turn in every round, on n_threads: fastnn training one
+    epoch of the 128-512-512-10 net (batch 256); the same epoch's eight matrix products per batch
+    alone, through sgemm at their shapes (forward X·W for each layer, Aᵀ·dZ for each layer, dZ·Wᵀ
+    for the two upper ones); and the 1024³ sgemm. Throughput in GFLOP/s of the training work (the
+    products' FLOPs), so the note reads as fractions: fastnn against the products alone is the time
+    outside them, the products against the peak what their shapes cost."""
+    from bench_mlp import fastnn_model
+    from common import case_data, interleaved
+    benchmark.group = (f"mlp medium train, {n_threads} thread{'s' * (n_threads > 1)}: "
+                       "the gap to the sgemm peak, interleaved")
+    X, y, sizes, batch = case_data("medium", quick)
+    n = min(len(X), (8 if quick else 40) * batch)
+    X, y = X[:n], y[:n]
+    model = fastnn_model(sizes)
+    pairs = list(zip(sizes[:-1], sizes[1:]))
+    rng = np.random.default_rng(1)
+    W = [rng.standard_normal((a, b)).astype(np.float32) for a, b in pairs]
+    A = [np.empty((batch, s), np.float32) for s in sizes]  # activations, then their gradients
+    dA = [rng.standard_normal((batch, s)).astype(np.float32) for s in sizes]
+    dW = [np.empty_like(w) for w in W]
+    flops = sum(2 * n * a * b for a, b in pairs) * 2 + sum(2 * n * a * b for a, b in pairs[1:])
+
+    def products():
+        for start in range(0, n, batch):
+            A[0][:] = X[start:start + batch]
+            for l, w in enumerate(W):
+                row_major_sgemm(A[l], w, A[l + 1])
+            for l in reversed(range(len(W))):
+                row_major_sgemm(A[l], dA[l + 1], dW[l], trans_a=True)
+                if l:
+                    row_major_sgemm(dA[l + 1], W[l], dA[l], trans_b=True)
+
+    a = np.asfortranarray(rng.standard_normal((1024, 1024)).astype(np.float32))
+    c = np.asfortranarray(np.empty((1024, 1024), np.float32))
+
+    def peak():
+        from scipy.linalg.blas import sgemm
+        sgemm(1.0, a, a, c=c, overwrite_c=True)
+
+    runs = {"fastnn fit": (lambda: model.fit(X, y, epochs=1, batch_size=batch, shuffle=False, verbose=0),
+                           flops / 1e9),
+            "its products alone": (products, flops / 1e9),
+            "sgemm 1024³": (peak, 2 * 1024 ** 3 / 1e9)}
+    with threads(n_threads):
+        _, ratio = interleaved(benchmark, runs, rounds, "GFLOP",
+                               pairs=[("its products alone", "fastnn fit"), ("sgemm 1024³", "its products alone"),
+                                      ("sgemm 1024³", "fastnn fit")])
+    assert all(r > 0 for r in ratio.values())
+    # the products are the ones the layers compute: one of them checked against NumPy
+    row_major_sgemm(A[1], dA[2], dW[1], trans_a=True)
+    np.testing.assert_allclose(dW[1], A[1].T @ dA[2], rtol=1e-3, atol=1e-2)
+    assert np.isfinite(model.evaluate(X, y)["loss"])
