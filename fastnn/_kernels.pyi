@@ -95,5 +95,5 @@ def _set_simd(on: bool) -> bool:
 def _lane_codes(sizes: Sequence[int], codes: Sequence[int], loss: int, weighted: bool,
                 item_size: int) -> Optional[tuple[NDArray[np.int64], int]]:
     """(activation codes, loss code) of _lanes.h when train_epochs runs this network's batches across
-    vector lanes (micro-kernels on, layers 1 to 64 bytes wide, linear/sigmoid/ReLU/leaky ReLU, BCE
+    vector lanes (micro-kernels on, layers 1 to 64 bytes wide, linear/sigmoid/tanh/ReLU/leaky ReLU, BCE
     from logits or MSE, unweighted), else None."""

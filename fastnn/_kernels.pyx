@@ -91,6 +91,7 @@ cdef extern from "_lanes.h" nogil:
     enum:
         FASTNN_LANE_LINEAR
         FASTNN_LANE_SIGMOID
+        FASTNN_LANE_TANH
         FASTNN_LANE_RELU
         FASTNN_LANE_LEAKY_RELU
         FASTNN_LANE_BCE
@@ -1219,15 +1220,15 @@ cdef bint _all_finite(const floating* x, Py_ssize_t size) noexcept nogil:
     return True
 
 
-_LANE_ACTIVATIONS = {LINEAR: FASTNN_LANE_LINEAR, SIGMOID: FASTNN_LANE_SIGMOID, RELU: FASTNN_LANE_RELU,
-                     LEAKY_RELU: FASTNN_LANE_LEAKY_RELU}
+_LANE_ACTIVATIONS = {LINEAR: FASTNN_LANE_LINEAR, SIGMOID: FASTNN_LANE_SIGMOID, TANH: FASTNN_LANE_TANH,
+                     RELU: FASTNN_LANE_RELU, LEAKY_RELU: FASTNN_LANE_LEAKY_RELU}
 
 
 def _lane_codes(sizes, codes, int loss, bint weighted, Py_ssize_t item_size):
     """(activation codes, loss code) of _lanes.h when its lanes train this network, else None:
     micro-kernels on, every layer 1 to 64 bytes wide (8 float64, 16 float32: where the micro-kernels
     stop; measured: at 16 float64 wide, 5-16-16-3 ReLU trained 0.75x as fast in the lanes),
-    activations linear, sigmoid, ReLU or leaky ReLU, binary cross-entropy from logits or MSE,
+    activations linear, sigmoid, tanh, ReLU or leaky ReLU, binary cross-entropy from logits or MSE,
     unweighted rows."""
     if not _simd or weighted or min(sizes) < 1 or max(sizes) * item_size > FASTNN_LANE_MAX_WIDTH * 4:
         return None

@@ -10,7 +10,7 @@
  * pass of each group follow each other while everything is in registers; the gradient sums over
  * the groups in vector accumulators, added across lanes once per batch.
  *
- * What it takes: layers up to 64 bytes wide; activations linear, sigmoid, ReLU and leaky ReLU;
+ * What it takes: layers up to 64 bytes wide; activations linear, sigmoid, tanh, ReLU and leaky ReLU;
  * binary cross-entropy from logits or mean squared error; unweighted rows. _kernels.pyx decides when a network qualifies
  * (_lane_codes) and keeps the layer-by-layer path for everything else. The numbers are those of
  * that path up to rounding: the same formulas, summed in another order, with exp computed here.
@@ -26,7 +26,7 @@
 #include "_microkernels.h"
 
 /* The activations and losses the lanes compute; _kernels.pyx maps its codes onto these. */
-enum { FASTNN_LANE_LINEAR, FASTNN_LANE_SIGMOID, FASTNN_LANE_RELU, FASTNN_LANE_LEAKY_RELU };
+enum { FASTNN_LANE_LINEAR, FASTNN_LANE_SIGMOID, FASTNN_LANE_TANH, FASTNN_LANE_RELU, FASTNN_LANE_LEAKY_RELU };
 enum { FASTNN_LANE_BCE, FASTNN_LANE_MSE };
 
 #if FASTNN_SIMD

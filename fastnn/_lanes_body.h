@@ -6,7 +6,9 @@
 #define FNN_VI FASTNN_CAT(fastnn_lane_ivec, FNN_SUFFIX)
 #define FNN_LANES ((ptrdiff_t)(32 / sizeof(FNN_T)))
 #define FNN_SELECT FASTNN_CAT(fastnn_lane_select, FNN_SUFFIX)
+#define FNN_EXP_PARTS FASTNN_CAT(fastnn_lane_exp_parts, FNN_SUFFIX)
 #define FNN_EXP FASTNN_CAT(fastnn_lane_exp, FNN_SUFFIX)
+#define FNN_EXPM1 FASTNN_CAT(fastnn_lane_expm1, FNN_SUFFIX)
 #define FNN_ACTIVATE FASTNN_CAT(fastnn_lane_activate, FNN_SUFFIX)
 #define FNN_GRAD FASTNN_CAT(fastnn_lane_grad, FNN_SUFFIX)
 #define FNN_GATHER FASTNN_CAT(fastnn_lane_gather, FNN_SUFFIX)
@@ -37,35 +39,48 @@ FASTNN_TARGET static inline FNN_V FNN_SELECT(FNN_VI mask, FNN_V a, FNN_V b) {
 #endif
 }
 
-/* exp(x) for x <= 0, or NaN, lane by lane, within an ulp or two of libm's (rtol 1e-15 and 1e-7).
- * x = k ln2 + r with |r| <= ln2/2, exp(x) = 2^k exp(r): exp(r) by its Taylor series to the term
- * below half an ulp (degree 13 for float64, 7 for float32), 2^k built in the exponent bits.
- * Where exp(x) is below the smallest normal number it is 0 (libm gives a subnormal there). */
-FASTNN_TARGET static inline FNN_V FNN_EXP(FNN_V x) {
+/* The parts of exp(x) for x <= 0, or NaN, lane by lane: x = k ln2 + r with |r| <= ln2/2, and
+ * exp(x) = 2^k (1 + r p) where p = 1 + r/2 + r²/6 + ...: exp(r) by its Taylor series to the term
+ * below half an ulp (degree 13 for float64, 7 for float32). Returns 2^k, built in the exponent
+ * bits, and sets p and r; FNN_EXP and FNN_EXPM1 finish them, within an ulp or two of libm's. */
+FASTNN_TARGET static inline FNN_V FNN_EXP_PARTS(FNN_V x, FNN_V* p, FNN_V* r) {
 #if FNN_IS_FLOAT
     const FNN_T log2e = 1.44269504088896341f, ln2_hi = 0.693145751953125f, ln2_lo = 1.42860676533018708e-06f;
     const FNN_T shifter = 12582912.0f;  /* 1.5 * 2^23: x + shifter rounds x to an integer in the low bits */
-    const FNN_T lowest = -87.3365447505531f;  /* log(2^-126) */
-    static const FNN_T c[] = {1.0f / 5040, 1.0f / 720, 1.0f / 120, 1.0f / 24, 1.0f / 6, 0.5f, 1.0f, 1.0f};
+    static const FNN_T c[] = {1.0f / 5040, 1.0f / 720, 1.0f / 120, 1.0f / 24, 1.0f / 6, 0.5f, 1.0f};
     const int bias = 127, mantissa = 23;
 #else
     /* ln2_hi has its low 32 bits zero, so k * ln2_hi is exact (fdlibm's split) */
     const FNN_T log2e = 1.4426950408889634, ln2_hi = 6.93147180369123816490e-01, ln2_lo = 1.90821492927058770002e-10;
     const FNN_T shifter = 6755399441055744.0;  /* 1.5 * 2^52 */
-    const FNN_T lowest = -708.3964185322641;  /* log(2^-1022) */
     static const FNN_T c[] = {1.0 / 6227020800.0, 1.0 / 479001600.0, 1.0 / 39916800.0, 1.0 / 3628800.0, 1.0 / 362880.0,
-                       1.0 / 40320.0, 1.0 / 5040.0, 1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0};
+                       1.0 / 40320.0, 1.0 / 5040.0, 1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0};
     const int bias = 1023, mantissa = 52;
 #endif
     FNN_V kd = x * log2e + shifter;
     FNN_V k = kd - shifter;
-    FNN_V r = (x - k * ln2_hi) - k * ln2_lo;
-    FNN_V p = (FNN_V){0} + c[0];
-    for (size_t i = 1; i < sizeof c / sizeof c[0]; i++)  /* Horner: 1 + r(1 + r(1/2 + r(1/6 + ...))) */
-        p = p * r + c[i];
+    *r = (x - k * ln2_hi) - k * ln2_lo;
+    *p = (FNN_V){0} + c[0];
+    for (size_t i = 1; i < sizeof c / sizeof c[0]; i++)  /* Horner: 1 + r(1/2 + r(1/6 + ...)) */
+        *p = *p * *r + c[i];
     /* kd's low bits hold k (plus 2^51 or 2^22, which the shift pushes out): the exponent of 2^k */
-    FNN_V two_k = (FNN_V)(((FNN_VI)kd + bias) << mantissa);
-    return FNN_SELECT(x < lowest, (FNN_V){0}, p * two_k);  /* NaN < lowest is false: NaN stays */
+    return (FNN_V)(((FNN_VI)kd + bias) << mantissa);
+}
+
+/* log of the smallest normal number: below it exp(x) is 0 here (libm gives a subnormal) */
+#define FNN_LOWEST ((FNN_T)(FNN_IS_FLOAT ? -87.3365447505531 : -708.3964185322641))
+
+/* exp(x) for x <= 0, or NaN. */
+FASTNN_TARGET static inline FNN_V FNN_EXP(FNN_V x) {
+    FNN_V p, r, two_k = FNN_EXP_PARTS(x, &p, &r);
+    return FNN_SELECT(x < FNN_LOWEST, (FNN_V){0}, (p * r + 1) * two_k);  /* NaN < lowest is false: NaN stays */
+}
+
+/* exp(x) - 1 for x <= 0, or NaN, without the cancellation of exp(x) - 1 near 0: there k = 0 and
+ * it is r p itself. */
+FASTNN_TARGET static inline FNN_V FNN_EXPM1(FNN_V x) {
+    FNN_V p, r, two_k = FNN_EXP_PARTS(x, &p, &r);
+    return FNN_SELECT(x < FNN_LOWEST, (FNN_V){0} - 1, two_k * (r * p) + (two_k - 1));
 }
 
 /* v = f(v) for n neurons, as _kernels.pyx's _activate computes it (one test of the code per layer). */
@@ -76,6 +91,12 @@ FASTNN_TARGET static inline void FNN_ACTIVATE(FNN_V* v, ptrdiff_t n, int64_t cod
         for (j = 0; j < n; j++) {
             FNN_V z = v[j], e = FNN_EXP(FNN_SELECT(z < 0, z, -z));
             v[j] = FNN_SELECT(z >= 0, one, e) / (one + e);
+        }
+    } else if (code == FASTNN_LANE_TANH) {  /* tanh|z| = -e / (2 + e), e = expm1(-2|z|): no overflow, no cancellation */
+        for (j = 0; j < n; j++) {
+            FNN_V z = v[j], e = FNN_EXPM1(FNN_SELECT(z < 0, z + z, -(z + z)));
+            FNN_V t = -e / (e + 2);
+            v[j] = FNN_SELECT(z < 0, -t, t);
         }
     } else if (code == FASTNN_LANE_RELU) {
         for (j = 0; j < n; j++)
@@ -93,6 +114,9 @@ FASTNN_TARGET static inline void FNN_GRAD(const FNN_V* a, FNN_V* d, ptrdiff_t n,
     if (code == FASTNN_LANE_SIGMOID) {
         for (j = 0; j < n; j++)
             d[j] = d[j] * (a[j] * (one - a[j]));
+    } else if (code == FASTNN_LANE_TANH) {
+        for (j = 0; j < n; j++)
+            d[j] = d[j] * (one - a[j] * a[j]);
     } else if (code == FASTNN_LANE_RELU) {
         for (j = 0; j < n; j++)
             d[j] = d[j] * FNN_SELECT(a[j] > 0, one, zero);  /* a multiply: NaN * 0 is NaN */
@@ -314,7 +338,10 @@ static double FASTNN_CAT(fastnn_lanes_batch, FNN_SUFFIX)(
 #undef FNN_VI
 #undef FNN_LANES
 #undef FNN_SELECT
+#undef FNN_EXP_PARTS
 #undef FNN_EXP
+#undef FNN_EXPM1
+#undef FNN_LOWEST
 #undef FNN_ACTIVATE
 #undef FNN_GRAD
 #undef FNN_GATHER

@@ -687,6 +687,7 @@ def check_train_epochs(backend, args, dtype, assert_close):
 # in batches of 5 or 13 leave some lanes of the last group empty (float64 vectors hold 4 rows,
 # float32 8).
 LANE_NETS = {"xor": ((2, 2, 1), SIGMOID), "relu-8": ((5, 8, 8, 3), RELU), "relu-16": ((3, 16, 16, 2), RELU),
+             "tanh": ((3, 6, 4, 2), TANH),
              "leaky": ((1, 7, 1), LEAKY_RELU), "linear": ((4, 3, 2), LINEAR), "one-layer": ((16, 1), LINEAR)}
 LANE_VARIANTS = {"plain": (0.0, 1.0), "l2-scaled": (0.3, 2.0)}  # (l2, loss_scale)
 
@@ -708,18 +709,31 @@ def test_train_epochs_of_tiny_networks(backend, simd, dtype, net, loss, shuffle,
     check_train_epochs(backend, args, dtype, assert_close)
 
 
-def test_train_epochs_of_a_tiny_network_on_extreme_values(backend, simd, dtype, assert_close):
-    """Sigmoids of -750 to 750 (exp underflows below about -708, or -87 in float32) and logits of
+@pytest.mark.parametrize("hidden", [SIGMOID, TANH], ids=activation_ids)
+def test_train_epochs_of_a_tiny_network_on_extreme_values(backend, simd, dtype, hidden, assert_close):
+    """Activations of -750 to 750 (exp underflows below about -708, or -87 in float32) and logits of
     +-900: the loss and the gradient stay finite and right."""
     args = train_setup(np.random.default_rng(22), dtype, BINARY_CROSSENTROPY, GRADIENT_ONLY, False, n=16,
-                       epochs=1, sizes=(1, 3, 1), hidden=SIGMOID, batch=16)
+                       epochs=1, sizes=(1, 3, 1), hidden=hidden, batch=16)
     args["X"][:, 0] = np.linspace(-750, 750, 16)
     args["params"][:] = [1.0, 0.1, -0.02, 0.0, 0.5, -3.0, 900.0, -900.0, 450.0, 0.0]  # W1, b1, W2, b2
     check_train_epochs(backend, args, dtype, assert_close)
     assert np.isfinite(args["epoch_loss"]).all() and np.isfinite(args["grads"]).all()
 
 
-@pytest.mark.parametrize("hidden", [TANH, SIGMOID], ids=activation_ids)  # sigmoid: in the lanes
+def test_train_epochs_of_a_tiny_tanh_network_near_zero(backend, simd, dtype, assert_close):
+    """tanh(z) for z of 1e-8: its relative error (and so the loss's, tanh(z)² here) stays at a few
+    ulp; a tanh written as (1 - e)/(1 + e), e = exp(-2z), would lose half the digits."""
+    args = train_setup(np.random.default_rng(23), dtype, MSE, GRADIENT_ONLY, False, n=16, epochs=1,
+                       sizes=(1, 1, 1), hidden=TANH, batch=16)
+    args["codes"][-1] = LINEAR
+    args["X"][:, 0] = 1e-8 * np.linspace(1, 2, 16)
+    args["Y"][:] = 0
+    args["params"][:] = [1.0, 0.0, 1.0, 0.0]  # W1, b1, W2, b2: the output is tanh(x)
+    check_train_epochs(backend, args, dtype, assert_close)
+
+
+@pytest.mark.parametrize("hidden", [TANH, SIGMOID], ids=activation_ids)  # both in the lanes
 def test_train_epochs_restores_the_parameters_of_a_diverging_epoch(backend, dtype, hidden):
     args = train_setup(np.random.default_rng(19), dtype, MSE, SGD, shuffle=False, lr=1e200, hidden=hidden)
     args["codes"][-1] = LINEAR
