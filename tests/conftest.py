@@ -96,6 +96,18 @@ def backend(request):
         yield fnn_backend.ops()
 
 
+@pytest.fixture(params=[True, False], ids=["simd", "portable"])
+def simd(request, backend):
+    """The compiled backend with its micro-kernels and lanes on (where the CPU has them) and off;
+    the pure-Python backend has none, and runs the same checks both times."""
+    if hasattr(backend, "_set_simd"):
+        previous = backend._set_simd(request.param)
+        yield request.param
+        backend._set_simd(previous)
+    else:
+        yield request.param
+
+
 @pytest.fixture
 def compiled():
     """fastnn._kernels (skip or fail as `backend` does when it is missing)."""

@@ -209,18 +209,6 @@ MICRO_SHAPES = [(4, 8, 16), (5, 3, 17), (7, 9, 25), (32, 20, 32), (33, 31, 45), 
                 (32, 32, 2), (7, 17, 1), (5, 40, 10), (33, 16, 15), (3, 9, 7), (2, 1024, 5)]
 
 
-@pytest.fixture(params=[True, False], ids=["simd", "portable"])
-def simd(request, backend):
-    """The compiled backend with its micro-kernels on (where the CPU has them) and off; the
-    pure-Python backend has none, and runs the same checks both times."""
-    if hasattr(backend, "_set_simd"):
-        previous = backend._set_simd(request.param)
-        yield request.param
-        backend._set_simd(previous)
-    else:
-        yield request.param
-
-
 @pytest.mark.parametrize("activation", [LINEAR, RELU, SOFTMAX], ids=activation_ids)
 @pytest.mark.parametrize("shape", MICRO_SHAPES)
 def test_dense_layer_on_micro_kernel_shapes(backend, simd, dtype, shape, activation, assert_close):

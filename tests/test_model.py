@@ -326,9 +326,11 @@ def test_verbose_progress(backend, capsys):
 @pytest.mark.parametrize("optimizer", [fnn.SGD(lr=0.1), fnn.SGD(lr=0.1, momentum=0.9), fnn.Adam(lr=0.01)],
                          ids=["sgd", "momentum", "adam"])
 @pytest.mark.parametrize("loss", sorted(OUTPUT_FOR_LOSS))
-def test_fit_equals_step_by_step(backend, loss, optimizer, loss_targets):
+def test_fit_equals_step_by_step(backend, simd, loss, optimizer, loss_targets, assert_close):
     """fit hands whole runs of epochs to one kernel call; the result equals calling the kernels
-    batch by batch from Python (same shuffles from the same seeded generator)."""
+    batch by batch from Python (same shuffles from the same seeded generator): exactly where
+    train_epochs runs the same layer kernels, to rounding where it runs a tiny network in the
+    vector lanes of _lanes.h (their sums in another order, their own exp)."""
     rng = np.random.default_rng(9)
     X = rng.normal(size=(23, 3))
     y = loss_targets(loss, rng, 23, 2 if loss != "binary_crossentropy" else 1)
@@ -351,8 +353,16 @@ def test_fit_equals_step_by_step(backend, loss, optimizer, loss_targets):
             stepped._backward(acts, grads, codes, len(idx))
             stepped.optimizer.step(stepped._params, stepped._grads)
         losses.append(total / 23)
-    np.testing.assert_array_equal(fused._params, stepped._params)
-    assert history.history["loss"] == losses
+    ops = fnn.backend.ops()
+    in_lanes = hasattr(ops, "_lane_codes") and ops._lane_codes(
+        *fused._network(), fused._loss_code, False, fused.dtype.itemsize) is not None
+    assert not (in_lanes and not simd)  # so the exact comparison below runs on the compiled backend too
+    if in_lanes:
+        assert_close(fused._params, stepped._params, fused.dtype, scale=np.abs(stepped._params).max())
+        assert_close(history.history["loss"], losses, fused.dtype, scale=max(losses))
+    else:
+        np.testing.assert_array_equal(fused._params, stepped._params)
+        assert history.history["loss"] == losses
 
 
 def test_history_of_runs_equals_history_of_single_epochs(backend, monkeypatch):
