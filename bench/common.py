@@ -4,6 +4,7 @@ Every benchmark records how many units of work one round does (epochs or samples
 so `python -m fastnn bench` can print throughputs and ratios measured in the same run.
 """
 import contextlib
+import math
 import os
 import sys
 import time
@@ -71,12 +72,29 @@ def micro_kernels(on: bool):
         kernels._set_simd(previous)
 
 
+# Untimed rounds before the timed ones: at least this long in all. After the process had waited
+# (the memory benchmark's subprocess), the next row's first ~0.1 s ran at half speed: the
+# 20-32-32-2 micro-kernels then read 0.85-0.91x the portable path, timed right after, against 1.6x
+# when that row ran first (one warm-up round of 10 ms did not cover it).
+WARMUP_SECONDS = 0.3
+
+
+def warmup_rounds(fn, setup=None) -> int:
+    """More rounds of fn (each after setup) to make WARMUP_SECONDS with the one run here."""
+    args, kwargs = setup() if setup else ((), {})
+    start = time.perf_counter()
+    fn(*args, **kwargs)
+    return max(0, math.ceil(WARMUP_SECONDS / max(time.perf_counter() - start, 1e-6)) - 1)
+
+
 def record(benchmark, fn, rounds: int, units: float, unit: str, impl: str, setup=None):
-    """Time fn over `rounds` rounds (after one warm-up) and label the row for the ratio table."""
+    """Time fn over `rounds` rounds (after at least WARMUP_SECONDS of untimed ones) and label the
+    row for the ratio table."""
     benchmark.extra_info.update(units=units, unit=unit, impl=impl)
+    warmup = warmup_rounds(fn, setup)
     if setup is None:
-        return benchmark.pedantic(fn, rounds=rounds, iterations=1, warmup_rounds=1)
-    return benchmark.pedantic(fn, setup=setup, rounds=rounds, warmup_rounds=1)
+        return benchmark.pedantic(fn, rounds=rounds, iterations=1, warmup_rounds=warmup)
+    return benchmark.pedantic(fn, setup=setup, rounds=rounds, warmup_rounds=warmup)
 
 
 def accuracy(pred, y) -> float:
@@ -108,7 +126,7 @@ def interleaved(benchmark, runs: dict, rounds: int, unit: str, pairs=None, aroun
     first, *others = runs
     pairs = pairs or [(first, name) for name in others]
     record(benchmark, one_round, rounds, sum(entry[1] for entry in runs.values()), unit, "all, in turn")
-    rate = {name: runs[name][1] / np.array(seconds[name][1:]) for name in runs}  # [0]: record's warm-up
+    rate = {name: runs[name][1] / np.array(seconds[name][-rounds:]) for name in runs}  # not record's warm-up
     ratio = {(a, b): float(np.median(rate[a] / rate[b])) for a, b in pairs}
     benchmark.extra_info["note"] = "per-round median: " + ", ".join(
         f"{a} {r:.2f}x {b}" for (a, b), r in ratio.items())
