@@ -85,7 +85,7 @@ cdef extern from "_microkernels.h" nogil:
     void fastnn_dots_f(const float* P, const float* Q, float* C, Py_ssize_t m, Py_ssize_t k, Py_ssize_t n)
     void fastnn_dots_d(const double* P, const double* Q, double* C, Py_ssize_t m, Py_ssize_t k, Py_ssize_t n)
 
-# Whole batches of tiny networks (every layer at most FASTNN_LANE_MAX_WIDTH wide) across vector
+# Whole batches of tiny networks (every layer at most FASTNN_LANE_MAX_BYTES wide) across vector
 # lanes: _lanes.h, for train_epochs. Also AVX2 + FMA, and behind the same switch as the micro-kernels.
 cdef extern from "_lanes.h" nogil:
     enum:
@@ -96,7 +96,7 @@ cdef extern from "_lanes.h" nogil:
         FASTNN_LANE_LEAKY_RELU
         FASTNN_LANE_BCE
         FASTNN_LANE_MSE
-        FASTNN_LANE_MAX_WIDTH
+        FASTNN_LANE_MAX_BYTES
     Py_ssize_t fastnn_lanes_scratch_f(const int64_t* sizes, Py_ssize_t L, Py_ssize_t n_params)
     Py_ssize_t fastnn_lanes_scratch_d(const int64_t* sizes, Py_ssize_t L, Py_ssize_t n_params)
     double fastnn_lanes_batch_f(const float* X, const float* Y, const int64_t* idx, Py_ssize_t m,
@@ -1230,7 +1230,7 @@ def _lane_codes(sizes, codes, int loss, bint weighted, Py_ssize_t item_size):
     stop; measured: at 16 float64 wide, 5-16-16-3 ReLU trained 0.75x as fast in the lanes),
     activations linear, sigmoid, tanh, ReLU or leaky ReLU, binary cross-entropy from logits or MSE,
     unweighted rows."""
-    if not _simd or weighted or min(sizes) < 1 or max(sizes) * item_size > FASTNN_LANE_MAX_WIDTH * 4:
+    if not _simd or weighted or min(sizes) < 1 or max(sizes) * item_size > FASTNN_LANE_MAX_BYTES:
         return None
     if any(code not in _LANE_ACTIVATIONS for code in codes):
         return None

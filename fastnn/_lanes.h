@@ -36,9 +36,10 @@ typedef double fastnn_lane_sums __attribute__((vector_size(32)));
 typedef float fastnn_lane_half __attribute__((vector_size(16)));
 #endif
 
-/* The widest layer the lanes take, in float32 (64 bytes: 8 float64); from there on the
+/* The widest layer the lanes take: 64 bytes, 16 float32 or 8 float64; from there on the
  * micro-kernels stream the products faster. */
-#define FASTNN_LANE_MAX_WIDTH 16
+#define FASTNN_LANE_MAX_BYTES 64
+#define FASTNN_LANE_MAX_WIDTH (FASTNN_LANE_MAX_BYTES / (ptrdiff_t)sizeof(float))
 
 #define FNN_T float
 #define FNN_I int32_t

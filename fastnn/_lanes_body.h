@@ -159,8 +159,8 @@ FASTNN_TARGET static inline void FNN_WIDEN(FNN_V v, fastnn_lane_sums out[]) {
  * logits: the output's code is LINEAR) or FASTNN_LANE_MSE, each the mean over the batch's rows and
  * outputs. P, G: (n_params,) the parameters and the gradient, W (n_in, n_out) then b per layer.
  * G gets the gradient of the mean loss times loss_scale; *correct gets the number of outputs on
- * the target's side (BCE: logit > 0 where target > 0.5) added. Every width is 1 to
- * FASTNN_LANE_MAX_WIDTH. scratch: fastnn_lanes_scratch elements, zeros before the first call (its
+ * the target's side (BCE: logit > 0 where target > 0.5) added. Every layer is 1 neuron to
+ * FASTNN_LANE_MAX_BYTES wide. scratch: fastnn_lanes_scratch elements, zeros before the first call (its
  * gradient accumulators are left at zero for the next). */
 FASTNN_TARGET static double FASTNN_CAT(fastnn_lanes_batch, FNN_SUFFIX)(
         const FNN_T* X, const FNN_T* Y, const int64_t* idx, ptrdiff_t m, const int64_t* sizes,

@@ -256,8 +256,7 @@ class Sequential:
         X, y = self._prepare(X, y)
         return self._fit_prepared(X, y, epochs, batch_size, shuffle, validation_data, verbose, callbacks)
 
-    def _fit_prepared(self, X, y, epochs=1, batch_size=32, shuffle=True, validation_data=None, verbose=1,
-                      callbacks=None) -> History:
+    def _fit_prepared(self, X, y, epochs, batch_size, shuffle, validation_data, verbose, callbacks) -> History:
         """fit on X and y already through _prepare (fit_parallel checks shared data once for all models)."""
         epochs = check_positive_int("epochs", epochs, minimum=0)
         n = X.shape[0]

@@ -5,11 +5,14 @@ Each then gets a one-thread BLAS, so N threads never start N × cores BLAS threa
 Thread counts are controlled through threadpoolctl (`pip install "fastnn[threads]"`).
 """
 import contextlib
+import inspect
 import os
 import queue
 import threading
 from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Callable, Iterator, Optional, Sequence
+
+from .model import Sequential
 
 
 def _threadpoolctl():
@@ -58,11 +61,15 @@ def fit_parallel(models: Sequence, X, y, n_jobs: Optional[int] = None, **fit_kwa
         raise ValueError("models must be distinct: one model cannot be fitted in two threads at once")
     n_jobs = (os.cpu_count() or 1) if n_jobs is None else check_positive_int("n_jobs", n_jobs)
     fit_kwargs.setdefault("verbose", 0)
+    # fit's arguments with fit's defaults (and its TypeError for an unknown one), for _fit_prepared
+    arguments = inspect.signature(Sequential.fit).bind(None, X, y, **fit_kwargs)
+    arguments.apply_defaults()
+    _, _, _, *rest = arguments.args
     workers = min(n_jobs, max(len(models), 1))
     prepared = {}
     data = [_prepared(m, X, y, prepared) for m in models]
     with _blas().limit(limits=1, user_api="blas"), _workers(workers) as pool:
-        futures = [pool.submit(m._fit_prepared, *xy, **fit_kwargs) for m, xy in zip(models, data)]
+        futures = [pool.submit(m._fit_prepared, *xy, *rest) for m, xy in zip(models, data)]
         wait(futures)  # every fit ends before the BLAS limit is lifted, also when one of them raised
         return [f.result() for f in futures]
 
@@ -92,21 +99,22 @@ if hasattr(os, "register_at_fork"):
 def _workers(workers: int) -> Iterator[ThreadPoolExecutor]:
     """The kept pool of `workers` threads for the caller's cores; a pool of its own, shut down
     afterwards, for a call from inside a worker (waiting on its own pool could deadlock)."""
-    cores = tuple(sorted(os.sched_getaffinity(0))) if hasattr(os, "sched_getaffinity") else ()
+    cores = tuple(sorted(os.sched_getaffinity(0))) if hasattr(os, "sched_setaffinity") else ()
     if threading.current_thread().name.startswith(_POOL_PREFIX):
-        with ThreadPoolExecutor(max_workers=workers, initializer=_one_core_each(workers)) as pool:
+        with ThreadPoolExecutor(max_workers=workers, initializer=_one_core_each(workers, cores)) as pool:
             yield pool
         return
     with _pools_lock:
         pool = _pools.get((workers, cores))
         if pool is None:
             pool = _pools[(workers, cores)] = ThreadPoolExecutor(
-                max_workers=workers, initializer=_one_core_each(workers), thread_name_prefix=_POOL_PREFIX)
+                max_workers=workers, initializer=_one_core_each(workers, cores), thread_name_prefix=_POOL_PREFIX)
     yield pool
 
 
-def _one_core_each(workers: int) -> Optional[Callable[[], None]]:
-    """An initializer that keeps each worker thread on a core of its own, when there are enough.
+def _one_core_each(workers: int, cores: tuple) -> Optional[Callable[[], None]]:
+    """An initializer that keeps each worker thread on a core of its own among `cores` (the caller's;
+    empty where affinity cannot be set), when there are enough.
 
     Left to Linux, both threads of a two-model fit_parallel often shared one core for much of their
     run (most likely the scheduler placing a thread woken to take the GIL next to the thread that
@@ -114,9 +122,6 @@ def _one_core_each(workers: int) -> Optional[Callable[[], None]]:
     GIL, did not). Two 10 ms fits took 11.6-16.2 ms at the median that way, 9.6 ms pinned
     (hand-timed, 50 interleaved rounds each). Where affinity cannot be set, or there are fewer
     cores than workers, threads are left where the OS puts them."""
-    if not hasattr(os, "sched_setaffinity"):
-        return None
-    cores = sorted(os.sched_getaffinity(0))
     if workers < 2 or len(cores) < workers:
         return None
     free = queue.SimpleQueue()

@@ -275,6 +275,10 @@ def test_fit_parallel_inside_fit_parallel_and_after_a_fork(backend):
     assert os.waitstatus_to_exitcode(status) == 0
 
 
+needs_two_cores = pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
+                                     reason="needs two cores and thread affinity (Linux)")
+
+
 def _fit_two_at_once(X, labels) -> dict:
     """fit_parallel on two models, two workers; the cores each worker thread may run on, by thread."""
     both_running = threading.Barrier(2)
@@ -289,8 +293,7 @@ def _fit_two_at_once(X, labels) -> dict:
     return cores
 
 
-@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
-                    reason="needs two cores and thread affinity (Linux)")
+@needs_two_cores
 def test_fit_parallel_keeps_each_worker_on_a_core_of_its_own(backend):
     """See parallel._one_core_each. The caller's cores are unchanged afterwards; with fewer cores
     than workers the workers are left on the caller's cores."""
@@ -309,8 +312,7 @@ def test_fit_parallel_keeps_each_worker_on_a_core_of_its_own(backend):
         os.sched_setaffinity(0, before)
 
 
-@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
-                    reason="needs two cores and thread affinity (Linux)")
+@needs_two_cores
 def test_fit_parallel_keeps_its_threads_for_the_next_call(backend):
     rng = np.random.default_rng(7)
     X, labels = rng.normal(size=(32, 3)), rng.integers(0, 2, 32)
