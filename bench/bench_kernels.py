@@ -3,6 +3,7 @@ sgemm peak itself, so every row can be read as a fraction of what the machine's 
 where a training epoch of the medium MLP loses against that peak."""
 import numpy as np
 import pytest
+from scipy.linalg.blas import sgemm
 
 import fastnn as fnn
 from fastnn.activations import RELU
@@ -93,24 +94,28 @@ def test_dense_backward(benchmark, rounds, shape, impl):
     np.testing.assert_allclose(dW, X.T @ (dA * (A > 0)), rtol=1e-3, atol=1e-3)
 
 
+PEAK_GFLOP = 2 * 1024 ** 3 / 1e9
+
+
+def sgemm_1024():
+    """One 1024³ float32 product through SciPy's BLAS (the one fastnn calls), PEAK_GFLOP of work."""
+    a = np.asfortranarray(np.random.default_rng(0).standard_normal((1024, 1024)).astype(np.float32))
+    c = np.asfortranarray(np.empty((1024, 1024), np.float32))
+    return lambda: sgemm(1.0, a, a, c=c, overwrite_c=True)
+
+
 @pytest.mark.parametrize("n_threads", [1, 2])
 def test_sgemm_peak(benchmark, rounds, n_threads):
-    """The ceiling: a 1024³ float32 matrix product through SciPy's BLAS (the one fastnn calls)."""
-    from scipy.linalg.blas import sgemm
+    """The ceiling: the 1024³ sgemm, ten times a round."""
     benchmark.group = f"sgemm peak 1024³, {n_threads} thread{'s' * (n_threads > 1)}"
-    rng = np.random.default_rng(0)
-    a = np.asfortranarray(rng.standard_normal((1024, 1024)).astype(np.float32))
-    c = np.asfortranarray(np.empty((1024, 1024), np.float32))
-    reps = 10
+    product, reps = sgemm_1024(), 10
     with threads(n_threads):
-        record(benchmark, lambda: [sgemm(1.0, a, a, c=c, overwrite_c=True) for _ in range(reps)], rounds,
-               reps * 2 * 1024 ** 3 / 1e9, "GFLOP", "sgemm")
+        record(benchmark, lambda: [product() for _ in range(reps)], rounds, reps * PEAK_GFLOP, "GFLOP", "sgemm")
 
 
 def row_major_sgemm(a, b, c, trans_a=False, trans_b=False):
     """c = op(a) @ op(b) for C-contiguous float32 arrays through SciPy's sgemm (the BLAS fastnn
     calls), without copies: a row-major matrix is its transpose in column-major, so c.T = op(b).T @ op(a).T."""
-    from scipy.linalg.blas import sgemm
     sgemm(1.0, b.T, a.T, c=c.T, trans_a=trans_b, trans_b=trans_a, overwrite_c=True)
 
 
@@ -133,14 +138,14 @@ def test_mlp_gap_to_peak(benchmark, rounds, quick, n_threads):
     pairs = list(zip(sizes[:-1], sizes[1:]))
     rng = np.random.default_rng(1)
     W = [rng.standard_normal((a, b)).astype(np.float32) for a, b in pairs]
-    A = [np.empty((batch, s), np.float32) for s in sizes]  # activations, then their gradients
-    dA = [rng.standard_normal((batch, s)).astype(np.float32) for s in sizes]
+    A = [None] + [np.empty((batch, s), np.float32) for s in sizes[1:]]  # A[0]: the batch's rows of X
+    dA = [rng.standard_normal((batch, s)).astype(np.float32) for s in sizes]  # dA[0] is never written
     dW = [np.empty_like(w) for w in W]
     flops = sum(2 * n * a * b for a, b in pairs) * 2 + sum(2 * n * a * b for a, b in pairs[1:])
 
     def products():
         for start in range(0, n, batch):
-            A[0][:] = X[start:start + batch]
+            A[0] = X[start:start + batch]  # a view, as fastnn reads rows taken in order
             for l, w in enumerate(W):
                 row_major_sgemm(A[l], w, A[l + 1])
             for l in reversed(range(len(W))):
@@ -148,17 +153,10 @@ def test_mlp_gap_to_peak(benchmark, rounds, quick, n_threads):
                 if l:
                     row_major_sgemm(dA[l + 1], W[l], dA[l], trans_b=True)
 
-    a = np.asfortranarray(rng.standard_normal((1024, 1024)).astype(np.float32))
-    c = np.asfortranarray(np.empty((1024, 1024), np.float32))
-
-    def peak():
-        from scipy.linalg.blas import sgemm
-        sgemm(1.0, a, a, c=c, overwrite_c=True)
-
     runs = {"fastnn fit": (lambda: model.fit(X, y, epochs=1, batch_size=batch, shuffle=False, verbose=0),
                            flops / 1e9),
             "its products alone": (products, flops / 1e9),
-            "sgemm 1024³": (peak, 2 * 1024 ** 3 / 1e9)}
+            "sgemm 1024³": (sgemm_1024(), PEAK_GFLOP)}
     with threads(n_threads):
         _, ratio = interleaved(benchmark, runs, rounds, "GFLOP",
                                pairs=[("its products alone", "fastnn fit"), ("sgemm 1024³", "its products alone"),

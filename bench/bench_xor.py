@@ -13,7 +13,7 @@ import fastnn as fnn
 from fastnn.__main__ import xor_model
 
 import peers
-from common import interleaved, record
+from common import interleaved, micro_kernels, record
 
 X, Y = fnn.data.xor()
 EPOCHS = 10_000
@@ -24,8 +24,11 @@ def solved(p) -> bool:
 
 
 @pytest.mark.benchmark(group="xor")
-@pytest.mark.parametrize("name", ["cython", "python"])
-def test_xor_fastnn(benchmark, rounds, quick, name):
+@pytest.mark.parametrize("impl", ["cython", "cython-portable", "python"])
+def test_xor_fastnn(benchmark, rounds, quick, impl):
+    """fastnn's compiled backend (whose vector lanes, _lanes.h, train XOR), the same without them
+    (FASTNN_SIMD=0: the layer-by-layer path), and the pure-Python backend."""
+    name = impl.split("-")[0]
     if name not in fnn.available_backends():
         pytest.skip("compiled backend not built")
     epochs = EPOCHS if name == "cython" or not quick else 1000
@@ -38,10 +41,12 @@ def test_xor_fastnn(benchmark, rounds, quick, name):
         return (), {}
 
     def train():
-        with fnn.use_backend(name):
+        with fnn.use_backend(name), micro_kernels(impl != "cython-portable"):
             model.fit(X, Y, epochs=epochs, batch_size=None, verbose=0)
 
-    record(benchmark, train, rounds, epochs, "epoch", f"fastnn ({name})", setup=setup)
+    label = {"cython": "fastnn (cython)", "cython-portable": "fastnn (cython, FASTNN_SIMD=0)",
+             "python": "fastnn (python)"}[impl]
+    record(benchmark, train, rounds, epochs, "epoch", label, setup=setup)
     if epochs == EPOCHS:
         assert solved(model.predict(X))
 
@@ -76,8 +81,9 @@ def test_xor_numba(benchmark, rounds):
 
 @pytest.mark.benchmark(group="xor, interleaved")
 def test_xor_interleaved(benchmark, rounds, quick):
-    """fastnn's compiled XOR net (a fresh model each round, made untimed) and each compiled-loop peer
-    installed, in turn in every round; every run trains and predicts."""
+    """fastnn's compiled XOR net (a fresh model each round, made untimed), each compiled-loop peer
+    installed, and fastnn without its vector lanes (FASTNN_SIMD=0), in turn in every round; every
+    run trains and predicts."""
     if "cython" not in fnn.available_backends():
         pytest.skip("compiled backend not built")
     peer_runs = {name: make(X, Y, EPOCHS) for name, module, make in
@@ -86,11 +92,16 @@ def test_xor_interleaved(benchmark, rounds, quick):
     if not peer_runs:
         pytest.skip('no compiled-loop peer installed (pip install ".[peers]")')
 
-    def fastnn_run(model):
-        model.fit(X, Y, epochs=EPOCHS, batch_size=None, verbose=0)
-        return model.predict(X)
+    def fastnn_run(lanes: bool):
+        def run(model):
+            with micro_kernels(lanes):
+                model.fit(X, Y, epochs=EPOCHS, batch_size=None, verbose=0)
+            return model.predict(X)
+        return run
 
-    runs = {"fastnn": (fastnn_run, EPOCHS, xor_model), **{name: (run, EPOCHS) for name, run in peer_runs.items()}}
+    runs = {"fastnn": (fastnn_run(True), EPOCHS, xor_model),
+            **{name: (run, EPOCHS) for name, run in peer_runs.items()},
+            "fastnn FASTNN_SIMD=0": (fastnn_run(False), EPOCHS, xor_model)}
     # A round is 10-20 ms: many more rounds than the suite's default, for a steady median.
     predictions, _ = interleaved(benchmark, runs, rounds if quick else 20 * rounds, "epoch")
     assert all(solved(p) for p in predictions.values())
