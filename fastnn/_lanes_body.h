@@ -298,10 +298,7 @@ FASTNN_TARGET static double FASTNN_CAT(fastnn_lanes_batch, FNN_SUFFIX)(
             grad[j] = zero;
     }
     for (; i < n_params; i++) {
-        FNN_T s = grad[i][0];
-        for (lane = 1; lane < FNN_LANES; lane++)
-            s += grad[i][lane];
-        G[i] = s;
+        G[i] = FASTNN_CAT(fastnn_hsum, FNN_SUFFIX)(grad[i]);
         grad[i] = zero;
     }
     for (lane = 0; lane < FNN_LANES; lane++)
