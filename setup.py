@@ -7,6 +7,7 @@ Environment switches (read at build time):
                               on older CPUs: opt-in only).
   FASTNN_CYTHON_DEBUG=1       bounds/wraparound/initialized checks on, for debugging the kernels.
 """
+import glob
 import os
 import sys
 
@@ -55,19 +56,19 @@ def extensions():
     from setuptools import Extension
 
     debug = _flag("FASTNN_CYTHON_DEBUG")
-    # -fno-math-errno: sqrt becomes one instruction that vectorises (the Adam step ran 4x faster, timed
-    # by hand, not in bench/);
-    # results are unchanged, unlike -ffast-math.
+    # -fno-math-errno: sqrt becomes one instruction that vectorises (the Adam step's loop); results
+    # are unchanged, unlike -ffast-math.
     compile_args = ["-O3", "-fno-math-errno"] if not debug else ["-O0", "-g"]
     if _flag("FASTNN_NATIVE"):
         compile_args.append("-march=native")
     # libm linked explicitly: unversioned exp/log references bind at run time to glibc's oldest
     # versions, the errno-setting wrappers; linked, they bind to the current ones (GLIBC_2.29).
     libm = [] if sys.platform in ("win32", "darwin") else ["m"]
-    # The micro-kernel headers are #included by the generated C: listed so that editing them rebuilds.
-    headers = ["fastnn/_microkernels.h", "fastnn/_microkernel_body.h", "fastnn/_lanes.h", "fastnn/_lanes_body.h"]
+    # The families that _kernels.pyx includes and the C headers the generated C includes: listed so
+    # that editing one rebuilds.
+    family = sorted(glob.glob("fastnn/_compiled/*.pxi") + glob.glob("fastnn/_compiled/*.h"))
     ext = Extension("fastnn._kernels", ["fastnn/_kernels.pyx"], extra_compile_args=compile_args,
-                    libraries=libm, depends=headers, include_dirs=["fastnn"],
+                    libraries=libm, depends=family, include_dirs=["fastnn/_compiled"],
                     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")])
     directives = {"language_level": 3, "boundscheck": debug, "wraparound": debug,
                   "initializedcheck": debug, "cdivision": True, "embedsignature": True}

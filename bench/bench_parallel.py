@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import fastnn as fnn
-from fastnn import optimizers
+from fastnn.trainer import Data, Trainer
 
 from bench_mlp import fastnn_model
 from common import case_data, interleaved, record, threads
@@ -23,15 +23,11 @@ GROUP = "parallel: 2 models of mlp small, 1 epoch each"
 
 
 def kernel_call(model, X, labels, batch):
-    """One epoch of model on (X, labels) as a bare train_epochs call: what fit hands the kernel,
-    without fit's checks and bookkeeping around it."""
-    sizes, codes = model._network()
-    optimizer, state1, state2, settings = model.optimizer.kernel_args()
-    args = (X, np.empty((0, sizes[-1]), X.dtype), labels, np.empty(0, X.dtype), np.empty((0, len(X)), np.int64),
-            sizes, codes, model._loss_code, batch, model._params, model._grads, optimizer, state1, state2,
-            optimizers.train_hyper(settings), 0, np.zeros(1), np.zeros(1, np.int64))
-    kernels = fnn.backend._MODULES["cython"]
-    return lambda: kernels.train_epochs(*args)
+    """One epoch of model on (X, labels) as a bare kernel call (fastnn.trainer's): what fit hands
+    the kernel, without fit's checks and bookkeeping around it."""
+    trainer = Trainer(model.network, model.loss_code, Data.for_model(model, X, labels), batch,
+                      update=model.optimizer.update())
+    return lambda: trainer.epochs(1)
 
 
 # The bare calls' two threads, started once (outside the timed rounds), as fit_parallel keeps its own.

@@ -11,10 +11,9 @@ from .backend import available_backends, get_backend, set_backend, use_backend
 from .callbacks import EarlyStopping, History
 from .gradcheck import gradcheck
 from .layers import Dense
-from .model import Sequential, TrainingDivergedError
+from .model import Sequential, TrainingDivergedError, load
 from .optimizers import SGD, Adam
 from .parallel import fit_parallel, get_num_threads, set_num_threads
-from .saving import load
 
 __version__ = "0.1.0"
 __all__ = ["Adam", "Dense", "EarlyStopping", "History", "SGD", "Sequential", "TrainingDivergedError",

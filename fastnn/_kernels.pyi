@@ -1,12 +1,15 @@
-"""Typed signatures of the compiled kernels (fastnn/_kernels.pyx), the twin of fastnn/_fallback.py.
+"""Typed signatures of the compiled kernels (fastnn/_kernels.pyx and the families it includes from
+fastnn/_compiled/), the twin of fastnn/_fallback/.
 
 Every float array of one call has one dtype, float32 or float64, and is C-contiguous; outputs are
 preallocated by the caller and written in place. Read-only inputs are accepted.
 """
-from typing import Optional, Sequence, TypeVar
+from typing import Literal, Optional, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
+
+from fastnn._contract import TrainingRun
 
 _F = TypeVar("_F", np.float32, np.float64)
 
@@ -75,25 +78,24 @@ def adam_step(param: NDArray[_F], grad: NDArray[_F], m: NDArray[_F], v: NDArray[
 
 # ----------------------------------------------------------------------------- whole training runs
 
-def train_epochs(X: NDArray[_F], Y: NDArray[_F], labels: NDArray[np.int64], sample_weight: NDArray[_F],
-                 order: NDArray[np.int64],
-                 sizes: NDArray[np.int64], codes: NDArray[np.int64], loss: int, batch: int, params: NDArray[_F],
-                 grads: NDArray[_F], optimizer: int, state1: NDArray[_F], state2: NDArray[_F],
-                 hyper: NDArray[np.float64], step: int, epoch_loss: NDArray[np.float64],
+def train_epochs(run: TrainingRun, order: Optional[NDArray[np.int64]], step: int, epoch_loss: NDArray[np.float64],
                  epoch_correct: NDArray[np.int64]) -> tuple[int, int]:
-    """len(epoch_loss) epochs in one call -> (epochs finished, step). X: (n, sizes[0]), params: (n_params,),
-    sample_weight: (n,) or (0,), hyper: (lr, momentum or beta1, beta2, eps, l2, loss_scale)."""
+    """len(epoch_loss) epochs of run in one call -> (epochs finished, step). order: (epochs, n) or None
+    (rows in order); epoch_loss, epoch_correct: (epochs,) per-epoch mean loss and correct count."""
+
+def step_path(run: TrainingRun) -> Literal["layers", "lanes"]:
+    """The specialisation of the step train_epochs takes for run: "lanes" for tiny networks on CPUs
+    with AVX2 + FMA (micro-kernels on), else "layers"."""
 
 # ----------------------------------------------------------------------------- the AVX2 micro-kernels and lanes
 
 def _simd_available() -> bool:
-    """Whether this CPU runs the AVX2 + FMA micro-kernels of _microkernels.h (and this build has them)."""
+    """Whether this CPU runs the AVX2 + FMA micro-kernels and lanes (and this build has them)."""
 
 def _set_simd(on: bool) -> bool:
-    """Use the micro-kernels (when available) or not; returns the previous setting. For tests."""
+    """Use the micro-kernels and lanes (when available) or not; returns the previous setting. For tests."""
 
-def _lane_codes(sizes: Sequence[int], codes: Sequence[int], loss: int, weighted: bool,
-                item_size: int) -> Optional[tuple[NDArray[np.int64], int]]:
-    """(activation codes, loss code) of _lanes.h when train_epochs runs this network's batches across
-    vector lanes (micro-kernels on, layers 1 to 64 bytes wide, linear/sigmoid/tanh/ReLU/leaky ReLU, BCE
+def _lane_codes(run: TrainingRun) -> Optional[tuple[NDArray[np.int64], int]]:
+    """(activation codes, loss code) of lanes.h when train_epochs runs run's batches across vector
+    lanes (micro-kernels on, layers 1 to 64 bytes wide, linear/sigmoid/tanh/ReLU/leaky ReLU, BCE
     from logits or MSE, unweighted), else None."""

@@ -1,25 +1,10 @@
-"""Activation functions by name: the table the model layer and both kernel modules share.
+"""Activation functions by name, for the model layer: the contract's codes (fastnn._contract) and
+each activation's default initialisation. The kernels are fastnn/_compiled/activations.pxi and
+fastnn/_fallback/activations.py."""
+from ._contract import ACTIVATIONS as CODES
+from ._contract import EXP, LEAKY_RELU, LEAKY_SLOPE, LINEAR, RELU, SIGMOID, SOFTMAX, TANH  # noqa: F401
 
-The kernels take an integer code, not a name, so a compiled loop can switch on it without Python.
-Every derivative is written through the activation's *output* A = f(Z) (sigmoid: A(1-A),
-tanh: 1-A², relu: A > 0, exp: A, ...), so the forward pass never needs to keep Z.
-The numbering is mirrored by the `cdef enum` in _kernels.pyx; tests/test_twins.py holds them together.
-"""
-
-LINEAR = 0
-SIGMOID = 1
-RELU = 2
-TANH = 3
-LEAKY_RELU = 4
-SOFTMAX = 5
-EXP = 6  # the log link: the output of a Poisson regression
-
-CODES = {"linear": LINEAR, "sigmoid": SIGMOID, "relu": RELU, "tanh": TANH,
-         "leaky_relu": LEAKY_RELU, "softmax": SOFTMAX, "exp": EXP}
 NAMES = {code: name for name, code in CODES.items()}
-
-# PyTorch's default negative slope for LeakyReLU.
-LEAKY_SLOPE = 0.01
 
 # Initialisation that keeps activations' variance steady: He for the rectifiers, Glorot otherwise.
 DEFAULT_INIT = {"linear": "glorot_uniform", "sigmoid": "glorot_uniform", "tanh": "glorot_uniform",

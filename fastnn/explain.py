@@ -1,15 +1,15 @@
 """`python -m fastnn xor --explain`: the lesson's cycle printed with the real numbers.
 
 Forward z = w·x + b, a = σ(z); the loss; backpropagation δ = ∂L/∂z, ∂L/∂w, ∂L/∂b; the update
-w ← w − η ∂L/∂w. The gradients and the update are the ones fit computes (the model's own
-forward, loss, backward and optimizer step); only z is recomputed here, because training keeps
-just a = f(z).
+w ← w − η ∂L/∂w. The loss, the gradients, each pattern's δ and the update come from the training
+step that fit runs (fastnn.trainer); z and a are shown through the dense layers' forward kernel,
+because training keeps neither.
 """
 from typing import Callable
 
 import numpy as np
 
-from . import activations
+from . import activations, trainer
 from .backend import ops
 
 
@@ -22,17 +22,19 @@ def _neuron_names(model) -> list[list[str]]:
     return names
 
 
-def _pre_activations(model, X: np.ndarray) -> list[np.ndarray]:
-    """z of every layer, for display: the same dense kernel with a linear activation."""
+def _forward(model, X: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """z and a = f(z) of every layer, for display: the dense kernel with a linear activation, then
+    the layer's activation."""
     k = ops()
-    zs, a = [], X
+    zs, acts, a = [], [], X
     for layer in model.layers:
         z = np.empty((a.shape[0], layer.n_out), model.dtype)
         k.dense_forward(a, layer.W, layer.b, activations.LINEAR, z)
         a = np.empty_like(z)
         k.activate(z, layer.code, a)
         zs.append(z)
-    return zs
+        acts.append(a)
+    return zs, acts
 
 
 def _print_parameters(model, names, out) -> None:
@@ -42,39 +44,52 @@ def _print_parameters(model, names, out) -> None:
             out(f"  {name:>3}: w = [{w}]  b = {layer.b[j]:+.4f}")
 
 
+def _deltas(model, X: np.ndarray, y: np.ndarray) -> list[np.ndarray]:
+    """δ = ∂L/∂z of every layer for each pattern, (n, n_out) per layer, L the batch's mean loss: the
+    bias gradient of a one-pattern pass of the training step, its loss scaled by 1/n."""
+    n = X.shape[0]
+    network = model.network
+    scratch = np.empty_like(network.grads)
+    deltas = [np.empty((n, layer.n_out)) for layer in model.layers]
+    for i in range(n):
+        trainer.gradient(network, model.loss_code, trainer.Data(X[i:i + 1], y[i:i + 1]), loss_scale=1.0 / n,
+                         grads=scratch)
+        for l, s in enumerate(network.slices):
+            deltas[l][i] = scratch[s.b_at:s.end]
+    return deltas
+
+
 def explain_step(model, X: np.ndarray, y: np.ndarray, step: int, out: Callable[[str], None] = print) -> float:
     """Print one full-batch training step of `model` on (X, y) and take it. Returns the loss."""
     names = _neuron_names(model)
     lr = model.optimizer.lr
     n = X.shape[0]
+    data = trainer.Data.for_model(model, X, y)
+    network = model.network
     out(f"\n=== step {step} " + "=" * 60)
     out("forward: every neuron computes z = w·x + b, then a = σ(z) = 1 / (1 + e^(−z))")
-    zs = _pre_activations(model, X)
-    acts, grads = model._workspace(n)
-    codes = model._codes(for_loss=True)
-    model._forward(X, acts, codes)
-    probabilities = model.predict(X)
+    zs, acts = _forward(model, data.X)
     for i in range(n):
         cells = []
-        for l, layer in enumerate(model.layers):
+        for l in range(len(model.layers)):
             for j, name in enumerate(names[l]):
-                a = probabilities[i, j] if l == len(model.layers) - 1 else acts[l + 1][i, j]
-                cells.append(f"{name} z={zs[l][i, j]:+.3f} a={a:.3f}")
+                cells.append(f"{name} z={zs[l][i, j]:+.3f} a={acts[l][i, j]:.3f}")
         x = ", ".join(f"{v:g}" for v in X[i])
         out(f"  x = ({x}) → " + " | ".join(cells) + f"   target {y[i, 0]:g}")
-    loss, _ = model._loss(acts[-1], y, grads[-1])
+    loss, _ = trainer.gradient(network, model.loss_code, data)
     out(f"loss: L = mean over the {n} patterns of −[y·log a + (1−y)·log(1−a)] = {loss:.6f}")
     out("backward: δ = ∂L/∂z. Output: δ = (a − y)/" + str(n) +
         ". Hidden: δ = (Σ δ_next · w_next) · a(1 − a). Then ∂L/∂w = Σ δ·(input), ∂L/∂b = Σ δ.")
-    model._backward(acts, grads, codes, n)
+    before = [(W.copy(), b.copy(), dW.copy(), db.copy())
+              for W, b, dW, db in zip(network.W, network.b, network.dW, network.db)]
+    deltas = _deltas(model, data.X, data.y)
     for l in range(len(model.layers) - 1, -1, -1):
-        deltas = grads[l + 1]
         for j, name in enumerate(names[l]):
-            d = ", ".join(f"{v:+.4f}" for v in deltas[:, j])
+            d = ", ".join(f"{v:+.4f}" for v in deltas[l][:, j])
             out(f"  {name:>3}: δ per pattern = [{d}]")
     out(f"update: w ← w − η·∂L/∂w with η = {lr:g}")
-    before = [(layer.W.copy(), layer.b.copy(), layer._dW.copy(), layer._db.copy()) for layer in model.layers]
-    model.optimizer.step(model._params, model._grads)
+    step_of_fit = trainer.Trainer(network, model.loss_code, data, batch=n, update=model.optimizer.update())
+    _, model.optimizer.iterations, _, _ = step_of_fit.epochs(1, step=model.optimizer.iterations)
     for l, layer in enumerate(model.layers):
         W0, b0, dW, db = before[l]
         inputs = names[l - 1] if l else [f"x{i + 1}" for i in range(layer.n_in)]

@@ -13,7 +13,7 @@ from typing import Optional
 
 import numpy as np
 
-from ._fallback import _layout
+from . import trainer
 from .layers import Dense
 from .model import Sequential
 from .validation import check_real
@@ -33,17 +33,19 @@ _FLOOR = 1e-4
 @dataclass
 class GradcheckResult:
     """errors: worst relative error per parameter array, e.g. {"layers[0].W": 3e-10, ...};
-    passed: every error is at most `tolerance`."""
+    passed: every error is at most `tolerance`; path: the specialisation of the training step
+    whose gradient was checked ("layers", or "lanes" for a tiny network on the compiled backend)."""
     errors: dict
     tolerance: float
     passed: bool
+    path: str = "layers"
 
     def __str__(self) -> str:
         lines = [f"  {name:12s} {error:.2e}  {'ok' if error <= self.tolerance else 'WRONG'}"
                  for name, error in self.errors.items()]
         verdict = "PASS" if self.passed else "FAIL"
         return "\n".join([f"gradcheck: {verdict} (worst relative error per parameter, tolerance "
-                          f"{self.tolerance:g})"] + lines)
+                          f"{self.tolerance:g}; the training step's {self.path} path)"] + lines)
 
 
 def _float64_twin(model: Sequential) -> Sequential:
@@ -54,79 +56,69 @@ def _float64_twin(model: Sequential) -> Sequential:
     return twin
 
 
-def _loss(model: Sequential, X: np.ndarray, y: np.ndarray, acts, grads, codes) -> float:
-    """The loss on (X, y) as one batch; leaves its gradient with respect to the output in grads[-1]."""
-    out = model._forward(X, acts, codes)
-    return model._loss(out, y, grads[-1])[0]
-
-
-def _gradient(model: Sequential, X: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """The model's own backward pass on (X, y) as one batch: a copy of the flat gradient."""
-    acts, grads = model._workspace(X.shape[0])
-    codes = model._codes(for_loss=True)
-    _loss(model, X, y, acts, grads, codes)
-    model._backward(acts, grads, codes, X.shape[0])
-    return model._grads.copy()
-
-
 def gradcheck(model: Sequential, X, y, eps: Optional[float] = None,
               tolerance: Optional[float] = None) -> GradcheckResult:
     """Compare the backward kernels' gradient of the loss on (X, y), taken as one batch, with
     central finite differences computed in float64, for every parameter of `model`.
 
     model: a compiled Sequential (its loss is the one differentiated; it is not changed).
-    X: (n_samples, n_in); y: as model.fit takes it. Keep both small: the check runs two forward
-    passes per parameter.
+    X: (n_samples, n_in); y: as model.fit takes it. Keep both small: the check runs two passes
+    of the training step per parameter.
     eps: the finite-difference step; default cbrt(float64 eps) · max(1, |w|) per parameter.
     tolerance: pass threshold on the relative error; default 1e-6 for float64 models, 1e-3 for float32.
 
-    The relative error of a parameter array is max|analytic − numeric| / max(max|analytic|,
-    max|numeric|, 1e-4): measured against the array's largest gradient, so a near-zero entry
-    cannot blow it up. The analytic gradient is computed in the model's dtype on the active backend.
+    The analytic gradient is the training step's own (one full-batch pass that updates nothing),
+    in the model's dtype on the active backend, so the check covers the path fit takes, the lanes
+    included. The relative error of a parameter array is max|analytic − numeric| /
+    max(max|analytic|, max|numeric|, 1e-4): measured against the array's largest gradient, so a
+    near-zero entry cannot blow it up.
     relu and leaky_relu have a kink at z = 0: a z within h of it (for instance z = b = 0 exactly, from
     a row whose inputs are all 0 and a bias still at its initial 0) gives a disagreement that is
     not a bug. Random inputs and trained or randomised biases avoid it.
     """
     if not isinstance(model, Sequential):
         raise TypeError(f"model must be a fastnn.Sequential, got {type(model).__name__}")
-    model._require_compiled("gradcheck")
+    if model.loss is None:
+        raise RuntimeError("call model.compile(loss, optimizer) before gradcheck(model, ...)")
     if eps is not None:
         eps = check_real("eps", eps, low=0.0, low_open=True)
     tolerance = TOLERANCE[model.dtype] if tolerance is None else check_real("tolerance", tolerance, low=0.0)
 
-    X, y = model._prepare(X, y)
-    # The backward pass writes the model's gradient buffer, which a fit in another thread is using.
-    if not model._fit_lock.acquire(blocking=False):
+    data = trainer.Data.for_model(model, X, y)
+    # The gradient pass writes the model's gradient buffer, which a fit in another thread is using.
+    network = model.network
+    if not network.lock.acquire(blocking=False):
         raise RuntimeError("this model is being fitted in another thread; run gradcheck after fit returns")
     try:
-        analytic = _gradient(model, X, y)
+        path = trainer.Trainer(network, model.loss_code, data, batch=data.n).path
+        trainer.gradient(network, model.loss_code, data)
+        analytic = network.grads.copy()
     finally:
-        model._fit_lock.release()
+        network.lock.release()
 
-    # The twin sees exactly the model's numbers (float32 values are exact in float64).
+    # The twin sees exactly the model's numbers (float32 values are exact in float64); its loss
+    # comes from the same training step, on a gradient buffer of its own.
     twin = _float64_twin(model)
-    X64, y64 = twin._prepare(X, y)
-    acts, grads = twin._workspace(X64.shape[0])
-    codes = twin._codes(for_loss=True)
-    params = twin._params  # flat; the twin's layers read their W and b from it
+    data64 = trainer.Data(data.X.astype(np.float64), data.y if data.y.dtype == np.int64 else data.y.astype(np.float64))
+    params = twin.network.params  # flat; the twin's layers read their W and b from it
+    scratch = np.empty_like(params)
     numeric = np.empty(params.size)
     for i in range(params.size):
         w = params[i]
         h = eps if eps is not None else _STEP * max(1.0, abs(w))
         params[i] = w + h
-        up = _loss(twin, X64, y64, acts, grads, codes)
+        up = trainer.gradient(twin.network, twin.loss_code, data64, grads=scratch)[0]
         params[i] = w - h
-        down = _loss(twin, X64, y64, acts, grads, codes)
+        down = trainer.gradient(twin.network, twin.loss_code, data64, grads=scratch)[0]
         params[i] = w
         numeric[i] = (up - down) / (2 * h)
 
     errors = {}
-    offsets, _ = _layout(model._network()[0].tolist())  # where each layer's W and b lie in the flat buffer
-    for l, (w_at, b_at, end) in enumerate(offsets):
+    for l, (w_at, b_at, end) in enumerate(network.slices):  # where each layer's W and b lie in the flat buffer
         for name, start, stop in (("W", w_at, b_at), ("b", b_at, end)):
             a = analytic[start:stop].astype(np.float64)
             n = numeric[start:stop]
             scale = max(np.abs(a).max(), np.abs(n).max(), _FLOOR)
             errors[f"layers[{l}].{name}"] = float(np.abs(a - n).max() / scale)
     passed = all(error <= tolerance for error in errors.values())
-    return GradcheckResult(errors=errors, tolerance=tolerance, passed=passed)
+    return GradcheckResult(errors=errors, tolerance=tolerance, passed=passed, path=path)

@@ -27,8 +27,6 @@ class Dense:
         self.init = activations.DEFAULT_INIT[self.activation] if init == "auto" else init
         self._W: Optional[np.ndarray] = None
         self._b: Optional[np.ndarray] = None
-        self._dW: Optional[np.ndarray] = None
-        self._db: Optional[np.ndarray] = None
 
     @property
     def n_params(self) -> int:
@@ -75,17 +73,19 @@ class Dense:
             raise ValueError(f"{name} contains NaN or inf")
         np.copyto(target, value, casting="same_kind")
 
-    def _bind(self, params: np.ndarray, grads: np.ndarray, offset: int) -> int:
-        """Make W, b (and their gradients) views into the flat buffers from `offset`; return the end."""
-        n_w = self.n_in * self.n_out
-        end = offset + n_w + self.n_out
-        self._W = params[offset:offset + n_w].reshape(self.n_in, self.n_out)
-        self._b = params[offset + n_w:end]
-        self._dW = grads[offset:offset + n_w].reshape(self.n_in, self.n_out)
-        self._db = grads[offset + n_w:end]
-        return end
+    @property
+    def built(self) -> bool:
+        """Whether the layer has its parameters (it belongs to a Sequential)."""
+        return self._W is not None
 
-    def _initialize(self, rng: np.random.Generator) -> None:
+    def bind(self, W: np.ndarray, b: np.ndarray) -> None:
+        """Called by Sequential: W (n_in, n_out) and b (n_out,) become the layer's parameters, views
+        into the model's flat buffer (fastnn.network.Network)."""
+        if W.shape != (self.n_in, self.n_out) or b.shape != (self.n_out,):
+            raise ValueError(f"W {W.shape} and b {b.shape} do not fit a Dense({self.n_in}, {self.n_out})")
+        self._W, self._b = W, b
+
+    def initialize(self, rng: np.random.Generator) -> None:
         """Glorot uniform: U(±sqrt(6/(n_in+n_out))); He uniform: U(±sqrt(6/n_in)); biases zero."""
         if self.init == "zeros":
             limit = 0.0

@@ -1,41 +1,17 @@
-"""Losses by name: which output activation each is computed with, and which kernels compute it.
+"""Losses by name, for the model layer. The table itself (each loss's kernels and the output
+activation it is computed from logits with) is fastnn._contract.LOSSES; the kernels are
+fastnn/_compiled/losses.pxi and fastnn/_fallback/losses.py.
 
 Losses are computed from logits where the pair allows it (sigmoid + binary cross-entropy,
-softmax + categorical cross-entropy): the kernel takes the output layer's pre-activation Z and
-returns the loss and dL/dZ = (p - y)/n in one pass, which is both stable and cheaper than
-going through the probabilities. Poisson regression likewise takes the log-rate Z of an exp
-output. MSE works on any output activation's result A.
-
-Every loss kernel takes optional per-row weights and then returns the weighted mean
-(sum of w_i * loss_i over sum of w_i), as scikit-learn weights its losses.
+softmax + categorical cross-entropy, exp + Poisson): the kernel takes the output layer's
+pre-activation Z and returns the loss and dL/dZ in one pass, which is both stable and cheaper
+than going through the probabilities. MSE works on any output activation's result A.
 """
-from . import activations
+from ._contract import LOSSES
+from ._contract import BINARY_CROSSENTROPY, CATEGORICAL_CROSSENTROPY, MSE, POISSON  # noqa: F401
+from ._contract import SPARSE_CATEGORICAL_CROSSENTROPY  # noqa: F401
 
-BINARY_CROSSENTROPY = 0
-CATEGORICAL_CROSSENTROPY = 1
-SPARSE_CATEGORICAL_CROSSENTROPY = 2
-MSE = 3
-POISSON = 4
-
-CODES = {"binary_crossentropy": BINARY_CROSSENTROPY,
-         "categorical_crossentropy": CATEGORICAL_CROSSENTROPY,
-         "sparse_categorical_crossentropy": SPARSE_CATEGORICAL_CROSSENTROPY,
-         "mse": MSE,
-         "poisson": POISSON}
-
-# Output activation each loss is fused with (computed from logits); None: any activation.
-FUSED_ACTIVATION = {BINARY_CROSSENTROPY: activations.SIGMOID,
-                    CATEGORICAL_CROSSENTROPY: activations.SOFTMAX,
-                    SPARSE_CATEGORICAL_CROSSENTROPY: activations.SOFTMAX,
-                    MSE: None,
-                    POISSON: activations.EXP}
-
-# Backend kernel names: (loss and gradient, count of correct predictions or None).
-KERNELS = {BINARY_CROSSENTROPY: ("sigmoid_bce", "binary_correct"),
-           CATEGORICAL_CROSSENTROPY: ("softmax_cce", "categorical_correct"),
-           SPARSE_CATEGORICAL_CROSSENTROPY: ("softmax_sparse_cce", "sparse_correct"),
-           MSE: ("mse", None),
-           POISSON: ("poisson_nll", None)}
+CODES = {row.name: code for code, row in LOSSES.items()}
 
 
 def code(name) -> int:

@@ -1,21 +1,21 @@
 """Sequential: a stack of Dense layers, trained by backpropagation.
 
-The model owns the parameters (one flat buffer, the layers' W and b are views into it), the
-work buffers, the batching and the bookkeeping. Every number is computed by the active backend's
-kernels (`ops()`): forward `A = f(X @ W + b)` layer by layer, the loss and its gradient from the
-output's logits, backward layer by layer, then one optimizer step over the flat buffer.
+The model holds the layers, the loss and the optimizer; its parameters live in a Network (one flat
+buffer; the layers' W and b are views into it), and every number is computed by the active
+backend's kernels: `fit` and `evaluate` run the training step through fastnn.trainer, `predict`
+the dense layers' forward kernel.
 """
-import threading
 import time
 from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 
-from . import activations, losses, optimizers
-from .backend import ops
+from . import _contract, activations, losses, optimizers, saving
 from .callbacks import History, Progress
 from .layers import Dense
-from .validation import as_features, as_targets, check_dtype, check_positive_int
+from .network import Network
+from .trainer import Data, Trainer, evaluate
+from .validation import as_features, check_dtype, check_positive_int
 
 # Rows per chunk when predicting/evaluating without a batch size: large enough to amortise each
 # kernel call, small enough that the chunk's activations stay in cache-sized buffers.
@@ -40,6 +40,7 @@ class Sequential:
 
     dtype: "float32" (default) or "float64"; all parameters and computations use it.
     seed: seeds the generator used for initialisation and shuffling (same seed, same run).
+    network: the fastnn.network.Network that holds the parameters and their gradients.
     """
 
     def __init__(self, layers: Sequence[Dense], seed: Optional[int] = None, dtype: str = "float32"):
@@ -49,7 +50,7 @@ class Sequential:
         for i, layer in enumerate(layers):
             if not isinstance(layer, Dense):
                 raise TypeError(f"layers[{i}] must be a fastnn.Dense, got {type(layer).__name__}")
-            if layer._W is not None:
+            if layer.built:
                 raise ValueError(f"layers[{i}] already belongs to a model; create a new Dense")
         for i, (a, b) in enumerate(zip(layers[:-1], layers[1:])):
             if a.n_out != b.n_in:
@@ -61,31 +62,25 @@ class Sequential:
         self.seed = seed
         self._rng = np.random.default_rng(seed)
         self._layers = layers
-        n_params = sum(layer.n_params for layer in layers)
-        self._params = np.zeros(n_params, self.dtype)
-        self._grads = np.zeros(n_params, self.dtype)
-        offset = 0
+        self.network = Network([layers[0].n_in] + [layer.n_out for layer in layers],
+                               [layer.code for layer in layers], self.dtype)
+        self._bind_layers()
         for layer in layers:
-            offset = layer._bind(self._params, self._grads, offset)
-            layer._initialize(self._rng)
+            layer.initialize(self._rng)
         self.loss: Optional[str] = None
+        self.loss_code: Optional[int] = None
         self.optimizer = None
         self.stop_training = False
-        self._fit_lock = threading.Lock()
 
-    # Pickling (joblib and Dask ship models between processes): the lock is not picklable, and the
-    # layers' W and b must become views into the unpickled flat buffer again.
-    def __getstate__(self) -> dict:
-        state = self.__dict__.copy()
-        del state["_fit_lock"]
-        return state
+    def _bind_layers(self) -> None:
+        for layer, W, b in zip(self._layers, self.network.W, self.network.b):
+            layer.bind(W, b)
 
+    # Unpickling (joblib and Dask ship models between processes): pickled views come back as
+    # copies, so the layers' W and b must become views into the network's buffer again.
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
-        self._fit_lock = threading.Lock()
-        offset = 0
-        for layer in self._layers:
-            offset = layer._bind(self._params, self._grads, offset)
+        self._bind_layers()
 
     # ------------------------------------------------------------------ structure
 
@@ -103,7 +98,7 @@ class Sequential:
         return self._layers[-1].n_out
 
     def count_params(self) -> int:
-        return self._params.size
+        return self.network.n_params
 
     def summary(self, print_fn: Callable[[str], None] = print) -> None:
         """Print a table of the layers: output shape, activation and parameter count."""
@@ -145,7 +140,7 @@ class Sequential:
                 raise ValueError(f"weights[{i}] must have shape {shape}, got {w.shape}")
             if not np.issubdtype(w.dtype, np.number) or not np.all(np.isfinite(w)):
                 raise ValueError(f"weights[{i}] must hold finite numbers")
-        targets = [a for layer in self._layers for a in (layer._W, layer._b)]
+        targets = [a for pair in zip(self.network.W, self.network.b) for a in pair]
         for target, w in zip(targets, arrays):
             target[...] = w
 
@@ -155,7 +150,7 @@ class Sequential:
         """Choose the loss and the optimizer. The loss's output activation must match the last
         layer: binary_crossentropy needs sigmoid, (sparse_)categorical_crossentropy softmax."""
         code = losses.code(loss)
-        fused = losses.FUSED_ACTIVATION[code]
+        fused = _contract.LOSSES[code].fused
         last = self._layers[-1]
         if fused is not None and last.code != fused:
             raise ValueError(f"loss {loss!r} is computed from logits and needs a "
@@ -166,86 +161,39 @@ class Sequential:
                              f"the last layer has {last.n_out}")
         # A private copy: the instance passed in may be compiled into other models too.
         self.optimizer = optimizers.from_config(optimizers.get(optimizer).config())
-        self.optimizer.build(self._params.size, self.dtype)
+        self.optimizer.build(self.network.n_params, self.dtype)
         self.loss = loss
-        self._loss_code = code
-        self._fused = fused is not None
-
-    # ------------------------------------------------------------------ the passes
-
-    def _workspace(self, rows: int) -> tuple[list[np.ndarray], list[Optional[np.ndarray]]]:
-        """Buffers for a batch of `rows`: acts[l+1] is layer l's output, grads[l+1] its gradient.
-        acts[0] / grads[0] are filled in per batch (the input; no input gradient)."""
-        acts = [None] + [np.empty((rows, layer.n_out), self.dtype) for layer in self._layers]
-        grads = [None] + [np.empty((rows, layer.n_out), self.dtype) for layer in self._layers]
-        return acts, grads
-
-    def _codes(self, for_loss: bool) -> list[int]:
-        """Each layer's activation code; with for_loss, the output layer yields logits (linear)
-        when its activation is fused into the loss."""
-        codes = [layer.code for layer in self._layers]
-        if for_loss and self._fused:
-            codes[-1] = activations.LINEAR
-        return codes
-
-    def _forward(self, X: np.ndarray, acts: list, codes: list[int]) -> np.ndarray:
-        k = ops()
-        acts[0] = X
-        rows = X.shape[0]
-        for l, layer in enumerate(self._layers):
-            k.dense_forward(acts[l][:rows], layer._W, layer._b, codes[l], acts[l + 1][:rows])
-        return acts[-1][:rows]
-
-    def _loss(self, out: np.ndarray, Y: np.ndarray, grad: np.ndarray) -> tuple[float, int]:
-        """(loss, correct count) of one batch; writes the loss gradient into grad."""
-        loss_name, correct_name = losses.KERNELS[self._loss_code]
-        k = ops()
-        value = getattr(k, loss_name)(out, Y, grad)
-        correct = getattr(k, correct_name)(out, Y) if correct_name else 0
-        return value, correct
-
-    def _backward(self, acts: list, grads: list, codes: list[int], rows: int) -> None:
-        k = ops()
-        for l in range(len(self._layers) - 1, -1, -1):
-            layer = self._layers[l]
-            dA = grads[l + 1][:rows]
-            dX = grads[l][:rows] if l > 0 else None  # the network's input needs no gradient
-            k.dense_backward(acts[l][:rows], layer._W, acts[l + 1][:rows], dA,
-                             codes[l], dA, layer._dW, layer._db, dX)
-
-    # ------------------------------------------------------------------ fit
-
-    def _network(self) -> tuple[np.ndarray, np.ndarray]:
-        """train_epochs' description of the network: layer widths (L+1,) and activation codes (L,)
-        with the output's as the loss takes it, both int64."""
-        sizes = np.array([self.n_in] + [layer.n_out for layer in self._layers], np.int64)
-        return sizes, np.array(self._codes(for_loss=True), np.int64)
-
-    def _metric_counts(self, rows: int) -> int:
-        """How many predictions a batch of `rows` makes (the accuracy's denominator)."""
-        return rows * self.n_out if self._loss_code == losses.BINARY_CROSSENTROPY else rows
-
-    def _epoch_logs(self, loss: np.ndarray, correct: np.ndarray, n: int, classification: bool) -> dict:
-        """Logs of a run of epochs from train_epochs' outputs: {key: (epochs,) array}."""
-        logs = {"loss": loss}
-        if classification:
-            logs["accuracy"] = correct / self._metric_counts(n)
-        return logs
-
-    def _prepare(self, X, y, x_name="X", y_name="y") -> tuple[np.ndarray, np.ndarray]:
-        X = as_features(x_name, X, self.dtype, self.n_in)
-        y = as_targets(y_name, y, self.dtype, X.shape[0], self.n_out,
-                       sparse=self._loss_code == losses.SPARSE_CATEGORICAL_CROSSENTROPY)
-        return X, y
+        self.loss_code = code
 
     def _require_compiled(self, what: str) -> None:
         if self.loss is None:
             raise RuntimeError(f"call model.compile(loss, optimizer) before model.{what}()")
 
-    def fit(self, X, y, epochs: int = 1, batch_size: Optional[int] = 32, shuffle: bool = True,
+    # ------------------------------------------------------------------ fit
+
+    def _metric_counts(self, rows: int) -> int:
+        """How many predictions a batch of `rows` makes (the accuracy's denominator)."""
+        return rows * self.n_out if self.loss_code == losses.BINARY_CROSSENTROPY else rows
+
+    def _classification(self) -> bool:
+        return _contract.LOSSES[self.loss_code].counts is not None
+
+    def _data(self, X, y, what: str, x_name: str = "X", y_name: str = "y") -> Data:
+        """X and y checked for this model, or the fastnn.trainer.Data in X (y None) as it is."""
+        if isinstance(X, Data):
+            if y is not None:
+                raise ValueError(f"{what}: y must be None when X is a fastnn.trainer.Data")
+            if not X.fits(self):
+                raise ValueError(f"{what}: the Data in X was made for another kind of model (dtype, "
+                                 f"widths or loss)")
+            return X
+        return Data.for_model(self, X, y, x_name, y_name)
+
+    def fit(self, X, y=None, epochs: int = 1, batch_size: Optional[int] = 32, shuffle: bool = True,
             validation_data=None, verbose: int = 1, callbacks=None) -> History:
         """Train for `epochs` passes over X: (n_samples, n_in), y: (n_samples, n_out) (or (n_samples,)
-        labels for sparse_categorical_crossentropy; (n_samples,) for a one-output model).
+        labels for sparse_categorical_crossentropy; (n_samples,) for a one-output model). X may
+        instead be a fastnn.trainer.Data made for this kind of model, with y None.
 
         batch_size=None trains full-batch. Returns a History whose `history` dict holds "loss" (and
         "accuracy" for classification losses, "val_loss"/"val_accuracy" with validation_data).
@@ -253,50 +201,35 @@ class Sequential:
         before that epoch. One model cannot be fitted from two threads at once (RuntimeError).
         """
         self._require_compiled("fit")
-        X, y = self._prepare(X, y)
-        return self._fit_prepared(X, y, epochs, batch_size, shuffle, validation_data, verbose, callbacks)
-
-    def _fit_prepared(self, X, y, epochs, batch_size, shuffle, validation_data, verbose, callbacks) -> History:
-        """fit on X and y already through _prepare (fit_parallel checks shared data once for all models)."""
+        data = self._data(X, y, "fit")
         epochs = check_positive_int("epochs", epochs, minimum=0)
-        n = X.shape[0]
-        batch = n if batch_size is None else min(check_positive_int("batch_size", batch_size), n)
+        batch = data.n if batch_size is None else min(check_positive_int("batch_size", batch_size), data.n)
+        validation = None
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                 raise ValueError("validation_data must be a tuple (X_val, y_val)")
-            X_val, y_val = self._prepare(*validation_data, x_name="validation_data[0]",
-                                         y_name="validation_data[1]")
+            validation = Data.for_model(self, *validation_data, x_name="validation_data[0]",
+                                        y_name="validation_data[1]")
         callbacks = list(callbacks or [])
         for cb in callbacks:
             if not (callable(cb) or hasattr(cb, "on_epoch_end")):
                 raise TypeError(f"callbacks must be callables fn(epoch, logs) or objects with on_epoch_end, "
                                 f"got {cb!r}")
-        if not self._fit_lock.acquire(blocking=False):
+        if not self.network.lock.acquire(blocking=False):
             raise RuntimeError("this model is already being fitted in another thread; fit separate models "
                                "in parallel, or wait for the other fit to finish")
         try:
-            return self._fit(X, y, epochs, batch, shuffle and batch < n,
-                             (X_val, y_val) if validation_data is not None else None,
-                             verbose, callbacks)
+            return self._fit(data, epochs, batch, shuffle and batch < data.n, validation, verbose, callbacks)
         finally:
-            self._fit_lock.release()
+            self.network.lock.release()
 
-    def _fit(self, X, y, epochs, batch, shuffle, validation, verbose, callbacks) -> History:
-        """Runs of epochs go to the backend's train_epochs in one call each. With callbacks or
+    def _fit(self, data: Data, epochs, batch, shuffle, validation, verbose, callbacks) -> History:
+        """Runs of epochs go to the training step in one kernel call each. With callbacks or
         validation data a run is one epoch (they see every epoch); otherwise runs grow to about
         _CHUNK_SECONDS, so Python is visited a few times a second (progress bar, Ctrl-C)."""
-        n = X.shape[0]
-        sparse = self._loss_code == losses.SPARSE_CATEGORICAL_CROSSENTROPY
-        Y = np.empty((0, self.n_out), self.dtype) if sparse else y
-        labels = y if sparse else np.empty(0, np.int64)
-        in_order = np.empty((0, n), np.int64)
-        sizes, codes = self._network()
-        optimizer, state1, state2, settings = self.optimizer.kernel_args()
-        hyper = optimizers.train_hyper(settings)
-        no_weights = np.empty(0, self.dtype)
-        epoch_loss = np.zeros(epochs)
-        epoch_correct = np.zeros(epochs, np.int64)
-        classification = losses.KERNELS[self._loss_code][1] is not None
+        n = data.n
+        trainer = Trainer(self.network, self.loss_code, data, batch, update=self.optimizer.update())
+        classification = self._classification()
         every_epoch = bool(callbacks) or validation is not None
         history = History()
         progress = Progress(epochs, enabled=bool(verbose))
@@ -308,20 +241,19 @@ class Sequential:
         try:
             while done < epochs and not self.stop_training:
                 run = min(run, epochs - done, max(1, _MAX_ORDER_ROWS // n))
-                order = np.stack([self._rng.permutation(n) for _ in range(run)]) if shuffle else in_order
+                order = np.stack([self._rng.permutation(n) for _ in range(run)]) if shuffle else None
                 started = time.perf_counter()
-                finished, self.optimizer.iterations = ops().train_epochs(
-                    X, Y, labels, no_weights, order, sizes, codes, self._loss_code, batch, self._params, self._grads,
-                    optimizer, state1, state2, hyper, self.optimizer.iterations,
-                    epoch_loss[done:done + run], epoch_correct[done:done + run])
+                finished, self.optimizer.iterations, epoch_loss, epoch_correct = trainer.epochs(
+                    run, order, self.optimizer.iterations)
                 seconds = time.perf_counter() - started
-                run_logs = self._epoch_logs(epoch_loss[done:done + finished], epoch_correct[done:done + finished],
-                                            n, classification)
+                run_logs = {"loss": epoch_loss[:finished]}
+                if classification:
+                    run_logs["accuracy"] = epoch_correct[:finished] / self._metric_counts(n)
                 if every_epoch:
                     for epoch in range(done, done + finished):
                         logs = {key: values[epoch - done].item() for key, values in run_logs.items()}
                         if validation is not None:
-                            val = self._evaluate(*validation, batch_size=None)
+                            val = self._evaluate(validation, None)
                             logs.update({"val_" + key: value for key, value in val.items()})
                         history.append(epoch, logs)
                         last_logs = logs
@@ -335,7 +267,7 @@ class Sequential:
                 if finished < run:
                     raise TrainingDivergedError(
                         f"training diverged at epoch {done + finished}: the loss is "
-                        f"{epoch_loss[done + finished]}; the model keeps the weights from before that epoch "
+                        f"{epoch_loss[finished]}; the model keeps the weights from before that epoch "
                         f"(try a smaller learning rate)", history)
                 done += run
                 if every_epoch:
@@ -360,42 +292,57 @@ class Sequential:
         sigmoid/softmax outputs. Computed in chunks of batch_size rows (default: 1024)."""
         X = as_features("X", X, self.dtype, self.n_in)
         rows = _CHUNK_ROWS if batch_size is None else check_positive_int("batch_size", batch_size)
-        rows = min(rows, X.shape[0])
         result = np.empty((X.shape[0], self.n_out), self.dtype)
-        acts, _ = self._workspace(rows)
-        codes = self._codes(for_loss=False)
-        for start in range(0, X.shape[0], rows):
-            chunk = X[start:start + rows]
-            acts[-1] = result[start:start + chunk.shape[0]]  # the last layer writes straight into result
-            self._forward(chunk, acts, codes)
+        self.network.predict(X, result, min(rows, X.shape[0]))
         return result
 
-    def evaluate(self, X, y, batch_size: Optional[int] = None) -> dict:
-        """{"loss": mean loss over X, "accuracy": ... (classification losses only)}."""
+    def evaluate(self, X, y=None, batch_size: Optional[int] = None) -> dict:
+        """{"loss": mean loss over X, "accuracy": ... (classification losses only)}, computed by
+        the training step (without updating anything). X may be a fastnn.trainer.Data, y None."""
         self._require_compiled("evaluate")
-        X, y = self._prepare(X, y)
-        return self._evaluate(X, y, batch_size)
+        return self._evaluate(self._data(X, y, "evaluate"), batch_size)
 
-    def _evaluate(self, X: np.ndarray, y: np.ndarray, batch_size: Optional[int]) -> dict:
-        n = X.shape[0]
-        rows = min(_CHUNK_ROWS if batch_size is None else check_positive_int("batch_size", batch_size), n)
-        acts, grads = self._workspace(rows)
-        codes = self._codes(for_loss=True)
-        loss_sum, correct = 0.0, 0
-        for start in range(0, n, rows):
-            stop = min(start + rows, n)
-            out = self._forward(X[start:stop], acts, codes)
-            value, c = self._loss(out, y[start:stop], grads[-1][:stop - start])
-            loss_sum += value * (stop - start)
-            correct += c
-        result = {"loss": loss_sum / n}
-        if losses.KERNELS[self._loss_code][1] is not None:
-            result["accuracy"] = correct / self._metric_counts(n)
+    def _evaluate(self, data: Data, batch_size: Optional[int]) -> dict:
+        rows = min(_CHUNK_ROWS if batch_size is None else check_positive_int("batch_size", batch_size), data.n)
+        loss, correct = evaluate(self.network, self.loss_code, data, rows)
+        result = {"loss": loss}
+        if self._classification():
+            result["accuracy"] = correct / self._metric_counts(data.n)
         return result
 
     # ------------------------------------------------------------------ files
 
     def save(self, path) -> None:
-        """Write the architecture and weights to an .npz file (atomically; no pickle)."""
-        from .saving import save
-        save(self, path)
+        """Write the architecture and weights to an .npz file (atomically; no pickle): fastnn.saving."""
+        architecture = {"dtype": self.dtype.name, "layers": [layer.config() for layer in self._layers],
+                        "loss": self.loss,
+                        "optimizer": self.optimizer.config() if self.optimizer is not None else None}
+        saving.write(path, architecture, self.get_weights())
+
+
+def load(path) -> Sequential:
+    """Read a model written by `model.save(path)`. FileNotFoundError if missing; ValueError if the
+    file is not a complete fastnn model (wrong format or version, garbage, truncated, bad shapes)."""
+    architecture, arrays = saving.read(path)
+    try:
+        layers = [Dense(**cfg) for cfg in architecture["layers"]]
+        model = Sequential(layers, dtype=architecture["dtype"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise saving.invalid(path, f"the architecture does not describe a valid model ({exc})") from None
+    expected = [a for pair in zip(model.network.W, model.network.b) for a in pair]
+    if len(arrays) != len(expected):
+        raise saving.invalid(path, f"it holds {len(arrays)} weight arrays, the architecture needs {len(expected)}")
+    for i, (a, target) in enumerate(zip(arrays, expected)):
+        name = f"{'Wb'[i % 2]}{i // 2}"
+        if a.shape != target.shape or a.dtype != model.dtype:
+            raise saving.invalid(path, f"array {name} is {a.dtype}{a.shape}, expected {model.dtype}{target.shape}")
+    try:
+        model.set_weights(arrays)
+    except ValueError as exc:
+        raise saving.invalid(path, str(exc)) from None
+    if architecture.get("loss") is not None:
+        try:
+            model.compile(architecture["loss"], optimizers.from_config(architecture["optimizer"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise saving.invalid(path, f"the saved loss/optimizer are invalid ({exc})") from None
+    return model

@@ -23,7 +23,7 @@ except ImportError as exc:  # the extra is missing: say how to get it
 
 from . import __version__, activations
 from .model import Sequential
-from .saving import write_atomically
+from .atomic import write_atomically
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "output"

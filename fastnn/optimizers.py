@@ -1,16 +1,14 @@
-"""Optimizers: their hyper-parameters, their state, and the one kernel call that updates the network.
+"""Optimizers: their hyper-parameters and their state, as the training step takes them
+(`update()`: a fastnn._contract.Update), and a step of their own for code outside fit.
 
 The model keeps every parameter in one flat buffer (and every gradient in another), so a step is a
 single pass over memory, whatever the number of layers.
 """
 import numpy as np
 
-from ._fallback import ADAM as ADAM_CODE, MOMENTUM as MOMENTUM_CODE, NESTEROV as NESTEROV_CODE, SGD as SGD_CODE
+from . import _contract
 from .backend import ops
 from .validation import check_real
-
-# (train_epochs' optimizer codes are _fallback's; the compiled twin checks its own against them.)
-_NO_STATE = {np.dtype("float32"): np.empty(0, np.float32), np.dtype("float64"): np.empty(0, np.float64)}
 
 
 class SGD:
@@ -29,15 +27,14 @@ class SGD:
     def build(self, n_params: int, dtype: np.dtype) -> None:
         """(Re)create the state for a network of `n_params` parameters."""
         self._velocity = np.zeros(n_params, dtype) if self.momentum > 0 else None
-        self._no_state = _NO_STATE[np.dtype(dtype)]
         self.iterations = 0
 
-    def kernel_args(self) -> tuple:
-        """(code, state1, state2, (lr, momentum)) for train_epochs."""
+    def update(self) -> _contract.Update:
+        """The training step's optimizer step: these settings, and the state it updates in place."""
         if self._velocity is None:
-            return SGD_CODE, self._no_state, self._no_state, (self.lr, 0.0)
-        code = NESTEROV_CODE if self.nesterov else MOMENTUM_CODE
-        return code, self._velocity, self._no_state, (self.lr, self.momentum)
+            return _contract.Update(optimizer=_contract.SGD, lr=self.lr)
+        return _contract.Update(optimizer=_contract.NESTEROV if self.nesterov else _contract.MOMENTUM,
+                                lr=self.lr, momentum=self.momentum, velocity=self._velocity)
 
     def step(self, params: np.ndarray, grads: np.ndarray) -> None:
         """Update params (flat, (n_params,)) in place from grads (same shape)."""
@@ -71,9 +68,10 @@ class Adam:
         self._v = np.zeros(n_params, dtype)
         self.iterations = 0
 
-    def kernel_args(self) -> tuple:
-        """(code, state1, state2, (lr, beta1, beta2, eps)) for train_epochs."""
-        return ADAM_CODE, self._m, self._v, (self.lr, self.beta1, self.beta2, self.eps)
+    def update(self) -> _contract.Update:
+        """The training step's optimizer step: these settings, and the state it updates in place."""
+        return _contract.Update(optimizer=_contract.ADAM, lr=self.lr, beta1=self.beta1, beta2=self.beta2,
+                                eps=self.eps, m=self._m, v=self._v)
 
     def step(self, params: np.ndarray, grads: np.ndarray) -> None:
         self.iterations += 1
@@ -85,15 +83,6 @@ class Adam:
 
     def __repr__(self) -> str:
         return f"Adam(lr={self.lr}, beta1={self.beta1}, beta2={self.beta2}, eps={self.eps})"
-
-
-def train_hyper(settings=(), l2: float = 0.0, loss_scale: float = 1.0) -> np.ndarray:
-    """train_epochs' hyper = (lr, momentum or beta1, beta2, eps, l2, loss_scale), float64 (6,), from
-    an optimizer's settings (the first of those four it uses; the rest are 0)."""
-    hyper = np.zeros(6)
-    hyper[:len(settings)] = settings
-    hyper[4:] = l2, loss_scale
-    return hyper
 
 
 # Optimizers by name, with Keras' defaults.

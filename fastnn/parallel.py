@@ -5,14 +5,13 @@ Each then gets a one-thread BLAS, so N threads never start N × cores BLAS threa
 Thread counts are controlled through threadpoolctl (`pip install "fastnn[threads]"`).
 """
 import contextlib
-import inspect
 import os
 import queue
 import threading
 from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Callable, Iterator, Optional, Sequence
 
-from .model import Sequential
+from .trainer import Data
 
 
 def _threadpoolctl():
@@ -28,9 +27,9 @@ _controller = None
 
 
 def _blas():
-    """threadpoolctl's handle on the loaded BLAS libraries, made once: finding them costs 1.5 ms,
-    which fit_parallel paid on every call (a twentieth of two small one-epoch fits). fastnn's
-    kernels call SciPy's BLAS, which is loaded with them, so it is always among those found."""
+    """threadpoolctl's handle on the loaded BLAS libraries, made once: finding them costs more than
+    a small fit (bench/bench_parallel.py times fit_parallel). fastnn's kernels call SciPy's BLAS,
+    which is loaded with them, so it is always among those found."""
     global _controller
     if _controller is None:
         _controller = _threadpoolctl().ThreadpoolController()
@@ -61,33 +60,29 @@ def fit_parallel(models: Sequence, X, y, n_jobs: Optional[int] = None, **fit_kwa
         raise ValueError("models must be distinct: one model cannot be fitted in two threads at once")
     n_jobs = (os.cpu_count() or 1) if n_jobs is None else check_positive_int("n_jobs", n_jobs)
     fit_kwargs.setdefault("verbose", 0)
-    # fit's arguments with fit's defaults (and its TypeError for an unknown one), for _fit_prepared
-    arguments = inspect.signature(Sequential.fit).bind(None, X, y, **fit_kwargs)
-    arguments.apply_defaults()
-    _, _, _, *rest = arguments.args
     workers = min(n_jobs, max(len(models), 1))
     prepared = {}
-    data = [_prepared(m, X, y, prepared) for m in models]
+    data = [_data(m, X, y, prepared) for m in models]
     with _blas().limit(limits=1, user_api="blas"), _workers(workers) as pool:
-        futures = [pool.submit(m._fit_prepared, *xy, *rest) for m, xy in zip(models, data)]
+        futures = [pool.submit(m.fit, d, None, **fit_kwargs) for m, d in zip(models, data)]
         wait(futures)  # every fit ends before the BLAS limit is lifted, also when one of them raised
         return [f.result() for f in futures]
 
 
-def _prepared(model, X, y, prepared: dict) -> tuple:
+def _data(model, X, y, prepared: dict) -> Data:
     """(X, y) as model.fit would check and convert them, done once per kind of model: a worker that
     checks the shared data holds the GIL for it (a NaN scan of X), which the other workers wait for."""
-    model._require_compiled("fit")
-    kind = (model.dtype, model.n_in, model.n_out, model._loss_code)
+    if model.loss is None:
+        raise RuntimeError("call model.compile(loss, optimizer) before fit_parallel([model, ...], ...)")
+    kind = (model.dtype, model.n_in, model.n_out, model.loss_code)
     if kind not in prepared:
-        prepared[kind] = model._prepare(X, y)
+        prepared[kind] = Data.for_model(model, X, y)
     return prepared[kind]
 
 
 # Worker threads kept from one fit_parallel call to the next, by (workers, the caller's cores):
-# starting a thread costs about 0.15 ms on this machine, and a call with two fresh threads spent
-# 1 ms before its first kernel and 0.5 ms after its last (two 5 ms fits). A process forked from
-# this one has none of these threads: it starts with no pools.
+# starting threads costs a sizeable part of a small fit (bench/bench_parallel.py). A process
+# forked from this one has none of these threads: it starts with no pools.
 _POOL_PREFIX = "fastnn-fit_parallel"
 _pools: dict = {}
 _pools_lock = threading.Lock()
@@ -118,10 +113,9 @@ def _one_core_each(workers: int, cores: tuple) -> Optional[Callable[[], None]]:
 
     Left to Linux, both threads of a two-model fit_parallel often shared one core for much of their
     run (most likely the scheduler placing a thread woken to take the GIL next to the thread that
-    handed it over on entering its kernel; bare kernel calls in two threads, which barely touch the
-    GIL, did not). Two 10 ms fits took 11.6-16.2 ms at the median that way, 9.6 ms pinned
-    (hand-timed, 50 interleaved rounds each). Where affinity cannot be set, or there are fewer
-    cores than workers, threads are left where the OS puts them."""
+    handed it over on entering its kernel), which bench/bench_parallel.py shows as a slower group.
+    Where affinity cannot be set, or there are fewer cores than workers, threads are left where
+    the OS puts them."""
     if workers < 2 or len(cores) < workers:
         return None
     free = queue.SimpleQueue()

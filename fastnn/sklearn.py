@@ -52,11 +52,11 @@ from sklearn.utils.multiclass import _check_partial_fit_first_call
 from sklearn.utils.optimize import _check_optimize_result
 from sklearn.utils.validation import _check_sample_weight
 
-from . import _fallback
-from .backend import ops
+from . import _contract
 from .layers import Dense
 from .model import Sequential
-from .optimizers import SGD, Adam, train_hyper
+from .optimizers import SGD, Adam
+from .trainer import Data, Trainer, gradient
 
 # scikit-learn's activation names -> fastnn's.
 _ACTIVATIONS = {"identity": "linear", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu",
@@ -77,28 +77,31 @@ def _loss_scale(out_activation, n_outputs):
 
 class _Optimizer:
     """What scikit-learn's SGDOptimizer / AdamOptimizer keep between epochs: the learning rate (and
-    its schedule), the step count and the state buffers that train_epochs updates in place."""
+    its schedule), the step count, and the training step's Update, whose state buffers the
+    kernels update in place."""
 
     def __init__(self, est, n_params, dtype):
         self.learning_rate_init = est.learning_rate_init
         self.learning_rate = float(est.learning_rate_init)
         self.step = 0
-        no_state = np.empty(0, dtype)
         if est.solver == "adam":
-            self.code, self.lr_schedule, self.power_t = _fallback.ADAM, "constant", 0.0
-            self.settings = (est.beta_1, est.beta_2, est.epsilon)
-            self.state1, self.state2 = np.zeros(n_params, dtype), np.zeros(n_params, dtype)
+            self.lr_schedule, self.power_t = "constant", 0.0
+            self.update = _contract.Update(optimizer=_contract.ADAM, lr=self.learning_rate, beta1=est.beta_1,
+                                           beta2=est.beta_2, eps=est.epsilon, m=np.zeros(n_params, dtype),
+                                           v=np.zeros(n_params, dtype))
         else:  # sgd; momentum 0 makes scikit-learn's velocity update plain gradient descent
-            momentum = est.momentum > 0
-            self.code = ((_fallback.NESTEROV if est.nesterovs_momentum else _fallback.MOMENTUM)
-                         if momentum else _fallback.SGD)
             self.lr_schedule, self.power_t = est.learning_rate, est.power_t
-            self.settings = (est.momentum, 0.0, 0.0)
-            self.state1, self.state2 = (np.zeros(n_params, dtype) if momentum else no_state), no_state
+            if est.momentum > 0:
+                self.update = _contract.Update(
+                    optimizer=_contract.NESTEROV if est.nesterovs_momentum else _contract.MOMENTUM,
+                    lr=self.learning_rate, momentum=est.momentum, velocity=np.zeros(n_params, dtype))
+            else:
+                self.update = _contract.Update(optimizer=_contract.SGD, lr=self.learning_rate)
 
-    def hyper(self, alpha, loss_scale):
-        """train_epochs' hyper-parameters: (lr, momentum or beta1, beta2, eps, l2, loss_scale)."""
-        return train_hyper((self.learning_rate, *self.settings), alpha, loss_scale)
+    def current(self) -> _contract.Update:
+        """The Update for the next epoch, at the schedule's learning rate."""
+        self.update.lr = self.learning_rate
+        return self.update
 
     def iteration_ends(self, time_step):
         if self.lr_schedule == "invscaling":
@@ -114,17 +117,6 @@ class _Optimizer:
         if verbose:
             print(msg + " Setting learning rate to %f" % self.learning_rate)
         return False
-
-
-class _Data:
-    """One training set as train_epochs takes it: X, targets (Y, or class labels), row weights."""
-
-    def __init__(self, X, targets, sample_weight, sparse_labels):
-        self.X = X
-        self.n = X.shape[0]
-        self.Y = np.empty((0, 1), X.dtype) if sparse_labels else targets
-        self.labels = targets if sparse_labels else np.empty(0, np.int64)
-        self.sample_weight = np.empty(0, X.dtype) if sample_weight is None else sample_weight
 
 
 class _BaseMLP(BaseEstimator):
@@ -202,7 +194,7 @@ class _BaseMLP(BaseEstimator):
             weights.append(self._random_state.uniform(-bound, bound, (fan_in, fan_out)))
             weights.append(self._random_state.uniform(-bound, bound, fan_out))
         self._build_model(weights, dtype)
-        self._best_params = self.model_._params.copy()
+        self._best_params = self.model_.network.params.copy()
         if self.solver in ("sgd", "adam"):
             self.loss_curve_ = []
             self._no_improvement_count = 0
@@ -238,7 +230,7 @@ class _BaseMLP(BaseEstimator):
         if self.solver in ("sgd", "adam"):
             self._fit_stochastic(X, y, sample_weight, incremental)
         else:
-            self._fit_lbfgs(_Data(X, self._targets(y, dtype), sample_weight, self._sparse_labels()))
+            self._fit_lbfgs(Data(X, self._targets(y, dtype), sample_weight))
         return self
 
     def _sparse_labels(self):
@@ -252,35 +244,28 @@ class _BaseMLP(BaseEstimator):
             raise ValueError("Some value(s) of y are negative which is not allowed for Poisson regression.")
         return np.ascontiguousarray(y, dtype)
 
-    def _network(self):
-        """(sizes, codes, loss code, loss_scale) of model_ for train_epochs."""
-        sizes, codes = self.model_._network()
-        return sizes, codes, self.model_._loss_code, _loss_scale(self.out_activation_, self.n_outputs_)
+    def _loss_scale(self):
+        return _loss_scale(self.out_activation_, self.n_outputs_)
 
     def _packed_order(self):
         """Positions in model_'s flat buffer (W1, b1, W2, b2, ...) of scikit-learn's packing of the
         parameters for L-BFGS (W1, W2, ..., b1, b2, ...)."""
-        offsets, _ = _fallback._layout(self.model_._network()[0].tolist())
-        return np.concatenate([np.arange(a, b) for a, b, _ in offsets] + [np.arange(b, c) for _, b, c in offsets])
+        slices = self.model_.network.slices
+        return np.concatenate([np.arange(s.w_at, s.b_at) for s in slices] + [np.arange(s.b_at, s.end) for s in slices])
 
     def _gradient_pass(self, data):
         """(loss_and_grad, order): loss_and_grad(packed) is the full-batch loss (with the L2 term)
-        and its gradient at `packed`, one train_epochs call that updates nothing (GRADIENT_ONLY);
-        packed and the gradient are float64 in scikit-learn's order, params[order]. Everything but
-        the parameters is prepared once, here, not per L-BFGS evaluation."""
-        params, grads = self.model_._params, self.model_._grads
-        sizes, codes, loss_code, loss_scale = self._network()
-        hyper = train_hyper(l2=self.alpha, loss_scale=loss_scale)
-        no_order, no_state = np.empty((0, data.n), np.int64), np.empty(0, params.dtype)
-        loss, correct = np.zeros(1), np.zeros(1, np.int64)
+        and its gradient at `packed`, one pass of the training step that updates nothing; packed and
+        the gradient are float64 in scikit-learn's order, params[order]."""
+        network = self.model_.network
+        params, grads = network.params, network.grads
+        loss_code, loss_scale = self.model_.loss_code, self._loss_scale()
         order = self._packed_order()
 
         def loss_and_grad(packed):
             params[order] = packed
-            ops().train_epochs(data.X, data.Y, data.labels, data.sample_weight, no_order, sizes, codes, loss_code,
-                               data.n, params, grads, _fallback.GRADIENT_ONLY, no_state, no_state, hyper, 0, loss,
-                               correct)
-            return float(loss[0]), grads[order].astype(np.float64)
+            loss, _ = gradient(network, loss_code, data, l2=self.alpha, loss_scale=loss_scale)
+            return loss, grads[order].astype(np.float64)
 
         return loss_and_grad, order
 
@@ -292,25 +277,27 @@ class _BaseMLP(BaseEstimator):
         y = y.reshape(-1, 1) if y.ndim == 1 else y
         X = self._as_dense(X, dtype)
         weights = None if sample_weight is None else np.ascontiguousarray(sample_weight, dtype)
-        loss_and_grad, _ = self._gradient_pass(_Data(X, self._targets(y, dtype), weights, self._sparse_labels()))
+        loss_and_grad, _ = self._gradient_pass(Data(X, self._targets(y, dtype), weights))
         return loss_and_grad(packed)
 
     def _fit_lbfgs(self, data):
         """SciPy's L-BFGS-B on the full-batch loss and gradient, as scikit-learn runs it."""
         loss_and_grad, order = self._gradient_pass(data)
-        result = scipy.optimize.minimize(loss_and_grad, self.model_._params[order].astype(np.float64),
+        params = self.model_.network.params
+        result = scipy.optimize.minimize(loss_and_grad, params[order].astype(np.float64),
                                          method="L-BFGS-B", jac=True,
                                          options={"maxfun": self.max_fun, "maxiter": self.max_iter,
                                                   "gtol": self.tol})
         self.n_iter_ = _check_optimize_result("lbfgs", result, self.max_iter)
         self.loss_ = float(result.fun)
-        self.model_._params[order] = result.x
-        if not np.isfinite(self.model_._params).all():
+        params[order] = result.x
+        if not np.isfinite(params).all():
             raise ValueError(_NON_FINITE)
 
     def _fit_stochastic(self, X, y, sample_weight, incremental):
         """scikit-learn's _fit_stochastic, with each epoch one compiled train_epochs call."""
-        params = self.model_._params
+        network = self.model_.network
+        params = network.params
         if not incremental or not hasattr(self, "_optimizer"):
             self._optimizer = _Optimizer(self, params.size, params.dtype)
         if self.early_stopping and incremental:
@@ -335,7 +322,7 @@ class _BaseMLP(BaseEstimator):
         else:
             X_train, t_train, sw_train = X, targets, sample_weight
             X_val = y_val = sw_val = None
-        train = _Data(X_train, t_train, sw_train, self._sparse_labels())
+        train = Data(X_train, t_train, sw_train)
         n = train.n
         if self.batch_size == "auto":
             batch = min(200, n)
@@ -343,11 +330,11 @@ class _BaseMLP(BaseEstimator):
             if self.batch_size > n:
                 warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is going to be clipped")
             batch = int(np.clip(self.batch_size, 1, n))
-        sizes, codes, loss_code, loss_scale = self._network()
         sample_idx = np.arange(n, dtype=np.int64)
-        order = np.empty((1, n), np.int64) if self.shuffle else np.empty((0, n), np.int64)
-        epoch_loss, epoch_correct = np.zeros(1), np.zeros(1, np.int64)
+        order = np.empty((1, n), np.int64) if self.shuffle else None
         opt = self._optimizer
+        trainer = Trainer(network, self.model_.loss_code, train, batch, update=opt.update, l2=self.alpha,
+                          loss_scale=self._loss_scale())
         try:
             self.n_iter_ = 0
             for _ in range(self.max_iter):
@@ -357,10 +344,8 @@ class _BaseMLP(BaseEstimator):
                     self._random_state.shuffle(permutation)
                     sample_idx = sample_idx[permutation]
                     order[0] = sample_idx
-                finished, opt.step = ops().train_epochs(
-                    train.X, train.Y, train.labels, train.sample_weight, order, sizes, codes, loss_code, batch,
-                    params, self.model_._grads, opt.code, opt.state1, opt.state2,
-                    opt.hyper(self.alpha, loss_scale), opt.step, epoch_loss, epoch_correct)
+                opt.current()  # the schedule's learning rate, read by the next call
+                finished, opt.step, epoch_loss, _ = trainer.epochs(1, order, opt.step)
                 self.n_iter_ += 1
                 self.loss_ = float(epoch_loss[0])
                 self.t_ += n
@@ -408,7 +393,7 @@ class _BaseMLP(BaseEstimator):
                 self._no_improvement_count = 0
             if score > self.best_validation_score_:
                 self.best_validation_score_ = score
-                np.copyto(self._best_params, self.model_._params)
+                np.copyto(self._best_params, self.model_.network.params)
         else:
             if self.loss_curve_[-1] > self.best_loss_ - self.tol:
                 self._no_improvement_count += 1

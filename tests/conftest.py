@@ -7,6 +7,8 @@
 - `dtype`: float32 and float64.  `assert_close`: the suite's tolerances.
 - `make_call`: random valid arguments for any kernel, for the tests that treat kernels generically.
 """
+import copy
+import dataclasses
 import importlib.metadata
 import os
 from pathlib import Path
@@ -18,9 +20,7 @@ import fastnn
 import fastnn.backend as fnn_backend
 from fastnn import data as fnn_data
 from fastnn import _fallback
-from fastnn._fallback import ADAM
-from fastnn.activations import LINEAR, SIGMOID
-from fastnn.losses import CATEGORICAL_CROSSENTROPY
+from fastnn._contract import ADAM, CATEGORICAL_CROSSENTROPY, LINEAR, SIGMOID, TrainingRun, Update
 
 PACKAGE_DIR = Path(fastnn.__file__).resolve().parent
 REQUIRE_EXTENSION = os.environ.get("FASTNN_REQUIRE_EXTENSION", "").strip().lower() in {"1", "true", "yes", "on"}
@@ -206,14 +206,17 @@ def _make_call(name, dtype, rng, batch=5, n_in=4, n_out=3, activation=SIGMOID):
                                momentum=0.9, nesterov=True), ["param", "velocity"]),
         "adam_step": (dict(param=rand(n_flat), grad=rand(n_flat), m=rand(n_flat), v=rand(n_flat) ** 2,
                            lr=0.01, beta1=0.9, beta2=0.999, eps=1e-8, step=3), ["param", "m", "v"]),
-        "train_epochs": (dict(X=X, Y=Y / Y.sum(axis=1, keepdims=True), labels=np.zeros(0, np.int64),
-                              sample_weight=weights, order=np.stack([rng.permutation(batch) for _ in range(2)]),
-                              sizes=np.array([n_in, 4, n_out]), codes=np.array([activation, LINEAR]),
-                              loss=CATEGORICAL_CROSSENTROPY, batch=2, params=rand(n_net, scale=0.5),
-                              grads=zeros(n_net), optimizer=ADAM, state1=zeros(n_net), state2=zeros(n_net),
-                              hyper=np.array([0.01, 0.9, 0.999, 1e-8, 0.1, 1.0]), step=0,
+        "train_epochs": (dict(run=TrainingRun(sizes=np.array([n_in, 4, n_out]), codes=np.array([activation, LINEAR]),
+                                              params=rand(n_net, scale=0.5), grads=zeros(n_net),
+                                              loss=CATEGORICAL_CROSSENTROPY, X=X, Y=Y / Y.sum(axis=1, keepdims=True),
+                                              sample_weight=weights, batch=2, l2=0.1,
+                                              update=Update(optimizer=ADAM, lr=0.01, m=zeros(n_net), v=zeros(n_net))),
+                              order=np.stack([rng.permutation(batch) for _ in range(2)]), step=0,
                               epoch_loss=np.zeros(2), epoch_correct=np.zeros(2, np.int64)),
-                         ["params", "grads", "state1", "state2", "epoch_loss", "epoch_correct"]),
+                         ["run.params", "run.grads", "run.update.m", "run.update.v", "epoch_loss", "epoch_correct"]),
+        "step_path": (dict(run=TrainingRun(sizes=np.array([n_in, 4, n_out]), codes=np.array([activation, LINEAR]),
+                                           params=rand(n_net), grads=zeros(n_net), loss=CATEGORICAL_CROSSENTROPY,
+                                           X=X, Y=Y, batch=2)), []),
     }
     if name not in calls:
         pytest.fail(f"tests/conftest.py has no example arguments for kernel {name!r}: add them to make_call")
@@ -244,10 +247,39 @@ def loss_targets():
 
 
 def kernel_names():
-    """The contract's kernels: the public functions defined in fastnn._fallback."""
+    """The contract's kernels: the public functions defined in fastnn._fallback's files."""
     return sorted(name for name, obj in vars(_fallback).items()
                   if callable(obj) and not name.startswith("_")
-                  and getattr(obj, "__module__", None) == _fallback.__name__)
+                  and getattr(obj, "__module__", "").startswith(_fallback.__name__ + "."))
+
+
+def _copy_args(args):
+    """A deep copy of a kernel call's arguments (a TrainingRun holds arrays the call writes)."""
+    return copy.deepcopy(args)
+
+
+def _arrays_of(args):
+    """{name: array} of every array in a kernel call's arguments, those inside a TrainingRun and
+    its Update named "run.X", "run.update.m", ..."""
+    found = {}
+
+    def visit(prefix, value):
+        if isinstance(value, np.ndarray):
+            found[prefix] = value
+        elif dataclasses.is_dataclass(value):
+            for field in dataclasses.fields(value):
+                visit(f"{prefix}.{field.name}", getattr(value, field.name))
+
+    for name, value in args.items():
+        visit(name, value)
+    return found
+
+
+@pytest.fixture
+def call_arrays():
+    """(copy_args, arrays_of): a deep copy of a kernel call's arguments, and {name: array} of the
+    arrays in them, those inside a TrainingRun named "run.X", "run.update.m", ..."""
+    return _copy_args, _arrays_of
 
 
 def pytest_generate_tests(metafunc):

@@ -47,20 +47,38 @@ def test_gradcheck_on_the_lesson_network(backend):
     assert result.passed and "PASS" in str(result)
 
 
+def wrong_gradient(backend, monkeypatch, target, spoil):
+    """A test double of the training kernel whose gradient passes get one parameter array wrong:
+    after the real pass, spoil(target) when the pass wrote the buffer target lies in."""
+    real = backend.train_epochs
+
+    def wrong_train_epochs(run, order, step, epoch_loss, epoch_correct):
+        result = real(run, order, step, epoch_loss, epoch_correct)
+        if run.update is None and np.shares_memory(run.grads, target):
+            spoil(target)
+        return result
+
+    monkeypatch.setattr(backend, "train_epochs", wrong_train_epochs)
+
+
+def test_gradcheck_checks_the_lanes_of_a_tiny_network(backend, simd):
+    """On the compiled backend with the SIMD paths on, the 2-2-1 network's gradient comes from the
+    lanes, the path its fit takes; otherwise from the layer-by-layer path. It passes both ways."""
+    X, y = data.xor()
+    model = fnn.Sequential([fnn.Dense(2, 2, "sigmoid"), fnn.Dense(2, 1, "sigmoid")], seed=0, dtype="float64")
+    model.compile(loss="binary_crossentropy", optimizer=fnn.SGD(lr=0.5))
+    result = fnn.gradcheck(model, X, y)
+    lanes = simd and getattr(backend, "_simd_available", lambda: False)()
+    assert result.path == ("lanes" if lanes else "layers")
+    assert result.passed and result.path in str(result)
+
+
 @pytest.mark.parametrize("layer", [0, 1, 2])
 def test_gradcheck_catches_a_wrong_backward_kernel(backend, monkeypatch, layer, loss_targets):
     """A test double of dense_backward that gets dW of one layer 1 % wrong: gradcheck fails, and
     names that layer's W (and only it: the wrong dW does not flow into other gradients)."""
     model, X, y = random_model("tanh", "categorical_crossentropy", "float64", loss_targets=loss_targets)
-    target = model.layers[layer]._dW
-    real = backend.dense_backward
-
-    def wrong_dense_backward(X, W, A, dA, activation, dZ, dW, db, dX=None):
-        real(X, W, A, dA, activation, dZ, dW, db, dX)
-        if np.shares_memory(dW, target):
-            dW *= 1.01
-
-    monkeypatch.setattr(backend, "dense_backward", wrong_dense_backward)
+    wrong_gradient(backend, monkeypatch, model.network.dW[layer], lambda dW: dW.__imul__(1.01))
     result = fnn.gradcheck(model, X, y)
     assert not result.passed
     assert "FAIL" in str(result) and "WRONG" in str(result)
@@ -72,15 +90,7 @@ def test_gradcheck_catches_a_wrong_backward_kernel(backend, monkeypatch, layer, 
 def test_gradcheck_catches_a_wrong_bias_gradient(backend, monkeypatch, loss_targets):
     """A sign error in db of the output layer."""
     model, X, y = random_model("sigmoid", "mse", "float32", loss_targets=loss_targets)
-    target = model.layers[-1]._db
-    real = backend.dense_backward
-
-    def wrong_dense_backward(X, W, A, dA, activation, dZ, dW, db, dX=None):
-        real(X, W, A, dA, activation, dZ, dW, db, dX)
-        if np.shares_memory(db, target):
-            db *= -1
-
-    monkeypatch.setattr(backend, "dense_backward", wrong_dense_backward)
+    wrong_gradient(backend, monkeypatch, model.network.db[-1], lambda db: db.__imul__(-1))
     result = fnn.gradcheck(model, X, y)
     assert not result.passed
     assert result.errors["layers[2].b"] > 0.5
@@ -103,7 +113,7 @@ def test_gradcheck_arguments(loss_targets):
         fnn.gradcheck("model", X, y)
     with pytest.raises(ValueError, match="X"):
         fnn.gradcheck(model, X[:, :2], y)
-    with model._fit_lock:  # as while a fit runs in another thread
+    with model.network.lock:  # as while a fit runs in another thread
         with pytest.raises(RuntimeError, match="being fitted in another thread"):
             fnn.gradcheck(model, X, y)
     uncompiled = fnn.Sequential([fnn.Dense(3, 1)])

@@ -1,8 +1,9 @@
-"""The kernel contract (fastnn/_fallback.py), checked on both backends through the `backend` fixture.
+"""The kernel contract (fastnn._contract, fastnn/_fallback/), checked on both backends through the `backend` fixture.
 
 Each kernel is compared with a plain float64 NumPy formula written here, on shapes that include
 batch 1, width 1 and odd sizes; the gradients are also checked against finite differences.
 """
+import dataclasses
 import platform
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import scipy.special
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fastnn._fallback import ADAM, GRADIENT_ONLY, MOMENTUM, NESTEROV, SGD
+from fastnn._contract import ADAM, MOMENTUM, NESTEROV, SGD, TrainingRun, Update
 from fastnn.activations import EXP, LEAKY_RELU, LEAKY_SLOPE, LINEAR, NAMES, RELU, SIGMOID, SOFTMAX, TANH
 from fastnn.losses import BINARY_CROSSENTROPY, CATEGORICAL_CROSSENTROPY, CODES as LOSS_CODES, MSE, POISSON
 from fastnn.losses import SPARSE_CATEGORICAL_CROSSENTROPY
@@ -606,10 +607,34 @@ def ref_train(X, target, sample_weight, order, sizes, codes, loss, batch, params
     return params, state1, state2, g, losses, counts, step
 
 
+GRADIENT_ONLY = "gradient-only"  # a run with update=None: the loss and gradient, no step
+
+
+def train_call(args):
+    """The train_epochs call (run, order, step, epoch_loss, epoch_correct) that train_setup's
+    description `args` stands for; the run holds args' arrays, so the call updates them."""
+    optimizer = args["optimizer"]
+    if optimizer == GRADIENT_ONLY:
+        update = None
+    else:
+        lr, h1, beta2, eps = args["hyper"][:4]
+        state = {MOMENTUM: dict(velocity=args["state1"]), NESTEROV: dict(velocity=args["state1"]),
+                 ADAM: dict(m=args["state1"], v=args["state2"])}.get(optimizer, {})
+        update = Update(optimizer=optimizer, lr=lr, momentum=h1 if optimizer != ADAM else 0.0,
+                        beta1=h1 if optimizer == ADAM else 0.9, beta2=beta2, eps=eps, **state)
+    sparse = args["loss"] == SPARSE_CATEGORICAL_CROSSENTROPY
+    run = TrainingRun(sizes=args["sizes"], codes=args["codes"], params=args["params"], grads=args["grads"],
+                      loss=args["loss"], X=args["X"], Y=None if sparse else args["Y"],
+                      labels=args["labels"] if sparse else None,
+                      sample_weight=args["sample_weight"] if len(args["sample_weight"]) else None,
+                      batch=args["batch"], update=update, l2=args["hyper"][4], loss_scale=args["hyper"][5])
+    return run, (args["order"] if len(args["order"]) else None), args["step"], args["epoch_loss"], args["epoch_correct"]
+
+
 def train_setup(rng, dtype, loss, optimizer, shuffle, n=7, epochs=3, lr=0.05, weighted=False, l2=0.0,
                 loss_scale=1.0, sizes=(3, 4, 2), hidden=TANH, batch=3):
-    """Arguments of train_epochs for a network of `sizes` (by default 3 -> 4 (tanh) -> 2) with
-    `hidden` activations, and n rows."""
+    """A description of a train_epochs call (train_call makes it) for a network of `sizes` (by
+    default 3 -> 4 (tanh) -> 2) with `hidden` activations, and n rows."""
     n_out = sizes[-1]
     codes = np.array([hidden] * (len(sizes) - 2) + [SIGMOID if loss == MSE else LINEAR])  # the others take logits
     sizes = np.array(sizes)
@@ -658,7 +683,7 @@ def check_train_epochs(backend, args, dtype, assert_close):
         args["codes"], loss, args["batch"], args["params"], optimizer, args["hyper"], args["step"], epochs)
 
     # GRADIENT_ONLY counts no steps and leaves the parameters alone
-    assert backend.train_epochs(*args.values()) == (epochs, step)
+    assert backend.train_epochs(*train_call(args)) == (epochs, step)
     assert_close(args["params"], params, dtype, scale=np.abs(params).max())
     # The last gradient comes from parameters that carry 8 updates' rounding: held to 10x its size.
     assert_close(args["grads"], last_grad, dtype, scale=10 * np.abs(last_grad).max())
@@ -690,10 +715,10 @@ def test_train_epochs_of_tiny_networks(backend, simd, dtype, net, loss, shuffle,
     l2, loss_scale = variant
     args = train_setup(np.random.default_rng(21), dtype, loss, SGD, shuffle, n=13, l2=l2,
                        loss_scale=loss_scale, sizes=sizes, hidden=hidden, batch=batch)
-    if hasattr(backend, "_lane_codes"):  # the compiled backend takes the lanes whenever the micro-kernels run
-        lanes = backend._lane_codes(args["sizes"], args["codes"], loss, False, dtype.itemsize)
+    if hasattr(backend, "_simd_available"):  # the compiled backend takes the lanes whenever the micro-kernels run
         fits = max(sizes) * dtype.itemsize <= 64
-        assert (lanes is not None) == (simd and backend._simd_available() and fits)
+        expected = "lanes" if simd and backend._simd_available() and fits else "layers"
+        assert backend.step_path(train_call(args)[0]) == expected
     check_train_epochs(backend, args, dtype, assert_close)
 
 
@@ -727,7 +752,7 @@ def test_train_epochs_restores_the_parameters_of_a_diverging_epoch(backend, dtyp
     args["codes"][-1] = LINEAR
     before = args["params"].copy()
     with np.errstate(all="ignore"):  # the fallback's NumPy warns about the overflow
-        finished, _ = backend.train_epochs(*args.values())
+        finished, _ = backend.train_epochs(*train_call(args))
     assert finished == 0
     assert not np.isfinite(args["epoch_loss"][0])
     np.testing.assert_array_equal(args["params"], before)
@@ -795,25 +820,37 @@ def test_bad_arguments_raise_valueerror(backend, dtype, call):
         call(backend, lambda *shape: np.zeros(shape, dtype))
 
 
+def _run(args, **fields):
+    return {"run": dataclasses.replace(args["run"], **fields)}
+
+
+def _update(args, **fields):
+    return _run(args, update=dataclasses.replace(args["run"].update, **fields))
+
+
 # Each change makes one argument of a valid train_epochs call (conftest's make_call) invalid.
 BAD_TRAINING = {
-    "codes-length": lambda a: {"codes": a["codes"][:1].copy()},
-    "activation-code": lambda a: {"codes": np.array([99, LINEAR])},
-    "loss-code": lambda a: {"loss": 99},
-    "optimizer-code": lambda a: {"optimizer": 99},
-    "batch-zero": lambda a: {"batch": 0},
-    "X-columns": lambda a: {"X": a["X"][:, 1:].copy()},
-    "Y-rows": lambda a: {"Y": a["Y"][1:].copy()},
+    "codes-length": lambda a: _run(a, codes=a["run"].codes[:1].copy()),
+    "activation-code": lambda a: _run(a, codes=np.array([99, LINEAR])),
+    "loss-code": lambda a: _run(a, loss=99),
+    "optimizer-code": lambda a: _update(a, optimizer=99),
+    "batch-zero": lambda a: _run(a, batch=0),
+    "X-columns": lambda a: _run(a, X=a["run"].X[:, 1:].copy()),
+    "X-dtype": lambda a: _run(a, X=a["run"].X.astype(np.float16)),
+    "Y-rows": lambda a: _run(a, Y=a["run"].Y[1:].copy()),
+    "Y-missing": lambda a: _run(a, Y=None),
     "order-epochs": lambda a: {"order": a["order"][:1].copy()},
-    "order-row-out-of-range": lambda a: {"order": np.full_like(a["order"], len(a["X"]))},
-    "params-length": lambda a: {"params": a["params"][1:].copy()},
-    "grads-length": lambda a: {"grads": a["grads"][1:].copy()},
-    "state2-length": lambda a: {"state2": a["state2"][:0].copy()},
-    "hyper-length": lambda a: {"hyper": a["hyper"][:4].copy()},
-    "sample_weight-length": lambda a: {"sample_weight": a["sample_weight"][1:].copy()},
+    "order-row-out-of-range": lambda a: {"order": np.full_like(a["order"], len(a["run"].X))},
+    "params-length": lambda a: _run(a, params=a["run"].params[1:].copy()),
+    "grads-length": lambda a: _run(a, grads=a["run"].grads[1:].copy()),
+    "adam-v-length": lambda a: _update(a, v=a["run"].update.v[:0].copy()),
+    "adam-m-missing": lambda a: _update(a, m=None),
+    "sample_weight-length": lambda a: _run(a, sample_weight=a["run"].sample_weight[1:].copy()),
     "epoch_correct-length": lambda a: {"epoch_correct": np.zeros(3, np.int64)},
-    "labels-out-of-range": lambda a: {"loss": SPARSE_CATEGORICAL_CROSSENTROPY, "Y": a["Y"][:0].copy(),
-                                      "labels": np.full(len(a["X"]), a["Y"].shape[1])},
+    "epoch_loss-dtype": lambda a: {"epoch_loss": np.zeros(2, np.float32)},
+    "labels-out-of-range": lambda a: _run(a, loss=SPARSE_CATEGORICAL_CROSSENTROPY, Y=None,
+                                          labels=np.full(len(a["run"].X), a["run"].Y.shape[1])),
+    "labels-and-Y": lambda a: _run(a, loss=SPARSE_CATEGORICAL_CROSSENTROPY, labels=np.zeros(len(a["run"].X), np.int64)),
 }
 
 
@@ -825,19 +862,32 @@ def test_train_epochs_rejects_bad_arguments(backend, dtype, make_call, change):
         backend.train_epochs(*args.values())
 
 
-def test_read_only_inputs_are_accepted(backend, dtype, kernel_name, make_call, assert_close):
+def test_train_epochs_takes_a_training_run(backend, dtype, make_call):
+    """The run is named, not positional: anything but a TrainingRun (an update that is not an
+    Update) is refused before the kernel runs."""
+    args, _ = make_call("train_epochs", dtype, np.random.default_rng(20))
+    with pytest.raises(TypeError, match="TrainingRun"):
+        backend.train_epochs(dataclasses.asdict(args["run"]), *list(args.values())[1:])
+    args.update(_run(args, update=dataclasses.asdict(args["run"].update)))
+    with pytest.raises(TypeError, match="Update"):
+        backend.train_epochs(*args.values())
+
+
+def test_read_only_inputs_are_accepted(backend, dtype, kernel_name, make_call, call_arrays, assert_close):
     """Arrays a kernel only reads may be read-only (e.g. a user's frozen data); results are the same."""
+    copy_args, arrays_of = call_arrays
     kernel = getattr(backend, kernel_name)
     args, outputs = make_call(kernel_name, dtype, np.random.default_rng(17))
-    writable = {name: (v.copy() if isinstance(v, np.ndarray) else v) for name, v in args.items()}
+    writable = copy_args(args)
     expected = kernel(*writable.values())
-    for name, value in args.items():
-        if isinstance(value, np.ndarray) and name not in outputs:
+    for name, value in arrays_of(args).items():
+        if name not in outputs:
             value.flags.writeable = False
     result = kernel(*args.values())
-    if expected is None:
-        assert result is None
+    if expected is None or isinstance(expected, str):
+        assert result == expected
     else:
         assert_close(result, expected, dtype)
+    written, reference = arrays_of(args), arrays_of(writable)
     for name in outputs:
-        assert_close(args[name], writable[name], dtype, scale=np.abs(writable[name]).max())
+        assert_close(written[name], reference[name], dtype, scale=np.abs(reference[name]).max())

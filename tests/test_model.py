@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 import fastnn as fnn
-from fastnn import data
+from fastnn import data, trainer
+from fastnn._contract import LOSSES
 
 ACTIVATIONS = ["linear", "sigmoid", "relu", "tanh", "leaky_relu", "softmax"]
 
@@ -202,14 +203,29 @@ def numeric_gradient(model, X, y, eps=1e-6):
 
 
 def model_gradient(model, X, y):
-    """The gradient fit computes for one full batch (the model's own forward/loss/backward)."""
-    X, y = model._prepare(X, y)
-    acts, grads = model._workspace(X.shape[0])
-    codes = model._codes(for_loss=True)
-    model._forward(X, acts, codes)
-    model._loss(acts[-1], y, grads[-1])
-    model._backward(acts, grads, codes, X.shape[0])
-    return [a.copy() for layer in model.layers for a in (layer._dW, layer._db)]
+    """The gradient fit computes for one full batch (one pass of the training step)."""
+    network = model.network
+    trainer.gradient(network, model.loss_code, trainer.Data.for_model(model, X, y))
+    return [a.copy() for pair in zip(network.dW, network.db) for a in pair]
+
+
+def step_by_step(model, X, y, rows):
+    """One batch the way fit's step is defined, kernel by kernel from Python: forward layer by layer,
+    the loss and its gradient from the output (logits where the loss takes them), backward into
+    model.network.grads. X, y: as trainer.Data holds them. Returns the batch's loss."""
+    k = fnn.backend.ops()
+    network = model.network
+    codes = network.loss_codes(model.loss_code)
+    acts = [X]
+    for W, b, code in zip(network.W, network.b, codes):
+        acts.append(np.empty((rows, W.shape[1]), model.dtype))
+        k.dense_forward(acts[-2], W, b, int(code), acts[-1])
+    deltas = [np.empty_like(a) for a in acts]
+    loss = getattr(k, LOSSES[model.loss_code].kernel)(acts[-1], y, deltas[-1])
+    for l in range(network.n_layers - 1, -1, -1):
+        k.dense_backward(acts[l], network.W[l], acts[l + 1], deltas[l + 1], int(codes[l]), deltas[l + 1],
+                         network.dW[l], network.db[l], deltas[l] if l > 0 else None)
+    return loss
 
 
 @pytest.mark.parametrize("hidden", ACTIVATIONS)
@@ -339,29 +355,24 @@ def test_fit_equals_step_by_step(backend, simd, loss, optimizer, loss_targets, a
     history = fused.fit(X, y, epochs=3, batch_size=5, verbose=0)
 
     stepped = make_model([3, 5, n_out], out=OUTPUT_FOR_LOSS[loss], loss=loss, optimizer=optimizer, seed=4)
-    Xc, yc = stepped._prepare(X, y)
-    acts, grads = stepped._workspace(5)
-    codes = stepped._codes(for_loss=True)
+    data = trainer.Data.for_model(stepped, X, y)
     losses = []
     for _ in range(3):
         order = stepped._rng.permutation(23)
         total = 0.0
         for start in range(0, 23, 5):
             idx = order[start:start + 5]
-            out = stepped._forward(Xc[idx], acts, codes)
-            total += stepped._loss(out, yc[idx], grads[-1][:len(idx)])[0] * len(idx)
-            stepped._backward(acts, grads, codes, len(idx))
-            stepped.optimizer.step(stepped._params, stepped._grads)
+            total += step_by_step(stepped, data.X[idx], data.y[idx], len(idx)) * len(idx)
+            stepped.optimizer.step(stepped.network.params, stepped.network.grads)
         losses.append(total / 23)
-    ops = fnn.backend.ops()
-    in_lanes = hasattr(ops, "_lane_codes") and ops._lane_codes(
-        *fused._network(), fused._loss_code, False, fused.dtype.itemsize) is not None
+    in_lanes = trainer.Trainer(fused.network, fused.loss_code, data, batch=5).path == "lanes"
     assert not (in_lanes and not simd)  # so the exact comparison below runs on the compiled backend too
+    fused_params, stepped_params = fused.network.params, stepped.network.params
     if in_lanes:
-        assert_close(fused._params, stepped._params, fused.dtype, scale=np.abs(stepped._params).max())
+        assert_close(fused_params, stepped_params, fused.dtype, scale=np.abs(stepped_params).max())
         assert_close(history.history["loss"], losses, fused.dtype, scale=max(losses))
     else:
-        np.testing.assert_array_equal(fused._params, stepped._params)
+        np.testing.assert_array_equal(fused_params, stepped_params)
         assert history.history["loss"] == losses
 
 
@@ -405,7 +416,7 @@ def test_divergence_stops_with_clear_error(backend):
     with pytest.raises(fnn.TrainingDivergedError, match="diverged at epoch") as info:
         model.fit(X, y, epochs=100, batch_size=4, verbose=0,
                   callbacks=[lambda e, logs: history_seen.append(model.get_weights())])
-    assert np.isfinite(model._params).all()
+    assert np.isfinite(model.network.params).all()
     finished = len(info.value.history.epoch)
     assert finished == len(history_seen)
     if finished:  # the weights are those at the end of the last finished epoch

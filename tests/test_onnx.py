@@ -196,7 +196,7 @@ def test_activation_without_onnx_mapping_is_named(tmp_path, monkeypatch):
 
 def test_non_finite_weights_are_refused(tmp_path):
     model = fnn.Sequential([fnn.Dense(2, 3, "relu"), fnn.Dense(3, 1)], seed=0)
-    model.layers[1]._b[0] = np.nan  # set_weights refuses NaN; reach the buffer as a bug might
+    model.network.b[1][0] = np.nan  # set_weights refuses NaN; reach the buffer as a bug might
     with pytest.raises(ValueError, match=r"model\.layers\[1\] has NaN or inf weights"):
         fnn_onnx.export(model, tmp_path / "m.onnx")
 

@@ -100,7 +100,7 @@ def test_extreme_values_stay_finite_or_fail_cleanly(backend, dtype, scale):
         model.fit(X, labels, epochs=3, batch_size=4, verbose=0)
     except fnn.TrainingDivergedError:
         pass
-    assert np.isfinite(model._params).all()
+    assert np.isfinite(model.network.params).all()
     assert np.isfinite(model.predict(X)).all()
 
 

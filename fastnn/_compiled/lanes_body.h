@@ -1,5 +1,5 @@
 /* The lanes for one float type, FNN_T (float or double) with FNN_I its same-sized integer,
- * named with FNN_SUFFIX (_f, _d). Included twice by _lanes.h; see there for what they are.
+ * named with FNN_SUFFIX (_f, _d). Included twice by lanes.h; see there for what they are.
  * A vector holds one neuron's value for each of FNN_LANES rows of the batch.
  */
 #define FNN_V FASTNN_CAT(fastnn_lane_vec, FNN_SUFFIX)
@@ -83,7 +83,7 @@ FASTNN_TARGET static inline FNN_V FNN_EXPM1(FNN_V x) {
     return FNN_SELECT(x < FNN_LOWEST, (FNN_V){0} - 1, two_k * (r * p) + (two_k - 1));
 }
 
-/* v = f(v) for n neurons, as _kernels.pyx's _activate computes it (one test of the code per layer). */
+/* v = f(v) for n neurons, as activations.pxi's _activate computes it (one test of the code per layer). */
 FASTNN_TARGET static inline void FNN_ACTIVATE(FNN_V* v, ptrdiff_t n, int64_t code, FNN_T slope) {
     const FNN_V zero = {0}, one = zero + 1;
     ptrdiff_t j;
@@ -107,7 +107,7 @@ FASTNN_TARGET static inline void FNN_ACTIVATE(FNN_V* v, ptrdiff_t n, int64_t cod
     }
 }
 
-/* d = d * f'(Z) through a = f(Z) for n neurons, as _kernels.pyx's _activation_grad computes it. */
+/* d = d * f'(Z) through a = f(Z) for n neurons, as activations.pxi's _activation_grad computes it. */
 FASTNN_TARGET static inline void FNN_GRAD(const FNN_V* a, FNN_V* d, ptrdiff_t n, int64_t code, FNN_T slope) {
     const FNN_V zero = {0}, one = zero + 1;
     ptrdiff_t j;
@@ -182,7 +182,7 @@ FASTNN_TARGET static double FASTNN_CAT(fastnn_lanes_batch, FNN_SUFFIX)(
         lane_id[lane] = (FNN_I)lane;
     /* the mean's divisors in the data's type, as the layer-by-layer losses compute them */
     const FNN_T bce_scale = (FNN_T)(1.0 / ((double)m * n_y)), mse_denominator = (FNN_T)((double)m * n_y / 2.0);
-    /* q: each lane's log1p terms summed as one, 1 + q = prod(1 + e), as _kernels.pyx's
+    /* q: each lane's log1p terms summed as one, 1 + q = prod(1 + e), as losses.pxi's
      * _sigmoid_bce does; each factor is at most 2, so after FLUSH_EVERY terms q < 2^256. */
     fastnn_lane_sums loss_sum[HALVES], q[HALVES], wide[HALVES], e_wide[HALVES];
     double total = 0;

@@ -5,14 +5,12 @@
  * them, plus a fixed cost per call; fastnn's portable loops are built for baseline x86-64 (SSE2,
  * no FMA) and run at a quarter of the vector width. These kernels read the operands where they
  * lie and keep a block of the output in registers: 4 rows by 2 vectors for `rows`, 4 x 2 dot
- * products for `dots`. Measured on the 2-core AMD EPYC (fp32, one thread): 32x20x32 in 0.50 us
- * against OpenBLAS's 1.18 us, 200x64x64 at 91 against 72 GFLOP/s; from 256x128x512 on, where the
- * right-hand operand leaves L2, OpenBLAS wins (76 against 56 GFLOP/s), so _kernels.pyx keeps it
- * for large operands.
+ * products for `dots`. Once the streamed operand leaves the caches OpenBLAS's blocking wins, so
+ * matmul.pxi's path chooser keeps it for large operands (bench/bench_kernels.py measures the cut).
  *
  * Compiled with a target attribute (GCC, Clang) next to the baseline code, and used only when the
  * CPU has AVX2 and FMA (fastnn_simd_available); elsewhere fastnn uses its loops and BLAS.
- * This file defines the dispatch and includes _microkernel_body.h once per float type.
+ * This file defines the dispatch and includes microkernel_body.h once per float type.
  */
 #ifndef FASTNN_MICROKERNELS_H
 #define FASTNN_MICROKERNELS_H
@@ -46,7 +44,7 @@ static int fastnn_simd_available(void) {
 #define FNN_T float
 #define FNN_IS_FLOAT 1
 #define FNN_SUFFIX _f
-#include "_microkernel_body.h"
+#include "microkernel_body.h"
 #undef FNN_T
 #undef FNN_IS_FLOAT
 #undef FNN_SUFFIX
@@ -54,7 +52,7 @@ static int fastnn_simd_available(void) {
 #define FNN_T double
 #define FNN_IS_FLOAT 0
 #define FNN_SUFFIX _d
-#include "_microkernel_body.h"
+#include "microkernel_body.h"
 #undef FNN_T
 #undef FNN_IS_FLOAT
 #undef FNN_SUFFIX

@@ -11,21 +11,21 @@
  * the groups in vector accumulators, added across lanes once per batch.
  *
  * What it takes: layers up to 64 bytes wide; activations linear, sigmoid, tanh, ReLU and leaky ReLU;
- * binary cross-entropy from logits or mean squared error; unweighted rows. _kernels.pyx decides when a network qualifies
- * (_lane_codes) and keeps the layer-by-layer path for everything else. The numbers are those of
+ * binary cross-entropy from logits or mean squared error; unweighted rows. trainer.pxi decides when a network qualifies
+ * (_lane_codes, the one place the step's path is chosen) and keeps the layer-by-layer path for everything else. The numbers are those of
  * that path up to rounding: the same formulas, summed in another order, with exp computed here.
  *
  * Like the micro-kernels, compiled for AVX2 + FMA next to the baseline code and used only on
- * CPUs that have them (fastnn_simd_available, _microkernels.h).
+ * CPUs that have them (fastnn_simd_available, microkernels.h).
  */
 #ifndef FASTNN_LANES_H
 #define FASTNN_LANES_H
 
 #include <math.h>
 #include <stdint.h>
-#include "_microkernels.h"
+#include "microkernels.h"
 
-/* The activations and losses the lanes compute; _kernels.pyx maps its codes onto these. */
+/* The activations and losses the lanes compute; trainer.pxi maps the contract's codes onto these. */
 enum { FASTNN_LANE_LINEAR, FASTNN_LANE_SIGMOID, FASTNN_LANE_TANH, FASTNN_LANE_RELU, FASTNN_LANE_LEAKY_RELU };
 enum { FASTNN_LANE_BCE, FASTNN_LANE_MSE };
 
@@ -45,7 +45,7 @@ typedef float fastnn_lane_half __attribute__((vector_size(16)));
 #define FNN_I int32_t
 #define FNN_IS_FLOAT 1
 #define FNN_SUFFIX _f
-#include "_lanes_body.h"
+#include "lanes_body.h"
 #undef FNN_T
 #undef FNN_I
 #undef FNN_IS_FLOAT
@@ -55,7 +55,7 @@ typedef float fastnn_lane_half __attribute__((vector_size(16)));
 #define FNN_I int64_t
 #define FNN_IS_FLOAT 0
 #define FNN_SUFFIX _d
-#include "_lanes_body.h"
+#include "lanes_body.h"
 #undef FNN_T
 #undef FNN_I
 #undef FNN_IS_FLOAT

@@ -1,5 +1,5 @@
 /* The micro-kernels for one float type, FNN_T (float or double), named with FNN_SUFFIX (_f, _d).
- * Included twice by _microkernels.h; see there for why they exist. Row-major operands.
+ * Included twice by microkernels.h; see there for why they exist. Row-major operands.
  *
  * rows: C (m, n) = sum over p < k of A[i*as + p*ap] * B[p*n + j]. B's rows are contiguous and
  *       are what the vectors load; A is read through strides, so the same kernel computes X·W

@@ -1,0 +1,306 @@
+# The three products of a dense layer, Z = X·W (forward), dW = Xᵀ·dZ and dX = dZ·Wᵀ (backward), and
+# the one place that chooses how each is computed (_path):
+#   ROWS      the AVX2 + FMA micro-kernels (microkernels.h) for small products whose streamed operand
+#             (the one read as vectors: W in X·W and dZ·Wᵀ, dZ in Xᵀ·dZ) is at least two vectors
+#             wide and fits in L1: no packing, no per-call cost;
+#   NARROW    the same kernels through a transposed copy of W for layers narrower than a vector
+#             (a classifier's 1-10 outputs), whose inputs are the wide side;
+#   GEMM      one BLAS call (scipy.linalg.cython_blas) beyond GEMM_CROSSOVER multiply-adds, where
+#             its cache blocking wins, unless the batch is one row (gemm packs all of W for it);
+#   DOT_EACH  one dot product per output element, for outputs too narrow (n < 4) for row loops;
+#   LOOPS     portable loops that stream rows of the right-hand operand into a row of the output.
+# The thresholds are set by bench/bench_kernels.py's product rows (interleaved, per shape).
+# BLAS is column-major, where a row-major matrix reads as its transpose: the row-major
+# C = op(A)·op(B) is computed as the column-major Cᵀ = op(B)ᵀ·op(A)ᵀ (as scikit-learn's _gemm).
+
+cdef extern from "microkernels.h" nogil:
+    void fastnn_rows_f(const float* A, Py_ssize_t a_row, Py_ssize_t a_inner, const float* B, float* C,
+                       Py_ssize_t m, Py_ssize_t k, Py_ssize_t n)
+    void fastnn_rows_d(const double* A, Py_ssize_t a_row, Py_ssize_t a_inner, const double* B, double* C,
+                       Py_ssize_t m, Py_ssize_t k, Py_ssize_t n)
+    void fastnn_dots_f(const float* P, const float* Q, float* C, Py_ssize_t m, Py_ssize_t k, Py_ssize_t n)
+    void fastnn_dots_d(const double* P, const double* Q, double* C, Py_ssize_t m, Py_ssize_t k, Py_ssize_t n)
+
+cdef Py_ssize_t GEMM_CROSSOVER = 1024  # m*n*k
+cdef Py_ssize_t SIMD_MAX_PRODUCT = 1 << 16  # m*n*k
+cdef Py_ssize_t SIMD_MAX_OPERAND = 1 << 15  # bytes of the streamed operand: L1
+
+cdef enum:
+    NARROW_MAX = 4096  # elements of NARROW's transposed copy on the stack: 32 KB of float64
+
+cdef enum:
+    ROWS, NARROW, GEMM, DOT_EACH, LOOPS
+
+
+cdef inline int _path(Py_ssize_t m, Py_ssize_t k, Py_ssize_t n, Py_ssize_t streamed, bint dot_each,
+                      Py_ssize_t item_size) noexcept nogil:
+    """How to compute a product of a layer of k inputs and n outputs for a batch of m rows
+    (m, n, k >= 1); streamed: the elements of the operand the micro-kernels read as vectors;
+    dot_each: whether DOT_EACH suits this product."""
+    cdef Py_ssize_t product = m * n * k
+    if _simd and product <= SIMD_MAX_PRODUCT:
+        if n * item_size >= 64 and streamed * item_size <= SIMD_MAX_OPERAND:
+            return ROWS
+        if n * item_size < 64 and k * item_size >= 64 and n * k <= NARROW_MAX:
+            return NARROW
+    if product > GEMM_CROSSOVER and m > 1:
+        return GEMM
+    if dot_each and n < 4:
+        return DOT_EACH
+    return LOOPS
+
+
+cdef inline void _rows(const floating* A, Py_ssize_t a_row, Py_ssize_t a_inner, const floating* B, floating* C,
+                       Py_ssize_t m, Py_ssize_t k, Py_ssize_t n) noexcept nogil:
+    if floating is float:
+        fastnn_rows_f(A, a_row, a_inner, B, C, m, k, n)
+    else:
+        fastnn_rows_d(A, a_row, a_inner, B, C, m, k, n)
+
+
+cdef inline void _dots(const floating* P, const floating* Q, floating* C,
+                       Py_ssize_t m, Py_ssize_t k, Py_ssize_t n) noexcept nogil:
+    if floating is float:
+        fastnn_dots_f(P, Q, C, m, k, n)
+    else:
+        fastnn_dots_d(P, Q, C, m, k, n)
+
+
+cdef inline void _transpose(const floating* A, floating* out, Py_ssize_t rows, Py_ssize_t cols) noexcept nogil:
+    """out (cols, rows) = Aᵀ, A: (rows, cols)."""
+    cdef Py_ssize_t i, j
+    for i in range(rows):
+        for j in range(cols):
+            out[j * rows + i] = A[i * cols + j]
+
+
+cdef void _gemm(bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                const floating* A, Py_ssize_t lda, const floating* B, Py_ssize_t ldb,
+                floating* C, Py_ssize_t ldc) noexcept nogil:
+    """Row-major C (m, n) = op(A) (m, k) · op(B) (k, n), op = transpose when trans_*; ld* are the
+    row lengths of the arrays as stored. m, n, k >= 1."""
+    cdef char ta = b'T' if trans_a else b'N'
+    cdef char tb = b'T' if trans_b else b'N'
+    cdef int im = <int>m, jn = <int>n, kk = <int>k, la = <int>lda, lb = <int>ldb, lc = <int>ldc
+    cdef floating one = 1, zero = 0
+    if floating is float:
+        sgemm(&tb, &ta, &jn, &im, &kk, &one, <float*>B, &lb, <float*>A, &la, &zero, C, &lc)
+    else:
+        dgemm(&tb, &ta, &jn, &im, &kk, &one, <double*>B, &lb, <double*>A, &la, &zero, C, &lc)
+
+
+cdef void _dot_each(const floating* A, Py_ssize_t a_row, Py_ssize_t a_inner, const floating* B, floating* C,
+                    Py_ssize_t m, Py_ssize_t k, Py_ssize_t n) noexcept nogil:
+    """C (m, n) = sum over p < k of A[i*a_row + p*a_inner] * B[p*n + j], one dot product per
+    element of C. The operands as fastnn_rows (microkernels.h) takes them."""
+    cdef Py_ssize_t i, j, p
+    cdef floating acc
+    cdef const floating* a
+    for i in range(m):
+        a = A + i * a_row
+        for j in range(n):
+            acc = a[0] * B[j]  # from the first term (k >= 1): the sum from 0, one pass fewer
+            for p in range(1, k):
+                acc += a[p * a_inner] * B[p * n + j]
+            C[i * n + j] = acc
+
+
+# NARROW's three products, each through the transposed copy: functions of their own, so that the
+# other paths don't reserve its stack.
+
+cdef void _matmul_narrow(const floating* X, const floating* W, floating* out,
+                         Py_ssize_t m, Py_ssize_t k, Py_ssize_t n) noexcept nogil:
+    """out = X·W as the dot products of X's rows with W's columns. X: (m, k), W: (k, n), out: (m, n)."""
+    cdef floating wt[NARROW_MAX]
+    _transpose(W, wt, k, n)
+    _dots(X, wt, out, m, n, k)
+
+
+cdef void _matmul_tn_narrow(const floating* X, const floating* dZ, floating* dW,
+                            Py_ssize_t m, Py_ssize_t k, Py_ssize_t n) noexcept nogil:
+    """dW = Xᵀ·dZ computed as dWᵀ = dZᵀ·X, which streams X's rows. X: (m, k), dZ: (m, n), dW: (k, n)."""
+    cdef floating dwt[NARROW_MAX]
+    _rows(dZ, 1, n, X, dwt, n, m, k)  # row j of dWᵀ reads column j of dZ
+    _transpose(dwt, dW, n, k)
+
+
+cdef void _matmul_nt_narrow(const floating* dZ, const floating* W, floating* dX,
+                            Py_ssize_t m, Py_ssize_t n, Py_ssize_t k) noexcept nogil:
+    """dX = dZ·Wᵀ, streaming the rows of Wᵀ. dZ: (m, n), W: (k, n), dX: (m, k)."""
+    cdef floating wt[NARROW_MAX]
+    _transpose(W, wt, k, n)
+    _rows(dZ, n, 1, wt, dX, m, n, k)
+
+
+# LOOPS for each product.
+
+cdef void _loops_xw(const floating* X, const floating* W, floating* out,
+                    Py_ssize_t m, Py_ssize_t k, Py_ssize_t n) noexcept nogil:
+    """out = X·W. X: (m, k), W: (k, n), out: (m, n); m, k, n >= 1."""
+    cdef Py_ssize_t i, p, j
+    cdef floating x0, x1, x2, x3
+    cdef const floating* w
+    cdef floating* o
+    # k-i-j, four rows of W per pass: each group of rows of W is read once (it stays in L1 while
+    # every row of out takes its share), and the inner loops stream rows of W into a row of out.
+    p = 4 if k >= 4 else 1
+    for i in range(m):  # the first pass sets out
+        o = out + i * n
+        if k >= 4:
+            x0 = X[i * k]; x1 = X[i * k + 1]; x2 = X[i * k + 2]; x3 = X[i * k + 3]
+            for j in range(n):
+                o[j] = x0 * W[j] + x1 * W[n + j] + x2 * W[2 * n + j] + x3 * W[3 * n + j]
+        else:
+            x0 = X[i * k]
+            for j in range(n):
+                o[j] = x0 * W[j]
+    while p + 4 <= k:
+        w = W + p * n
+        for i in range(m):
+            o = out + i * n
+            x0 = X[i * k + p]; x1 = X[i * k + p + 1]; x2 = X[i * k + p + 2]; x3 = X[i * k + p + 3]
+            for j in range(n):
+                o[j] += x0 * w[j] + x1 * w[n + j] + x2 * w[2 * n + j] + x3 * w[3 * n + j]
+        p += 4
+    while p < k:
+        w = W + p * n
+        for i in range(m):
+            o = out + i * n
+            x0 = X[i * k + p]
+            for j in range(n):
+                o[j] += x0 * w[j]
+        p += 1
+
+
+cdef void _loops_tn(const floating* X, const floating* dZ, floating* dW,
+                    Py_ssize_t m, Py_ssize_t k, Py_ssize_t n) noexcept nogil:
+    """dW = Xᵀ·dZ. X: (m, k), dZ: (m, n), dW: (k, n); m, k, n >= 1."""
+    cdef Py_ssize_t i, p, j
+    cdef floating x0, x1, x2, x3
+    cdef const floating* d
+    cdef floating* o
+    # Sum over the batch of outer products X[i]ᵀ·dZ[i], four batch rows per pass; the inner loops
+    # stream rows of dZ into a row of dW.
+    for p in range(k):  # the first pass sets dW
+        o = dW + p * n
+        if m >= 4:
+            x0 = X[p]; x1 = X[k + p]; x2 = X[2 * k + p]; x3 = X[3 * k + p]
+            for j in range(n):
+                o[j] = x0 * dZ[j] + x1 * dZ[n + j] + x2 * dZ[2 * n + j] + x3 * dZ[3 * n + j]
+        else:
+            x0 = X[p]
+            for j in range(n):
+                o[j] = x0 * dZ[j]
+    i = 4 if m >= 4 else 1
+    while i + 4 <= m:
+        d = dZ + i * n
+        for p in range(k):
+            o = dW + p * n
+            x0 = X[i * k + p]; x1 = X[(i + 1) * k + p]; x2 = X[(i + 2) * k + p]; x3 = X[(i + 3) * k + p]
+            for j in range(n):
+                o[j] += x0 * d[j] + x1 * d[n + j] + x2 * d[2 * n + j] + x3 * d[3 * n + j]
+        i += 4
+    while i < m:
+        d = dZ + i * n
+        for p in range(k):
+            o = dW + p * n
+            x0 = X[i * k + p]
+            for j in range(n):
+                o[j] += x0 * d[j]
+        i += 1
+
+
+cdef void _loops_nt(const floating* dZ, const floating* W, floating* dX,
+                    Py_ssize_t m, Py_ssize_t n, Py_ssize_t k) noexcept nogil:
+    """dX = dZ·Wᵀ. dZ: (m, n), W: (k, n), dX: (m, k); m, k, n >= 1."""
+    cdef Py_ssize_t i, p, j
+    cdef floating g, acc0, acc1, acc2, acc3
+    cdef const floating* d
+    cdef const floating* w
+    # Each dX[i, p] is the dot product of two contiguous rows, dZ[i] and W[p]. Four rows of W per
+    # pass share the loads of dZ[i], and each group of rows of W is read once (it stays in L1).
+    # Each sum starts from its first term (n >= 1 here), as in _dot_each.
+    p = 0
+    while p + 4 <= k:
+        w = W + p * n
+        for i in range(m):
+            d = dZ + i * n
+            g = d[0]
+            acc0 = g * w[0]; acc1 = g * w[n]; acc2 = g * w[2 * n]; acc3 = g * w[3 * n]
+            for j in range(1, n):
+                g = d[j]
+                acc0 += g * w[j]; acc1 += g * w[n + j]; acc2 += g * w[2 * n + j]; acc3 += g * w[3 * n + j]
+            dX[i * k + p] = acc0; dX[i * k + p + 1] = acc1; dX[i * k + p + 2] = acc2; dX[i * k + p + 3] = acc3
+        p += 4
+    while p < k:
+        w = W + p * n
+        for i in range(m):
+            d = dZ + i * n
+            acc0 = d[0] * w[0]
+            for j in range(1, n):
+                acc0 += d[j] * w[j]
+            dX[i * k + p] = acc0
+        p += 1
+
+
+# The products, each by the path _path chooses.
+
+cdef void _matmul(const floating* X, const floating* W, floating* out,
+                  Py_ssize_t m, Py_ssize_t k, Py_ssize_t n) noexcept nogil:
+    """out = X·W. X: (m, k), W: (k, n), out: (m, n)."""
+    if m == 0 or n == 0:
+        return
+    if k == 0:
+        memset(out, 0, m * n * sizeof(floating))
+        return
+    cdef int path = _path(m, k, n, k * n, True, sizeof(floating))
+    if path == ROWS:
+        _rows(X, k, 1, W, out, m, k, n)
+    elif path == NARROW:
+        _matmul_narrow(X, W, out, m, k, n)
+    elif path == GEMM:
+        _gemm(False, False, m, n, k, X, k, W, n, out, n)
+    elif path == DOT_EACH:
+        _dot_each(X, k, 1, W, out, m, k, n)
+    else:
+        _loops_xw(X, W, out, m, k, n)
+
+
+cdef void _matmul_tn(const floating* X, const floating* dZ, floating* dW,
+                     Py_ssize_t m, Py_ssize_t k, Py_ssize_t n) noexcept nogil:
+    """dW = Xᵀ·dZ. X: (m, k), dZ: (m, n), dW: (k, n)."""
+    if k == 0 or n == 0:
+        return
+    if m == 0:
+        memset(dW, 0, k * n * sizeof(floating))
+        return
+    cdef int path = _path(m, k, n, m * n, True, sizeof(floating))
+    if path == ROWS:  # row p of dW reads column p of X
+        _rows(X, 1, k, dZ, dW, k, m, n)
+    elif path == NARROW:
+        _matmul_tn_narrow(X, dZ, dW, m, k, n)
+    elif path == GEMM:
+        _gemm(True, False, k, n, m, X, k, dZ, n, dW, n)
+    elif path == DOT_EACH:  # row p of dW reads column p of X
+        _dot_each(X, 1, k, dZ, dW, k, m, n)
+    else:
+        _loops_tn(X, dZ, dW, m, k, n)
+
+
+cdef void _matmul_nt(const floating* dZ, const floating* W, floating* dX,
+                     Py_ssize_t m, Py_ssize_t n, Py_ssize_t k) noexcept nogil:
+    """dX = dZ·Wᵀ. dZ: (m, n), W: (k, n), dX: (m, k)."""
+    if m == 0 or k == 0:
+        return
+    if n == 0:
+        memset(dX, 0, m * k * sizeof(floating))
+        return
+    cdef int path = _path(m, k, n, k * n, False, sizeof(floating))
+    if path == ROWS:
+        _dots(dZ, W, dX, m, k, n)
+    elif path == NARROW:
+        _matmul_nt_narrow(dZ, W, dX, m, n, k)
+    elif path == GEMM:
+        _gemm(False, True, m, k, n, dZ, n, W, n, dX, k)
+    else:
+        _loops_nt(dZ, W, dX, m, n, k)

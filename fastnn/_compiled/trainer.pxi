@@ -1,0 +1,298 @@
+# Whole training runs: the training step written once for this twin (the NumPy twin:
+# fastnn/_fallback/trainer.py). fastnn.trainer is train_epochs' one caller.
+#
+# For small networks the cost of training is per call, not per FLOP, so train_epochs runs many
+# epochs (gather, forward, loss, backward, update for every batch) in one call without the GIL.
+# The step has two specialisations, chosen in one place (_lane_codes):
+#   "layers"  layer by layer through the dense kernels (matmul.pxi, activations.pxi, losses.pxi);
+#   "lanes"   for tiny networks, a whole batch across vector lanes, forward, loss and backward of
+#             each group of rows in registers (lanes.h): the same formulas, summed in another
+#             order, with exp computed by a polynomial.
+
+cdef extern from "lanes.h" nogil:
+    enum:
+        FASTNN_LANE_LINEAR
+        FASTNN_LANE_SIGMOID
+        FASTNN_LANE_TANH
+        FASTNN_LANE_RELU
+        FASTNN_LANE_LEAKY_RELU
+        FASTNN_LANE_BCE
+        FASTNN_LANE_MSE
+        FASTNN_LANE_MAX_BYTES
+    Py_ssize_t fastnn_lanes_scratch_f(const int64_t* sizes, Py_ssize_t L, Py_ssize_t n_params)
+    Py_ssize_t fastnn_lanes_scratch_d(const int64_t* sizes, Py_ssize_t L, Py_ssize_t n_params)
+    double fastnn_lanes_batch_f(const float* X, const float* Y, const int64_t* idx, Py_ssize_t m,
+                                const int64_t* sizes, const int64_t* codes, Py_ssize_t L, int loss,
+                                double loss_scale, float slope, const float* P, float* G, float* scratch,
+                                Py_ssize_t n_params, Py_ssize_t* correct)
+    double fastnn_lanes_batch_d(const double* X, const double* Y, const int64_t* idx, Py_ssize_t m,
+                                const int64_t* sizes, const int64_t* codes, Py_ssize_t L, int loss,
+                                double loss_scale, double slope, const double* P, double* G, double* scratch,
+                                Py_ssize_t n_params, Py_ssize_t* correct)
+
+_LANE_ACTIVATIONS = {LINEAR: FASTNN_LANE_LINEAR, SIGMOID: FASTNN_LANE_SIGMOID, TANH: FASTNN_LANE_TANH,
+                     RELU: FASTNN_LANE_RELU, LEAKY_RELU: FASTNN_LANE_LEAKY_RELU}
+
+
+def _lane_codes(run):
+    """(activation codes, loss code) of lanes.h when the lanes train `run`, else None: micro-kernels
+    on, every layer 1 to 64 bytes wide (where the micro-kernels take over), activations linear,
+    sigmoid, tanh, ReLU or leaky ReLU, binary cross-entropy from logits or MSE, unweighted rows."""
+    sizes = [int(s) for s in run.sizes]
+    codes = [int(c) for c in run.codes]
+    if (not _simd or run.sample_weight is not None or not codes or min(sizes) < 1
+            or max(sizes) * run.params.dtype.itemsize > FASTNN_LANE_MAX_BYTES):
+        return None
+    if any(code not in _LANE_ACTIVATIONS for code in codes):
+        return None
+    if run.loss == BINARY_CROSSENTROPY and codes[len(codes) - 1] == LINEAR:  # (wraparound is off)
+        lane_loss = FASTNN_LANE_BCE
+    elif run.loss == MSE:
+        lane_loss = FASTNN_LANE_MSE
+    else:
+        return None
+    return np.array([_LANE_ACTIVATIONS[code] for code in codes], np.int64), lane_loss
+
+
+def step_path(run):
+    """Which specialisation of the step train_epochs takes for run (a fastnn._contract.TrainingRun):
+    "lanes" (tiny networks across vector lanes) or "layers"."""
+    return "layers" if _lane_codes(run) is None else "lanes"
+
+
+cdef struct Layer:
+    Py_ssize_t n_in, n_out
+    int code
+    Py_ssize_t w_at, b_at    # offsets of W and b in the flat parameters
+    Py_ssize_t act_at        # offset in the work buffer of the layer's output activation,
+    Py_ssize_t delta_at      # and of the gradient with respect to it
+
+
+cdef double _layers_batch(const Layer* layers, Py_ssize_t L, const floating* x, const floating* y,
+                          const int64_t* labels, const floating* sw, int loss, floating scale, bint scaled,
+                          const floating* P, floating* G, floating* w, Py_ssize_t rows,
+                          Py_ssize_t* correct) noexcept nogil:
+    """One batch layer by layer: forward, the loss and its gradient (times `scale` when `scaled`),
+    backward into G; returns the batch's mean loss and adds its correct predictions to *correct.
+    x: (rows, n_in) inputs; y: (rows, n_out) targets or labels: (rows,); sw: (rows,) weights or NULL;
+    w: the work buffer that layers' act_at and delta_at point into."""
+    cdef Py_ssize_t l, i, n_y = layers[L - 1].n_out
+    cdef const floating* a = x
+    cdef floating* z
+    cdef floating* d
+    cdef double batch_loss
+    for l in range(L):
+        z = w + layers[l].act_at
+        _dense_forward(a, P + layers[l].w_at, P + layers[l].b_at, layers[l].code, z, rows,
+                       layers[l].n_in, layers[l].n_out)
+        a = z
+    d = w + layers[L - 1].delta_at
+    batch_loss = _loss_batch(loss, a, y, labels, sw, d, rows, n_y)
+    correct[0] += _count_correct(loss, a, y, labels, rows, n_y)
+    if scaled:
+        for i in range(rows * n_y):
+            d[i] = d[i] * scale
+    for l in range(L - 1, -1, -1):
+        d = w + layers[l].delta_at
+        _dense_backward(x if l == 0 else w + layers[l - 1].act_at, P + layers[l].w_at, w + layers[l].act_at, d,
+                        layers[l].code, d, G + layers[l].w_at, G + layers[l].b_at,
+                        NULL if l == 0 else w + layers[l - 1].delta_at, rows, layers[l].n_in, layers[l].n_out)
+    return batch_loss
+
+
+def train_epochs(run, order, long long step, epoch_loss, epoch_correct):
+    """Train run (fastnn._contract.TrainingRun) for len(epoch_loss) epochs in one call; returns
+    (epochs finished, optimizer step count).
+
+    order: (epochs, n) int64 row order of each epoch, or None to take the rows in order. step: the
+    number of updates made so far (Adam's t). Writes per epoch the mean loss into epoch_loss
+    (float64 (epochs,)) and the number of correct predictions into epoch_correct (int64 (epochs,)).
+    If an epoch's loss or parameters are not finite, the parameters are put back as they were
+    before that epoch and the call returns early: epochs finished < len(epoch_loss), and
+    epoch_loss[finished] holds the bad loss.
+    """
+    _contract.check_run(run, order, step, epoch_loss, epoch_correct, check_values=False)
+    return _train(run.params, run, order, step, epoch_loss, epoch_correct)
+
+
+def _train(floating[::1] params, run, order, long long step, double[::1] epoch_loss, int64_t[::1] epoch_correct):
+    """train_epochs after its checks, for the dtype of params."""
+    sizes = [int(s) for s in run.sizes]
+    codes = [int(c) for c in run.codes]
+    cdef const floating[:, ::1] X = run.X
+    cdef Py_ssize_t n = X.shape[0], epochs = epoch_loss.shape[0], L = len(codes)
+    cdef int loss = run.loss
+    cdef bint sparse = loss == SPARSE_CATEGORICAL_CROSSENTROPY
+    cdef const floating[:, ::1] Y_view
+    cdef const int64_t[::1] labels_view
+    cdef const floating[::1] weights_view
+    cdef const int64_t[:, ::1] order_view
+    cdef const floating* Yp = NULL
+    cdef const int64_t* labels = NULL
+    cdef const floating* weights = NULL
+    cdef const int64_t* rows_of = NULL  # (epochs, n) or NULL: in order
+    if sparse:
+        labels_view = run.labels
+        labels = &labels_view[0]
+        if not _in_range(labels, n, sizes[L]):
+            raise _contract.label_range_error(sizes[L])
+    else:
+        Y_view = run.Y
+        Yp = &Y_view[0, 0]
+    if run.sample_weight is not None:
+        weights_view = run.sample_weight
+        weights = &weights_view[0]
+    if order is not None:
+        order_view = order
+        rows_of = &order_view[0, 0]
+        if not _in_range(rows_of, epochs * n, n):
+            raise _contract.order_range_error(n)
+    cdef floating[::1] grads = run.grads
+    cdef floating* P = &params[0]
+    cdef floating* G = &grads[0]
+    cdef Py_ssize_t n_params = params.shape[0], batch = run.batch
+    cdef Py_ssize_t rows_max = min(batch, n), n_x = sizes[0], n_y = sizes[L]
+
+    # the optimizer step: its settings and state, or none (update is None: gradient only)
+    update = run.update
+    cdef bint updates = update is not None
+    cdef UpdateArgs u
+    cdef floating[::1] state_view
+    cdef floating* velocity = NULL
+    cdef floating* m1 = NULL
+    cdef floating* m2 = NULL
+    memset(&u, 0, sizeof(u))
+    if updates:
+        u.optimizer = update.optimizer
+        u.lr = update.lr
+        u.momentum = update.momentum
+        u.beta1 = update.beta1
+        u.beta2 = update.beta2
+        u.eps = update.eps
+        if u.optimizer == MOMENTUM or u.optimizer == NESTEROV:
+            state_view = update.velocity
+            velocity = &state_view[0]
+        elif u.optimizer == ADAM:
+            state_view = update.m
+            m1 = &state_view[0]
+            state_view = update.v
+            m2 = &state_view[0]
+    cdef double loss_scale = run.loss_scale, l2 = run.l2
+    cdef floating scale_f = <floating>loss_scale, l2_f
+
+    # the layers, and the work buffer: each layer's output and its gradient, the gathered batch
+    # (X rows, Y rows, weights), the parameters as they were before the epoch
+    slices, _ = _contract.layout(sizes)
+    cdef Layer* layers = <Layer*>PyMem_Malloc(L * sizeof(Layer))
+    if layers == NULL:
+        raise MemoryError()
+    cdef Py_ssize_t at = 0, l
+    for l in range(L):
+        layers[l].n_in = sizes[l]
+        layers[l].n_out = sizes[l + 1]
+        layers[l].code = codes[l]
+        layers[l].w_at = slices[l].w_at
+        layers[l].b_at = slices[l].b_at
+        layers[l].act_at = at
+        layers[l].delta_at = at + rows_max * sizes[l + 1]
+        at += 2 * rows_max * sizes[l + 1]
+    cdef Py_ssize_t batch_at = at, targets_at = at + rows_max * n_x, weights_at = targets_at + rows_max * n_y
+    cdef Py_ssize_t last_at = weights_at + rows_max
+    work_array = np.empty(last_at + n_params, np.float32 if floating is float else np.float64)
+    cdef floating[::1] work = work_array
+    cdef floating* w = &work[0]
+    label_array = np.empty(rows_max, np.int64)
+    cdef int64_t[::1] label_rows = label_array
+
+    # tiny networks: the lanes, with their own scratch
+    lanes = _lane_codes(run)
+    cdef bint in_lanes = lanes is not None
+    cdef const int64_t[::1] size_view = np.asarray(sizes, np.int64)
+    cdef const int64_t[::1] lane_codes = lanes[0] if in_lanes else np.zeros(0, np.int64)
+    cdef int lane_loss = lanes[1] if in_lanes else 0
+    cdef Py_ssize_t lane_scratch = 0
+    if in_lanes:
+        if floating is float:
+            lane_scratch = fastnn_lanes_scratch_f(&size_view[0], L, n_params)
+        else:
+            lane_scratch = fastnn_lanes_scratch_d(&size_view[0], L, n_params)
+    lane_array = np.zeros(lane_scratch, np.float32 if floating is float else np.float64)
+    cdef floating[::1] lane_work = lane_array
+
+    cdef double total, batch_loss, w_sum, penalty
+    cdef Py_ssize_t epoch, start, rows, r, i, idx, finished = epochs, correct
+    cdef const floating* x
+    cdef const floating* y = NULL
+    cdef const floating* sw = NULL
+    cdef const int64_t* lab = NULL
+    cdef const int64_t* rows_at = NULL
+    try:
+        with nogil:
+            for epoch in range(epochs):
+                memcpy(w + last_at, P, n_params * sizeof(floating))
+                total = 0
+                correct = 0
+                start = 0
+                while start < n:
+                    rows = min(batch, n - start)
+                    x = &X[start, 0]
+                    if sparse:
+                        lab = labels + start
+                    else:
+                        y = Yp + start * n_y
+                    if weights != NULL:
+                        sw = weights + start
+                    if in_lanes:  # the lanes read the batch's rows where they are
+                        if rows_of != NULL:
+                            x, y, rows_at = &X[0, 0], Yp, rows_of + epoch * n + start
+                        if floating is float:
+                            batch_loss = fastnn_lanes_batch_f(x, y, rows_at, rows, &size_view[0], &lane_codes[0], L,
+                                                              lane_loss, loss_scale, <float>LEAKY_SLOPE, P, G,
+                                                              &lane_work[0], n_params, &correct)
+                        else:
+                            batch_loss = fastnn_lanes_batch_d(x, y, rows_at, rows, &size_view[0], &lane_codes[0], L,
+                                                              lane_loss, loss_scale, LEAKY_SLOPE, P, G,
+                                                              &lane_work[0], n_params, &correct)
+                    else:
+                        if rows_of != NULL:  # gather this batch's rows
+                            for r in range(rows):
+                                idx = <Py_ssize_t>rows_of[epoch * n + start + r]
+                                memcpy(w + batch_at + r * n_x, &X[idx, 0], n_x * sizeof(floating))
+                                if sparse:
+                                    label_rows[r] = labels[idx]
+                                else:
+                                    memcpy(w + targets_at + r * n_y, Yp + idx * n_y, n_y * sizeof(floating))
+                                if weights != NULL:
+                                    w[weights_at + r] = weights[idx]
+                            x = w + batch_at
+                            y = w + targets_at
+                            lab = &label_rows[0]
+                            if weights != NULL:
+                                sw = w + weights_at
+                        batch_loss = _layers_batch(layers, L, x, y, lab, sw, loss, scale_f, loss_scale != 1.0,
+                                                   P, G, w, rows, &correct)
+                    if loss_scale != 1.0:
+                        batch_loss = batch_loss * loss_scale
+                    if l2 != 0.0:  # the contract's L2 option: on the weights, over the batch's weight sum
+                        w_sum = _weight_sum(sw, rows)
+                        l2_f = <floating>(l2 / w_sum)
+                        for l in range(L):
+                            penalty = 0
+                            for i in range(layers[l].w_at, layers[l].b_at):
+                                G[i] = G[i] + l2_f * P[i]
+                                penalty += <double>P[i] * P[i]
+                            batch_loss = batch_loss + 0.5 * l2 * penalty / w_sum
+                    total += batch_loss * rows
+                    start += rows
+                    if updates:
+                        step += 1
+                        _update(&u, P, G, velocity, m1, m2, n_params, step)
+                epoch_loss[epoch] = total / n
+                epoch_correct[epoch] = correct
+                if not (_finite(epoch_loss[epoch]) and _all_finite(P, n_params)):
+                    memcpy(P, w + last_at, n_params * sizeof(floating))
+                    finished = epoch
+                    break
+    finally:
+        PyMem_Free(layers)
+    return finished, step

@@ -1,0 +1,257 @@
+"""The contract of fastnn's two kernel modules, owned by neither.
+
+fastnn._kernels (compiled) and fastnn._fallback (NumPy) are twins: the same functions with the same
+parameters and results. What they must agree on lives here, and both import it:
+
+- the codes: activations, losses, optimizers (the kernels take integers, so a compiled loop can
+  switch on them without Python; _kernels.pyx's enums are checked against these at import);
+- the one loss table: code -> the kernel that computes the loss and its gradient, the kernel that
+  counts correct predictions (None: not a classification loss), and the output activation computed
+  inside the loss (from logits);
+- the layout of the flat parameter buffer;
+- `TrainingRun` and `Update`, what `train_epochs` takes, by name;
+- the argument checks and their error messages, so the twins raise the same errors.
+
+Adding an activation or a loss: one row in the table here, plus its kernel in each twin
+(fastnn/_compiled/*.pxi and fastnn/_fallback/*.py).
+"""
+from dataclasses import dataclass
+from typing import NamedTuple, Optional
+
+import numpy as np
+
+# ----------------------------------------------------------------------------- activations
+# Every derivative is written through the activation's output A = f(Z) (sigmoid: A(1-A), tanh: 1-A²,
+# relu: A > 0, exp: A), so the forward pass never needs to keep Z.
+
+LINEAR, SIGMOID, RELU, TANH, LEAKY_RELU, SOFTMAX, EXP = range(7)  # EXP: the log link of a Poisson regression
+ACTIVATIONS = {"linear": LINEAR, "sigmoid": SIGMOID, "relu": RELU, "tanh": TANH,
+               "leaky_relu": LEAKY_RELU, "softmax": SOFTMAX, "exp": EXP}
+LEAKY_SLOPE = 0.01  # PyTorch's default negative slope for LeakyReLU
+
+# ----------------------------------------------------------------------------- losses
+# Each loss is a mean over rows, weighted when sample_weight (batch,) is given: sum_i w_i loss_i /
+# sum_i w_i, as scikit-learn weights its losses. Binary cross-entropy, MSE and Poisson average over
+# the outputs too; categorical cross-entropy sums over a row's classes.
+
+BINARY_CROSSENTROPY, CATEGORICAL_CROSSENTROPY, SPARSE_CATEGORICAL_CROSSENTROPY, MSE, POISSON = range(5)
+
+
+class Loss(NamedTuple):
+    """One row of the loss table."""
+    name: str
+    kernel: str             # the twins' function: loss and gradient with respect to the output
+    counts: Optional[str]   # the twins' function counting correct predictions; None: no accuracy
+    fused: Optional[int]    # the output activation the loss is computed from logits with; None: any
+
+
+LOSSES = {
+    BINARY_CROSSENTROPY: Loss("binary_crossentropy", "sigmoid_bce", "binary_correct", SIGMOID),
+    CATEGORICAL_CROSSENTROPY: Loss("categorical_crossentropy", "softmax_cce", "categorical_correct", SOFTMAX),
+    SPARSE_CATEGORICAL_CROSSENTROPY: Loss("sparse_categorical_crossentropy", "softmax_sparse_cce",
+                                          "sparse_correct", SOFTMAX),
+    MSE: Loss("mse", "mse", None, None),
+    POISSON: Loss("poisson", "poisson_nll", None, EXP),
+}
+
+# ----------------------------------------------------------------------------- optimizers
+
+SGD, MOMENTUM, ADAM, NESTEROV = range(4)
+OPTIMIZERS = {"sgd": SGD, "momentum": MOMENTUM, "adam": ADAM, "nesterov": NESTEROV}
+
+# ----------------------------------------------------------------------------- the flat parameter buffer
+
+
+class LayerSlice(NamedTuple):
+    """Where one layer's parameters lie in the flat buffer: W is [w_at, b_at) as (n_in, n_out), b is [b_at, end)."""
+    w_at: int
+    b_at: int
+    end: int
+
+
+def layout(sizes) -> tuple[list[LayerSlice], int]:
+    """(each layer's slice, n_params) of the network with layer widths `sizes` (L+1,): W then b per layer."""
+    slices, at = [], 0
+    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+        n_in, n_out = int(n_in), int(n_out)
+        slices.append(LayerSlice(at, at + n_in * n_out, at + n_in * n_out + n_out))
+        at += n_in * n_out + n_out
+    return slices, at
+
+
+# ----------------------------------------------------------------------------- train_epochs' arguments
+
+@dataclass(kw_only=True)
+class Update:
+    """The optimizer step after each batch; its state arrays ((n_params,), the run's dtype) are
+    updated in place.
+
+    SGD: param -= lr g. MOMENTUM (Keras' and scikit-learn's form): velocity = momentum velocity - lr g;
+    param += velocity. NESTEROV: the same velocity, param += momentum velocity - lr g.
+    ADAM (Kingma & Ba's efficient form, as Keras and scikit-learn write it), at step t:
+    m = beta1 m + (1-beta1) g; v = beta2 v + (1-beta2) g²; param -= lr sqrt(1-beta2^t)/(1-beta1^t) m/(sqrt(v)+eps).
+    """
+    optimizer: int
+    lr: float
+    momentum: float = 0.0
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+    velocity: Optional[np.ndarray] = None  # MOMENTUM, NESTEROV
+    m: Optional[np.ndarray] = None         # ADAM
+    v: Optional[np.ndarray] = None         # ADAM
+
+
+@dataclass(kw_only=True)
+class TrainingRun:
+    """What train_epochs needs that stays the same from one call to the next of a fit.
+
+    The network: sizes (L+1,) int64 layer widths; codes (L,) int64 activation codes, the output's
+    LINEAR when the loss takes logits (LOSSES[loss].fused); params, grads (n_params,) flat buffers,
+    W then b per layer (`layout`), of one dtype, float32 or float64.
+    The data: X (n, sizes[0]); Y (n, sizes[-1]) targets, or for the sparse loss labels (n,) int64
+    class labels (and Y None); sample_weight (n,) row weights, or None.
+    loss: a loss code; batch: rows per batch (>= 1; the last batch of an epoch may be shorter).
+    update: the optimizer step after each batch, or None to update nothing: the run then leaves
+    the gradient of its last batch in grads (a full-batch call is a loss-and-gradient evaluation).
+
+    Two options change the loss of each batch, both documented here once:
+    - loss_scale: the batch's loss and its gradient are multiplied by it (to put a loss in another
+      library's units: scikit-learn sums its binary loss over the outputs where fastnn averages);
+    - l2: the penalty l2/2 * sum(W²) / sum(the batch's row weights) on the weights (not the biases)
+      is added to each batch's loss, and its gradient to the weights' (scikit-learn's alpha).
+    """
+    sizes: np.ndarray
+    codes: np.ndarray
+    params: np.ndarray
+    grads: np.ndarray
+    loss: int
+    X: np.ndarray
+    Y: Optional[np.ndarray] = None
+    labels: Optional[np.ndarray] = None
+    sample_weight: Optional[np.ndarray] = None
+    batch: int
+    update: Optional[Update] = None
+    l2: float = 0.0
+    loss_scale: float = 1.0
+
+
+# ----------------------------------------------------------------------------- checks and their messages
+
+def shape_error(name: str, a, shape) -> ValueError:
+    return ValueError(f"{name} has shape {tuple(a.shape)}, expected {tuple(shape)}")
+
+
+def same_shape(name: str, a, shape) -> None:
+    if tuple(a.shape) != tuple(shape):
+        raise shape_error(name, a, shape)
+
+
+def is_activation(code) -> bool:
+    return code in ACTIVATIONS.values()
+
+
+def activation_error(code) -> ValueError:
+    return ValueError(f"unknown activation code {code!r}")
+
+
+def check_activation(code) -> None:
+    if not is_activation(code):
+        raise activation_error(code)
+
+
+def empty_softmax_error(name: str, a) -> ValueError:
+    return ValueError(f"{name} has shape {tuple(a.shape)}: softmax needs at least one column")
+
+
+def empty_argmax_error(name: str, a) -> ValueError:
+    return ValueError(f"{name} has shape {tuple(a.shape)}: argmax needs at least one column")
+
+
+def empty_mean_error() -> ZeroDivisionError:
+    """A loss over no elements has no mean: what `float(loss_sum) / 0` raises in the NumPy twin."""
+    return ZeroDivisionError("float division by zero")
+
+
+def label_range_error(n_classes: int) -> ValueError:
+    return ValueError(f"labels must lie in [0, {n_classes})")
+
+
+def order_range_error(n: int) -> ValueError:
+    return ValueError(f"order must hold row numbers in [0, {n})")
+
+
+def step_error(step: int) -> ValueError:
+    return ValueError(f"step must be >= 1, got {step}")
+
+
+def _check_array(name: str, a, dims: int, dtype) -> None:
+    if not isinstance(a, np.ndarray) or a.ndim != dims or a.dtype != dtype:
+        kind = f"{a.dtype}{a.shape}" if isinstance(a, np.ndarray) else type(a).__name__
+        raise ValueError(f"{name} must be a {dims}-d {np.dtype(dtype).name} array, got {kind}")
+
+
+def check_run(run: TrainingRun, order, step: int, epoch_loss, epoch_correct, check_values: bool = True) -> int:
+    """train_epochs' checks of its arguments, shared by both twins; returns the number of epochs.
+    The compiled twin checks the values of labels and order itself (check_values=False), with
+    label_range_error and order_range_error: its loops are cheaper than NumPy reductions for a
+    small epoch."""
+    _check_array("epoch_loss", epoch_loss, 1, np.float64)
+    epochs = epoch_loss.shape[0]
+    if not isinstance(run, TrainingRun):
+        raise TypeError(f"run must be a fastnn._contract.TrainingRun, got {type(run).__name__}")
+    sizes, codes = [int(s) for s in run.sizes], [int(c) for c in run.codes]
+    if len(sizes) != len(codes) + 1 or len(codes) < 1 or min(sizes) < 1:
+        raise ValueError(f"sizes {sizes} and codes {codes} do not describe a network")
+    for c in codes:
+        check_activation(c)
+    if run.loss not in LOSSES:
+        raise ValueError(f"unknown loss code {run.loss!r}")
+    dtype = run.params.dtype if isinstance(run.params, np.ndarray) else None
+    if dtype not in (np.float32, np.float64):
+        raise ValueError(f"params must be a float32 or float64 array, got {getattr(run.params, 'dtype', run.params)!r}")
+    _check_array("X", run.X, 2, dtype)
+    n = run.X.shape[0]
+    if n < 1 or run.batch < 1:
+        raise ValueError(f"need n >= 1 rows and batch >= 1, got n={n}, batch={run.batch}")
+    same_shape("X", run.X, (n, sizes[0]))
+    if run.loss == SPARSE_CATEGORICAL_CROSSENTROPY:
+        if run.Y is not None:
+            raise ValueError("Y must be None for the sparse loss, whose targets are labels")
+        _check_array("labels", run.labels, 1, np.int64)
+        same_shape("labels", run.labels, (n,))
+        if check_values and (np.min(run.labels) < 0 or np.max(run.labels) >= sizes[-1]):
+            raise label_range_error(sizes[-1])
+    else:
+        if run.labels is not None:
+            raise ValueError("labels must be None: only the sparse loss takes class labels")
+        _check_array("Y", run.Y, 2, dtype)
+        same_shape("Y", run.Y, (n, sizes[-1]))
+    if run.sample_weight is not None:
+        _check_array("sample_weight", run.sample_weight, 1, dtype)
+        same_shape("sample_weight", run.sample_weight, (n,))
+    if order is not None:
+        _check_array("order", order, 2, np.int64)
+        same_shape("order", order, (epochs, n))
+        if check_values and (np.min(order) < 0 or np.max(order) >= n):
+            raise order_range_error(n)
+    _, n_params = layout(sizes)
+    _check_array("params", run.params, 1, dtype)
+    same_shape("params", run.params, (n_params,))
+    _check_array("grads", run.grads, 1, dtype)
+    same_shape("grads", run.grads, (n_params,))
+    update = run.update
+    if update is not None:
+        if not isinstance(update, Update):
+            raise TypeError(f"update must be a fastnn._contract.Update or None, got {type(update).__name__}")
+        if update.optimizer not in OPTIMIZERS.values():
+            raise ValueError(f"unknown optimizer code {update.optimizer!r}")
+        state = {MOMENTUM: ("velocity",), NESTEROV: ("velocity",), ADAM: ("m", "v")}.get(update.optimizer, ())
+        for name in state:
+            _check_array(f"update.{name}", getattr(update, name), 1, dtype)
+            same_shape(f"update.{name}", getattr(update, name), (n_params,))
+        if update.optimizer == ADAM and step + 1 < 1:  # what the first adam_step would raise
+            raise step_error(step + 1)
+    _check_array("epoch_correct", epoch_correct, 1, np.int64)
+    same_shape("epoch_correct", epoch_correct, (epochs,))
+    return epochs

@@ -1,0 +1,25 @@
+"""The NumPy twin of fastnn._kernels: the same functions, parameters and results, file by family.
+
+  activations.py  activate, activation_grad            the activation table's functions and derivatives
+  dense.py        dense_forward, dense_backward        one dense layer, forward and backward
+  losses.py       sigmoid_bce, softmax_cce, ...        losses from logits, with their gradients
+  metrics.py      binary_correct, ...                  counts of correct predictions
+  optimizers.py   sgd_step, momentum_step, adam_step   one update of the flat parameter buffer
+  trainer.py      train_epochs, step_path              whole training runs, the step written once
+
+Conventions, shared with the compiled twin (fastnn/_compiled): row-major arrays, X (batch, n_in),
+W (n_in, n_out), b (n_out,); outputs preallocated by the caller and written in place, nothing
+returned but scalars; one dtype (float32 or float64) per call; activations as integer codes
+(fastnn._contract), derivatives through A = f(Z); loss sums accumulated in float64. Each function
+checks the shapes it relies on and raises the contract's errors.
+"""
+from .activations import activate, activation_grad
+from .dense import dense_backward, dense_forward
+from .losses import mse, poisson_nll, sigmoid_bce, softmax_cce, softmax_sparse_cce
+from .metrics import binary_correct, categorical_correct, sparse_correct
+from .optimizers import adam_step, momentum_step, sgd_step
+from .trainer import step_path, train_epochs
+
+__all__ = ["activate", "activation_grad", "dense_forward", "dense_backward", "sigmoid_bce", "softmax_cce",
+           "softmax_sparse_cce", "mse", "poisson_nll", "binary_correct", "categorical_correct", "sparse_correct",
+           "sgd_step", "momentum_step", "adam_step", "train_epochs", "step_path"]

@@ -1,0 +1,109 @@
+"""Whole training runs in NumPy: the training step written once for this twin; the compiled twin
+is fastnn/_compiled/trainer.pxi.
+
+Each batch: gather its rows, forward layer by layer, the loss and its gradient from the output,
+backward layer by layer, the optimizer step. fastnn.trainer is the one caller of train_epochs.
+"""
+import numpy as np
+
+from .. import _contract as C
+from . import losses as _losses
+from . import metrics as _metrics
+from .dense import dense_backward, dense_forward
+from .optimizers import adam_step, momentum_step, sgd_step
+
+# The loss table's kernels in this twin: code -> (loss and gradient, correct count or None).
+_LOSS_KERNELS = {code: (getattr(_losses, row.kernel), row.counts and getattr(_metrics, row.counts))
+                 for code, row in C.LOSSES.items()}
+
+
+def step_path(run):
+    """Which specialisation of the step train_epochs takes for `run`: always "layers" here (the
+    compiled twin also has "lanes", for tiny networks)."""
+    return "layers"
+
+
+def _update(update, params, grads, step):
+    if update.optimizer == C.SGD:
+        sgd_step(params, grads, update.lr)
+    elif update.optimizer in (C.MOMENTUM, C.NESTEROV):
+        momentum_step(params, grads, update.velocity, update.lr, update.momentum, update.optimizer == C.NESTEROV)
+    else:
+        adam_step(params, grads, update.m, update.v, update.lr, update.beta1, update.beta2, update.eps, step)
+
+
+def train_epochs(run, order, step, epoch_loss, epoch_correct):
+    """Train run (fastnn._contract.TrainingRun) for len(epoch_loss) epochs in one call; returns
+    (epochs finished, optimizer step count).
+
+    order: (epochs, n) int64 row order of each epoch, or None to take the rows in order. step: the
+    number of updates made so far (Adam's t). Writes per epoch the mean loss into epoch_loss
+    (float64 (epochs,)) and the number of correct predictions into epoch_correct (int64 (epochs,)).
+    If an epoch's loss or parameters are not finite, the parameters are put back as they were
+    before that epoch and the call returns early: epochs finished < len(epoch_loss), and
+    epoch_loss[finished] holds the bad loss.
+    """
+    epochs = C.check_run(run, order, step, epoch_loss, epoch_correct)
+    X, params, grads, batch, update = run.X, run.params, run.grads, run.batch, run.update
+    sizes = [int(s) for s in run.sizes]
+    codes = [int(c) for c in run.codes]
+    n, L, dtype = X.shape[0], len(codes), X.dtype
+    targets = run.labels if run.loss == C.SPARSE_CATEGORICAL_CROSSENTROPY else run.Y
+    slices, _ = C.layout(sizes)
+    Ws = [params[s.w_at:s.b_at].reshape(i, o) for s, i, o in zip(slices, sizes[:-1], sizes[1:])]
+    bs = [params[s.b_at:s.end] for s in slices]
+    dWs = [grads[s.w_at:s.b_at].reshape(i, o) for s, i, o in zip(slices, sizes[:-1], sizes[1:])]
+    dbs = [grads[s.b_at:s.end] for s in slices]
+    acts = [None] + [np.empty((batch, s), dtype) for s in sizes[1:]]
+    deltas = [None] + [np.empty((batch, s), dtype) for s in sizes[1:]]
+    X_batch = np.empty((batch, sizes[0]), dtype)
+    t_batch = np.empty((batch,) + targets.shape[1:], targets.dtype)
+    w_batch = np.empty(batch, dtype)
+    weights = run.sample_weight
+    last_good = np.empty_like(params)
+    loss_fn, correct_fn = _LOSS_KERNELS[run.loss]
+    l2, loss_scale = float(run.l2), float(run.loss_scale)
+    for epoch in range(epochs):
+        np.copyto(last_good, params)
+        total, correct = 0.0, 0
+        for start in range(0, n, batch):
+            rows = min(batch, n - start)
+            w = None
+            if order is not None:
+                idx = order[epoch, start:start + rows]
+                acts[0] = np.take(X, idx, axis=0, out=X_batch[:rows])
+                t = np.take(targets, idx, axis=0, out=t_batch[:rows])
+                if weights is not None:
+                    w = np.take(weights, idx, out=w_batch[:rows])
+            else:
+                acts[0], t = X[start:start + rows], targets[start:start + rows]
+                if weights is not None:
+                    w = weights[start:start + rows]
+            for l in range(L):
+                dense_forward(acts[l][:rows], Ws[l], bs[l], codes[l], acts[l + 1][:rows])
+            batch_loss = loss_fn(acts[L][:rows], t, deltas[L][:rows], w)
+            if loss_scale != 1.0:
+                batch_loss *= loss_scale
+                deltas[L][:rows] *= dtype.type(loss_scale)
+            if correct_fn is not None:
+                correct += correct_fn(acts[L][:rows], t)
+            for l in range(L - 1, -1, -1):
+                dA = deltas[l + 1][:rows]
+                dense_backward(acts[l][:rows], Ws[l], acts[l + 1][:rows], dA, codes[l], dA, dWs[l], dbs[l],
+                               deltas[l][:rows] if l > 0 else None)
+            if l2 != 0.0:
+                w_sum = float(np.sum(w, dtype=np.float64)) if w is not None else float(rows)
+                for W, dW in zip(Ws, dWs):
+                    dW += dtype.type(l2 / w_sum) * W
+                    batch_loss += 0.5 * l2 * float(np.sum(np.square(W, dtype=np.float64))) / w_sum
+            total += batch_loss * rows
+            if update is None:
+                continue
+            step += 1
+            _update(update, params, grads, step)
+        epoch_loss[epoch] = total / n
+        epoch_correct[epoch] = correct
+        if not (np.isfinite(epoch_loss[epoch]) and np.isfinite(params).all()):
+            np.copyto(params, last_good)
+            return epoch, step
+    return epochs, step

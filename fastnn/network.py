@@ -1,0 +1,82 @@
+"""Network: a stack of dense layers as the kernels see it.
+
+The layer widths, the activation codes, and one flat buffer of parameters (W then b per layer,
+fastnn._contract.layout) with one of gradients of the same length; every layer's W, b, dW and db
+are views into them, so one optimizer step updates the whole network in one pass. Sequential,
+the scikit-learn estimators, gradcheck and explain all reach the parameters through a Network.
+"""
+import threading
+from typing import Sequence
+
+import numpy as np
+
+from . import _contract
+from .backend import ops
+
+
+class Network:
+    """sizes: (L+1,) layer widths; codes: (L,) activation codes (fastnn._contract); dtype.
+
+    Attributes: sizes and codes (int64 arrays); params and grads, (n_params,) of `dtype`;
+    slices[l], where layer l lies in them; W[l] (n_in, n_out), b[l] (n_out,), dW[l], db[l], views;
+    lock, held by whoever writes `grads` (a fit, a gradient pass): one at a time.
+    """
+
+    def __init__(self, sizes: Sequence[int], codes: Sequence[int], dtype):
+        self.sizes = np.array(sizes, np.int64)
+        self.codes = np.array(codes, np.int64)
+        self.dtype = np.dtype(dtype)
+        self.slices, n_params = _contract.layout(self.sizes)
+        self.params = np.zeros(n_params, self.dtype)
+        self.grads = np.zeros(n_params, self.dtype)
+        self._make_views()
+        self.lock = threading.Lock()
+
+    def _make_views(self) -> None:
+        def views(flat):
+            return ([flat[s.w_at:s.b_at].reshape(int(i), int(o))
+                     for s, i, o in zip(self.slices, self.sizes[:-1], self.sizes[1:])],
+                    [flat[s.b_at:s.end] for s in self.slices])
+        self.W, self.b = views(self.params)
+        self.dW, self.db = views(self.grads)
+
+    # Pickling (joblib and Dask ship models between processes): the lock is not picklable, and the
+    # views must point into the unpickled buffers again.
+    def __getstate__(self) -> dict:
+        return {"sizes": self.sizes, "codes": self.codes, "dtype": self.dtype, "params": self.params,
+                "grads": self.grads}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.slices, _ = _contract.layout(self.sizes)
+        self._make_views()
+        self.lock = threading.Lock()
+
+    @property
+    def n_params(self) -> int:
+        return self.params.size
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.codes)
+
+    def loss_codes(self, loss: int) -> np.ndarray:
+        """The activation codes as the loss takes them: the output's LINEAR when the loss `loss`
+        (a code) is computed from logits (fastnn._contract.LOSSES[loss].fused)."""
+        codes = self.codes.copy()
+        if _contract.LOSSES[loss].fused is not None:
+            codes[-1] = _contract.LINEAR
+        return codes
+
+    def predict(self, X: np.ndarray, out: np.ndarray, rows: int) -> None:
+        """out = the network's output for X, through the dense kernels, `rows` rows at a time.
+        X: (n, sizes[0]) and out: (n, sizes[-1]), C-contiguous, of the network's dtype."""
+        k = ops()
+        acts = [np.empty((rows, int(width)), self.dtype) for width in self.sizes[1:-1]]
+        for start in range(0, X.shape[0], rows):
+            a = X[start:start + rows]
+            m = a.shape[0]
+            for l in range(self.n_layers):
+                z = acts[l][:m] if l < self.n_layers - 1 else out[start:start + m]
+                k.dense_forward(a, self.W[l], self.b[l], int(self.codes[l]), z)
+                a = z

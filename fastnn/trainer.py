@@ -1,0 +1,105 @@
+"""The one caller of the kernels' train_epochs: a network, a loss and data made into one named
+fastnn._contract.TrainingRun, then run.
+
+Everything that trains or differentiates goes through here, so it runs the step that fit runs
+(including the lanes, for tiny networks): Sequential.fit and evaluate, the scikit-learn
+estimators, gradcheck and explain.
+
+    data = Data.for_model(model, X, y)                   # checked and converted once
+    trainer = Trainer(model.network, loss, data, batch=32, update=optimizer.update())
+    finished, step, epoch_loss, epoch_correct = trainer.epochs(10, order, step)
+    loss, correct = gradient(model.network, loss, data)  # full batch: the gradient in network.grads
+"""
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+from . import _contract
+from .backend import ops
+from .network import Network
+from .validation import as_features, as_targets
+
+
+@dataclass(frozen=True)
+class Data:
+    """Training data checked and converted for one kind of model: X (n, n_in) of the model's dtype,
+    C-contiguous; y (n, n_out) targets of that dtype, or (n,) int64 class labels for the sparse
+    loss; sample_weight (n,) of the dtype, or None. Pass it to Sequential.fit as X (with y=None) to
+    skip the checks, as fit_parallel does for many models at once."""
+    X: np.ndarray
+    y: np.ndarray
+    sample_weight: Optional[np.ndarray] = None
+
+    @classmethod
+    def for_model(cls, model, X, y, x_name: str = "X", y_name: str = "y") -> "Data":
+        """X and y checked (shapes, finite values, labels in range) and converted for a compiled
+        model (its dtype, n_in, n_out and loss)."""
+        sparse = model.loss_code == _contract.SPARSE_CATEGORICAL_CROSSENTROPY
+        X = as_features(x_name, X, model.dtype, model.n_in)
+        y = as_targets(y_name, y, model.dtype, X.shape[0], model.n_out, sparse=sparse)
+        return cls(X, y)
+
+    def fits(self, model) -> bool:
+        """Whether this data was made for a model like `model` (dtype, widths, kind of targets)."""
+        sparse = model.loss_code == _contract.SPARSE_CATEGORICAL_CROSSENTROPY
+        return (self.X.dtype == model.dtype and self.X.shape[1] == model.n_in
+                and (self.y.ndim == 1 and self.y.dtype == np.int64 if sparse
+                     else self.y.shape[1:] == (model.n_out,) and self.y.dtype == model.dtype))
+
+    @property
+    def n(self) -> int:
+        return self.X.shape[0]
+
+
+class Trainer:
+    """The TrainingRun of `network` with loss `loss` (a code) on `data`, made once; `epochs` runs it.
+
+    batch: rows per batch. update: a fastnn._contract.Update (an optimizer's `update()`), or None
+    for passes that only compute the loss and its gradient. l2, loss_scale: the step's options, as
+    TrainingRun documents them. grads: the gradient buffer to write, network.grads by default (a
+    pass that must not disturb a fit, such as evaluate, brings its own).
+    """
+
+    def __init__(self, network: Network, loss: int, data: Data, batch: int, update: Optional[_contract.Update] = None,
+                 l2: float = 0.0, loss_scale: float = 1.0, grads: Optional[np.ndarray] = None):
+        sparse = loss == _contract.SPARSE_CATEGORICAL_CROSSENTROPY
+        self.run = _contract.TrainingRun(
+            sizes=network.sizes, codes=network.loss_codes(loss), params=network.params,
+            grads=network.grads if grads is None else grads, loss=loss, X=data.X,
+            Y=None if sparse else data.y, labels=data.y if sparse else None, sample_weight=data.sample_weight,
+            batch=batch, update=update, l2=l2, loss_scale=loss_scale)
+
+    @property
+    def path(self) -> str:
+        """The specialisation of the step the active backend takes: "layers" or "lanes"."""
+        return ops().step_path(self.run)
+
+    def epochs(self, count: int, order: Optional[np.ndarray] = None,
+               step: int = 0) -> tuple[int, int, np.ndarray, np.ndarray]:
+        """Train `count` epochs in one kernel call; returns (epochs finished, optimizer step count,
+        each epoch's mean loss (count,) float64, each epoch's correct predictions (count,) int64).
+        order: (count, n) int64 row order of each epoch, or None for the rows in order; step: the
+        updates made so far. An epoch whose loss or parameters are not finite is undone and ends
+        the call early (finished < count; its loss is epoch_loss[finished])."""
+        epoch_loss = np.zeros(count)
+        epoch_correct = np.zeros(count, np.int64)
+        finished, step = ops().train_epochs(self.run, order, step, epoch_loss, epoch_correct)
+        return finished, step, epoch_loss, epoch_correct
+
+
+def gradient(network: Network, loss: int, data: Data, l2: float = 0.0, loss_scale: float = 1.0,
+             grads: Optional[np.ndarray] = None) -> tuple[float, int]:
+    """The loss on all of `data` as one batch, and its gradient, written into network.grads (or
+    `grads`): one pass of the training step that updates nothing. Returns (loss, correct count)."""
+    trainer = Trainer(network, loss, data, batch=data.n, l2=l2, loss_scale=loss_scale, grads=grads)
+    _, _, epoch_loss, epoch_correct = trainer.epochs(1)
+    return float(epoch_loss[0]), int(epoch_correct[0])
+
+
+def evaluate(network: Network, loss: int, data: Data, rows: int) -> tuple[float, int]:
+    """(mean loss, correct count) over `data` in batches of `rows`, through the training step on a
+    gradient buffer of its own, so that it may run while the network is being fitted."""
+    trainer = Trainer(network, loss, data, batch=rows, grads=np.empty_like(network.grads))
+    _, _, epoch_loss, epoch_correct = trainer.epochs(1)
+    return float(epoch_loss[0]), int(epoch_correct[0])
