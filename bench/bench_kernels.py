@@ -38,6 +38,21 @@ def repeat(shape) -> int:
     return max(1, min(2000, int(1e9 / flops_forward(shape))))
 
 
+def fastnn_rounds(impl: str, reps: int, kernel: str, *args):
+    """A round of `reps` calls of the compiled kernel `kernel` on args, with the micro-kernels on
+    (impl "fastnn") or off."""
+    if "cython" not in fnn.available_backends():
+        pytest.skip("compiled backend not built")
+    with fnn.use_backend("cython"):
+        call = getattr(fnn.backend.ops(), kernel)
+
+    def run():
+        with micro_kernels(impl == "fastnn"):
+            for _ in range(reps):
+                call(*args)
+    return run
+
+
 @pytest.mark.parametrize("shape, impl", CASES, ids=CASE_IDS)
 def test_dense_forward(benchmark, rounds, shape, impl):
     benchmark.group = f"kernel dense forward+relu {IDS[SHAPES.index(shape)]}, 1 thread"
@@ -45,14 +60,7 @@ def test_dense_forward(benchmark, rounds, shape, impl):
     out = np.empty((shape[0], shape[2]), np.float32)
     reps = repeat(shape)
     if impl.startswith("fastnn"):
-        if "cython" not in fnn.available_backends():
-            pytest.skip("compiled backend not built")
-        k = fnn.backend._MODULES["cython"]
-
-        def run():
-            with micro_kernels(impl == "fastnn"):
-                for _ in range(reps):
-                    k.dense_forward(X, W, b, RELU, out)
+        run = fastnn_rounds(impl, reps, "dense_forward", X, W, b, RELU, out)
     else:
         def run():
             for _ in range(reps):
@@ -74,14 +82,7 @@ def test_dense_backward(benchmark, rounds, shape, impl):
     dZ, dW, db, dX = np.empty_like(A), np.empty_like(W), np.empty_like(b), np.empty_like(X)
     reps = max(1, repeat(shape) // 2)
     if impl.startswith("fastnn"):
-        if "cython" not in fnn.available_backends():
-            pytest.skip("compiled backend not built")
-        k = fnn.backend._MODULES["cython"]
-
-        def run():
-            with micro_kernels(impl == "fastnn"):
-                for _ in range(reps):
-                    k.dense_backward(X, W, A, dA, RELU, dZ, dW, db, dX)
+        run = fastnn_rounds(impl, reps, "dense_backward", X, W, A, dA, RELU, dZ, dW, db, dX)
     else:
         def run():
             for _ in range(reps):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import fastnn as fnn
-from fastnn.__main__ import xor_model
+from fastnn.lesson import xor_model
 
 import peers
 from common import interleaved, micro_kernels, record

@@ -4,38 +4,19 @@ import argparse
 import os
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 import fastnn as fnn
 from fastnn import data
-from fastnn.validation import check_positive_int
+from fastnn.lesson import PLATEAU_FALL, XOR_SEED, SeedRuns, plateau_window, right_side, train_seeds, xor_model
 
-XOR_SEED = 0  # converges on both backends (tests/test_xor.py checks it); some seeds do not
 # Figures: size in inches at DPI dots per inch (so the PNGs are 1200×400, 800×450, ... pixels).
 DPI = 100
 XOR_FIGSIZE = (12, 4)
 SEEDS_FIGSIZE = (8, 4.5)
 DEMO_FIGSIZE = {2: (10, 4), None: (6, 4)}  # by input size: 2-D data also gets its decision boundary
-# --seeds: a run that has not learned is "stuck" when its loss fell by less than PLATEAU_FALL
-# (relative) over the last PLATEAU_WINDOW of its epochs.
-PLATEAU_FALL = 0.01
-PLATEAU_WINDOW = 0.1
-
-
-def xor_model(hidden: int = 2, seed=XOR_SEED, lr: float = 0.5, dtype: str = "float64") -> fnn.Sequential:
-    """The lesson's network: 2 inputs, `hidden` sigmoid neurons, 1 sigmoid output, cross-entropy, GD."""
-    model = fnn.Sequential([fnn.Dense(2, hidden, activation="sigmoid"),
-                            fnn.Dense(hidden, 1, activation="sigmoid")], seed=seed, dtype=dtype)
-    model.compile(loss="binary_crossentropy", optimizer=fnn.SGD(lr=lr))
-    return model
-
-
-def right_side(p: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Which outputs p (n,) are on the target's side of 0.5 (strictly: 0.5 itself is undecided)."""
-    return np.where(y > 0.5, p > 0.5, p < 0.5)
 
 
 def _truth_table(model, X, y) -> bool:
@@ -48,58 +29,9 @@ def _truth_table(model, X, y) -> bool:
     return bool(np.all(ok))
 
 
-@dataclass
-class SeedRuns:
-    """Outcomes of training the XOR network from many seeds; arrays of shape (n_seeds,)."""
-    seeds: np.ndarray       # int
-    final_loss: np.ndarray  # the last epoch's loss
-    wrong: np.ndarray       # how many of the 4 patterns end on the wrong side of 0.5
-    plateau: np.ndarray     # bool: the loss fell by less than PLATEAU_FALL over the last PLATEAU_WINDOW
-
-    @property
-    def learned(self) -> np.ndarray:
-        return self.wrong == 0
-
-    @property
-    def stuck(self) -> np.ndarray:
-        return ~self.learned & self.plateau
-
-    @property
-    def still_falling(self) -> np.ndarray:
-        return ~self.learned & ~self.plateau
-
-
-def _plateau_window(epochs: int) -> int:
-    return max(1, int(epochs * PLATEAU_WINDOW))
-
-
-def train_seeds(seeds, hidden: int = 2, epochs: int = 10_000, lr: float = 0.5,
-                n_jobs=None) -> SeedRuns:
-    """Train xor_model(hidden, seed, lr) for each seed, `epochs` full-batch epochs, in parallel
-    threads (fit_parallel: the compiled kernels release the GIL). Equal to training them one by one."""
-    seeds = [int(s) for s in seeds]
-    epochs = check_positive_int("epochs", epochs)
-    X, y = data.xor()
-    window = _plateau_window(epochs)
-    final, wrong, plateau = [], [], []
-    # In groups: each History holds every epoch's loss and accuracy as Python floats (0.6 MB for
-    # 10,000 epochs), so a thousand at once would take most of a GB.
-    group = 16 * (n_jobs or os.cpu_count() or 1)
-    for start in range(0, len(seeds), group):
-        models = [xor_model(hidden, seed, lr) for seed in seeds[start:start + group]]
-        histories = fnn.fit_parallel(models, X, y, n_jobs=n_jobs, epochs=epochs, batch_size=None)
-        for model, history in zip(models, histories):
-            loss = history.history["loss"]
-            final.append(loss[-1])
-            wrong.append(int(np.sum(~right_side(model.predict(X)[:, 0], y[:, 0]))))
-            plateau.append(epochs > window and loss[-window - 1] - loss[-1] < PLATEAU_FALL * loss[-1])
-    return SeedRuns(np.array(seeds, np.int64), np.array(final), np.array(wrong, np.int64),
-                    np.array(plateau, bool))
-
-
 def _print_seeds(runs: SeedRuns, args, seconds: float, threads: int) -> None:
     n = len(runs.seeds)
-    window = _plateau_window(args.epochs)
+    window = plateau_window(args.epochs)
     print(f"XOR with a 2-{args.hidden}-1 network from {n} seeds ({runs.seeds[0]} to {runs.seeds[-1]}): "
           f"sigmoid, binary cross-entropy, full-batch gradient descent (η = {args.lr:g}), "
           f"{args.epochs} epochs each")

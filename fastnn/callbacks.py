@@ -13,8 +13,8 @@ class History:
     """Per-epoch metrics of one fit: `history["loss"]`, and where meaningful "accuracy",
     "val_loss", "val_accuracy"; `epoch` lists the epoch numbers (0-based).
 
-    fit hands over whole runs of epochs as arrays, which become these lists when first read: for
-    the XOR net, making 10,000 epochs' Python floats took a third as long as training them.
+    fit hands over whole runs of epochs as arrays, which become these lists when first read: a
+    Python float per epoch costs more than a tiny network's epoch.
     """
 
     def __init__(self):

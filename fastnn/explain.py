@@ -2,15 +2,14 @@
 
 Forward z = w·x + b, a = σ(z); the loss; backpropagation δ = ∂L/∂z, ∂L/∂w, ∂L/∂b; the update
 w ← w − η ∂L/∂w. The loss, the gradients, each pattern's δ and the update come from the training
-step that fit runs (fastnn.trainer); z and a are shown through the dense layers' forward kernel,
-because training keeps neither.
+step that fit runs (fastnn.trainer); a comes from the network's forward pass (the kernels
+predict uses), and only z = w·a + b is recomputed here, for display, because neither keeps it.
 """
 from typing import Callable
 
 import numpy as np
 
-from . import activations, trainer
-from .backend import ops
+from . import trainer
 
 
 def _neuron_names(model) -> list[list[str]]:
@@ -23,17 +22,11 @@ def _neuron_names(model) -> list[list[str]]:
 
 
 def _forward(model, X: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """z and a = f(z) of every layer, for display: the dense kernel with a linear activation, then
-    the layer's activation."""
-    k = ops()
-    zs, acts, a = [], [], X
-    for layer in model.layers:
-        z = np.empty((a.shape[0], layer.n_out), model.dtype)
-        k.dense_forward(a, layer.W, layer.b, activations.LINEAR, z)
-        a = np.empty_like(z)
-        k.activate(z, layer.code, a)
-        zs.append(z)
-        acts.append(a)
+    """z and a = f(z) of every layer for X, (n, n_out) each: a from the network's forward pass, z
+    recomputed from the layer's input for display."""
+    network = model.network
+    acts = network.layer_outputs(X)
+    zs = [a_in @ W + b for a_in, W, b in zip([X] + acts[:-1], network.W, network.b)]
     return zs, acts
 
 

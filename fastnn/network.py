@@ -68,15 +68,27 @@ class Network:
             codes[-1] = _contract.LINEAR
         return codes
 
-    def predict(self, X: np.ndarray, out: np.ndarray, rows: int) -> None:
-        """out = the network's output for X, through the dense kernels, `rows` rows at a time.
-        X: (n, sizes[0]) and out: (n, sizes[-1]), C-contiguous, of the network's dtype."""
+    def _forward(self, X: np.ndarray, outputs: list) -> None:
+        """outputs[l] = layer l's output for X, through the dense layers' forward kernel.
+        X: (m, sizes[0]); outputs[l]: (m, sizes[l+1]), C-contiguous, of the network's dtype."""
         k = ops()
-        acts = [np.empty((rows, int(width)), self.dtype) for width in self.sizes[1:-1]]
+        a = X
+        for l, out in enumerate(outputs):
+            k.dense_forward(a, self.W[l], self.b[l], int(self.codes[l]), out)
+            a = out
+
+    def layer_outputs(self, X: np.ndarray) -> list[np.ndarray]:
+        """Every layer's output A_l = f(A_(l-1) W_l + b_l) for X (n, sizes[0]), one (n, sizes[l+1])
+        array per layer."""
+        outputs = [np.empty((X.shape[0], int(width)), self.dtype) for width in self.sizes[1:]]
+        self._forward(X, outputs)
+        return outputs
+
+    def predict(self, X: np.ndarray, out: np.ndarray, rows: int) -> None:
+        """out = the network's output for X, `rows` rows at a time. X: (n, sizes[0]) and out:
+        (n, sizes[-1]), C-contiguous, of the network's dtype."""
+        hidden = [np.empty((rows, int(width)), self.dtype) for width in self.sizes[1:-1]]
         for start in range(0, X.shape[0], rows):
-            a = X[start:start + rows]
-            m = a.shape[0]
-            for l in range(self.n_layers):
-                z = acts[l][:m] if l < self.n_layers - 1 else out[start:start + m]
-                k.dense_forward(a, self.W[l], self.b[l], int(self.codes[l]), z)
-                a = z
+            chunk = X[start:start + rows]
+            m = chunk.shape[0]
+            self._forward(chunk, [h[:m] for h in hidden] + [out[start:start + m]])

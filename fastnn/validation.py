@@ -69,7 +69,7 @@ def _check_finite(name: str, arr: np.ndarray) -> None:
     # np.isfinite over blocks of rows: faster than a float64 sum of float32 data (which converts
     # every element), without a boolean array as large as the data, and without copying arr
     # whatever its memory order (a block of rows is a view). The bad element is looked for only
-    # once a block has one: negating every block's mask first cost about a fifth of the check.
+    # once a block has one, not by negating every block's mask (a second pass over each block).
     if not issubclass(arr.dtype.type, np.floating):
         return
     rows = max(1, _FINITE_CHUNK // max(1, arr[0].size))

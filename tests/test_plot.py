@@ -13,7 +13,8 @@ import pytest
 
 import fastnn as fnn
 from fastnn import data
-from fastnn.__main__ import DEMO_FIGSIZE, DPI, SEEDS_FIGSIZE, XOR_FIGSIZE, xor_model
+from fastnn.__main__ import DEMO_FIGSIZE, DPI, SEEDS_FIGSIZE, XOR_FIGSIZE
+from fastnn.lesson import xor_model
 
 plot = pytest.importorskip("fastnn.plot", reason="matplotlib is not installed")
 plt = plot.plt

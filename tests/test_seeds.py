@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import fastnn as fnn
-from fastnn.__main__ import PLATEAU_FALL, PLATEAU_WINDOW, train_seeds, xor_model
+from fastnn.lesson import PLATEAU_FALL, PLATEAU_WINDOW, train_seeds, xor_model
 
 
 def one_by_one(seed, epochs, hidden=2):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import fastnn as fnn
-from fastnn.__main__ import XOR_SEED, xor_model
+from fastnn.lesson import XOR_SEED, xor_model
 
 
 def test_default_seed_learns_xor(backend):
