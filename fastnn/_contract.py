@@ -147,16 +147,15 @@ def same_shape(name: str, a, shape) -> None:
         raise shape_error(name, a, shape)
 
 
-def is_activation(code) -> bool:
-    return code in ACTIVATIONS.values()
-
-
 def activation_error(code) -> ValueError:
     return ValueError(f"unknown activation code {code!r}")
 
 
+_ACTIVATION_CODES = frozenset(ACTIVATIONS.values())
+
+
 def check_activation(code) -> None:
-    if not is_activation(code):
+    if code not in _ACTIVATION_CODES:
         raise activation_error(code)
 
 
@@ -200,11 +199,14 @@ def check_run(run: TrainingRun, order, step: int, epoch_loss, epoch_correct, che
     epochs = epoch_loss.shape[0]
     if not isinstance(run, TrainingRun):
         raise TypeError(f"run must be a fastnn._contract.TrainingRun, got {type(run).__name__}")
-    sizes, codes = [int(s) for s in run.sizes], [int(c) for c in run.codes]
+    _check_array("sizes", run.sizes, 1, np.int64)
+    _check_array("codes", run.codes, 1, np.int64)
+    sizes, codes = run.sizes.tolist(), run.codes.tolist()
     if len(sizes) != len(codes) + 1 or len(codes) < 1 or min(sizes) < 1:
         raise ValueError(f"sizes {sizes} and codes {codes} do not describe a network")
     for c in codes:
-        check_activation(c)
+        if c not in _ACTIVATION_CODES:
+            raise activation_error(c)
     if run.loss not in LOSSES:
         raise ValueError(f"unknown loss code {run.loss!r}")
     dtype = run.params.dtype if isinstance(run.params, np.ndarray) else None
@@ -235,7 +237,7 @@ def check_run(run: TrainingRun, order, step: int, epoch_loss, epoch_correct, che
         same_shape("order", order, (epochs, n))
         if check_values and (np.min(order) < 0 or np.max(order) >= n):
             raise order_range_error(n)
-    _, n_params = layout(sizes)
+    n_params = sum(n_in * n_out + n_out for n_in, n_out in zip(sizes[:-1], sizes[1:]))
     _check_array("params", run.params, 1, dtype)
     same_shape("params", run.params, (n_params,))
     _check_array("grads", run.grads, 1, dtype)

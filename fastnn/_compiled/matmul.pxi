@@ -9,7 +9,7 @@
 #             its cache blocking wins, unless the batch is one row (gemm packs all of W for it);
 #   DOT_EACH  one dot product per output element, for outputs too narrow (n < 4) for row loops;
 #   LOOPS     portable loops that stream rows of the right-hand operand into a row of the output.
-# The thresholds are set by bench/bench_kernels.py's product rows (interleaved, per shape).
+# bench/bench_kernels.py times the dense kernels at shapes on each path (and with the micro-kernels off).
 # BLAS is column-major, where a row-major matrix reads as its transpose: the row-major
 # C = op(A)·op(B) is computed as the column-major Cᵀ = op(B)ᵀ·op(A)ᵀ (as scikit-learn's _gemm).
 

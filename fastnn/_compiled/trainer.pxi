@@ -34,12 +34,13 @@ _LANE_ACTIVATIONS = {LINEAR: FASTNN_LANE_LINEAR, SIGMOID: FASTNN_LANE_SIGMOID, T
                      RELU: FASTNN_LANE_RELU, LEAKY_RELU: FASTNN_LANE_LEAKY_RELU}
 
 
-def _lane_codes(run):
+def _lane_codes(run, sizes=None, codes=None):
     """(activation codes, loss code) of lanes.h when the lanes train `run`, else None: micro-kernels
     on, every layer 1 to 64 bytes wide (where the micro-kernels take over), activations linear,
-    sigmoid, tanh, ReLU or leaky ReLU, binary cross-entropy from logits or MSE, unweighted rows."""
-    sizes = [int(s) for s in run.sizes]
-    codes = [int(c) for c in run.codes]
+    sigmoid, tanh, ReLU or leaky ReLU, binary cross-entropy from logits or MSE, unweighted rows.
+    sizes, codes: run's, as lists, when the caller has them."""
+    sizes = [int(s) for s in run.sizes] if sizes is None else sizes
+    codes = [int(c) for c in run.codes] if codes is None else codes
     if (not _simd or run.sample_weight is not None or not codes or min(sizes) < 1
             or max(sizes) * run.params.dtype.itemsize > FASTNN_LANE_MAX_BYTES):
         return None
@@ -117,8 +118,8 @@ def train_epochs(run, order, long long step, epoch_loss, epoch_correct):
 
 def _train(floating[::1] params, run, order, long long step, double[::1] epoch_loss, int64_t[::1] epoch_correct):
     """train_epochs after its checks, for the dtype of params."""
-    sizes = [int(s) for s in run.sizes]
-    codes = [int(c) for c in run.codes]
+    sizes = run.sizes.tolist()
+    codes = run.codes.tolist()
     cdef const floating[:, ::1] X = run.X
     cdef Py_ssize_t n = X.shape[0], epochs = epoch_loss.shape[0], L = len(codes)
     cdef int loss = run.loss
@@ -182,17 +183,17 @@ def _train(floating[::1] params, run, order, long long step, double[::1] epoch_l
 
     # the layers, and the work buffer: each layer's output and its gradient, the gathered batch
     # (X rows, Y rows, weights), the parameters as they were before the epoch
-    slices, _ = _contract.layout(sizes)
     cdef Layer* layers = <Layer*>PyMem_Malloc(L * sizeof(Layer))
     if layers == NULL:
         raise MemoryError()
-    cdef Py_ssize_t at = 0, l
-    for l in range(L):
+    cdef Py_ssize_t at = 0, p_at = 0, l
+    for l in range(L):  # the flat parameters in the contract's layout: W then b per layer
         layers[l].n_in = sizes[l]
         layers[l].n_out = sizes[l + 1]
         layers[l].code = codes[l]
-        layers[l].w_at = slices[l].w_at
-        layers[l].b_at = slices[l].b_at
+        layers[l].w_at = p_at
+        layers[l].b_at = p_at + sizes[l] * sizes[l + 1]
+        p_at = layers[l].b_at + sizes[l + 1]
         layers[l].act_at = at
         layers[l].delta_at = at + rows_max * sizes[l + 1]
         at += 2 * rows_max * sizes[l + 1]
@@ -205,9 +206,9 @@ def _train(floating[::1] params, run, order, long long step, double[::1] epoch_l
     cdef int64_t[::1] label_rows = label_array
 
     # tiny networks: the lanes, with their own scratch
-    lanes = _lane_codes(run)
+    lanes = _lane_codes(run, sizes, codes)
     cdef bint in_lanes = lanes is not None
-    cdef const int64_t[::1] size_view = np.asarray(sizes, np.int64)
+    cdef const int64_t[::1] size_view = run.sizes
     cdef const int64_t[::1] lane_codes = lanes[0] if in_lanes else np.zeros(0, np.int64)
     cdef int lane_loss = lanes[1] if in_lanes else 0
     cdef Py_ssize_t lane_scratch = 0
