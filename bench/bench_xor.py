@@ -26,7 +26,7 @@ def solved(p) -> bool:
 @pytest.mark.benchmark(group="xor")
 @pytest.mark.parametrize("impl", ["cython", "cython-portable", "python"])
 def test_xor_fastnn(benchmark, rounds, quick, impl):
-    """fastnn's compiled backend (whose vector lanes, _lanes.h, train XOR), the same without them
+    """fastnn's compiled backend (whose vector lanes, _compiled/lanes.h, train XOR), the same without them
     (FASTNN_SIMD=0: the layer-by-layer path), and the pure-Python backend."""
     name = impl.split("-")[0]
     if name not in fnn.available_backends():

@@ -59,7 +59,7 @@ def threads(n: int):
 
 @contextlib.contextmanager
 def micro_kernels(on: bool):
-    """The compiled backend with its AVX2 micro-kernels (_microkernels.h) on, its default where the
+    """The compiled backend with its AVX2 micro-kernels (_compiled/microkernels.h) on, its default where the
     CPU has them, or off (FASTNN_SIMD=0's portable loops and BLAS), for the rows that show the gain."""
     kernels = fnn.backend._MODULES["cython"]
     if kernels is None:  # not built: nothing to switch

@@ -8,9 +8,9 @@ The constructors take scikit-learn's parameters with the same names, meanings an
 `dtype` (None: float32 input stays float32, anything else is float64, as scikit-learn does;
 "float32" asks for the fast path). Training follows scikit-learn's algorithm step for step (the
 same initialisation from `random_state`, the same shuffles, batches, L2 penalty, sample weights,
-learning-rate schedules, stopping rules and attributes), but each epoch is one call of the backend's
-`train_epochs` with the GIL released, and L-BFGS evaluates the loss and gradient with one
-full-batch call. The fitted network is `model_`, a fastnn.Sequential: `coefs_[i]` and
+learning-rate schedules, stopping rules and attributes), but each epoch is one call of the training
+step (fastnn.trainer) with the GIL released, and L-BFGS evaluates the loss and gradient with one
+full-batch pass of it. The fitted network is `model_`, a fastnn.Sequential: `coefs_[i]` and
 `intercepts_[i]` are views of its layers' W and b.
 
 Where fastnn differs from scikit-learn:
@@ -295,7 +295,7 @@ class _BaseMLP(BaseEstimator):
             raise ValueError(_NON_FINITE)
 
     def _fit_stochastic(self, X, y, sample_weight, incremental):
-        """scikit-learn's _fit_stochastic, with each epoch one compiled train_epochs call."""
+        """scikit-learn's _fit_stochastic, with each epoch one call of the training step."""
         network = self.model_.network
         params = network.params
         if not incremental or not hasattr(self, "_optimizer"):

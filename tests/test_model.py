@@ -346,7 +346,7 @@ def test_fit_equals_step_by_step(backend, simd, loss, optimizer, loss_targets, a
     """fit hands whole runs of epochs to one kernel call; the result equals calling the kernels
     batch by batch from Python (same shuffles from the same seeded generator): exactly where
     train_epochs runs the same layer kernels, to rounding where it runs a tiny network in the
-    vector lanes of _lanes.h (their sums in another order, their own exp)."""
+    vector lanes of _compiled/lanes.h (their sums in another order, their own exp)."""
     rng = np.random.default_rng(9)
     X = rng.normal(size=(23, 3))
     y = loss_targets(loss, rng, 23, 2 if loss != "binary_crossentropy" else 1)
