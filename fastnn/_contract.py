@@ -115,6 +115,9 @@ class TrainingRun:
     update: the optimizer step after each batch, or None to update nothing: the run then leaves
     the gradient of its last batch in grads (a full-batch call is a loss-and-gradient evaluation).
 
+    stop: a (1,) int8 array, or None: another thread sets stop[0] to 1 to end the run after the
+    batch it is in (fit_parallel on Ctrl-C). A signal (Ctrl-C in the main thread) does the same.
+
     Two options change the loss of each batch, both documented here once:
     - loss_scale: the batch's loss and its gradient are multiplied by it (to put a loss in another
       library's units: scikit-learn sums its binary loss over the outputs where fastnn averages);
@@ -134,6 +137,7 @@ class TrainingRun:
     update: Optional[Update] = None
     l2: float = 0.0
     loss_scale: float = 1.0
+    stop: Optional[np.ndarray] = None
 
 
 # ----------------------------------------------------------------------------- checks and their messages
@@ -254,6 +258,9 @@ def check_run(run: TrainingRun, order, step: int, epoch_loss, epoch_correct, che
             same_shape(f"update.{name}", getattr(update, name), (n_params,))
         if update.optimizer == ADAM and step + 1 < 1:  # what the first adam_step would raise
             raise step_error(step + 1)
+    if run.stop is not None:
+        _check_array("stop", run.stop, 1, np.int8)
+        same_shape("stop", run.stop, (1,))
     _check_array("epoch_correct", epoch_correct, 1, np.int64)
     same_shape("epoch_correct", epoch_correct, (epochs,))
     return epochs

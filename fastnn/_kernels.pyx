@@ -32,7 +32,9 @@ from cython cimport floating
 from libc.math cimport exp, expf, fabs, fabsf, log, log1p, log1pf, logf, pow, sqrt, sqrtf, tanh, tanhf
 from libc.stdint cimport int64_t
 from libc.string cimport memcpy, memmove, memset
+from cpython.exc cimport PyErr_CheckSignals
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 
 import os

@@ -82,7 +82,10 @@ def explain_step(model, X: np.ndarray, y: np.ndarray, step: int, out: Callable[[
             out(f"  {name:>3}: δ per pattern = [{d}]")
     out(f"update: w ← w − η·∂L/∂w with η = {lr:g}")
     step_of_fit = trainer.Trainer(network, model.loss_code, data, batch=n, update=model.optimizer.update())
-    _, model.optimizer.iterations, _, _ = step_of_fit.epochs(1, step=model.optimizer.iterations)
+    result = step_of_fit.epochs(1, step=model.optimizer.iterations)
+    model.optimizer.iterations = result.step
+    if result.stopped:
+        raise KeyboardInterrupt
     for l, layer in enumerate(model.layers):
         W0, b0, dW, db = before[l]
         inputs = names[l - 1] if l else [f"x{i + 1}" for i in range(layer.n_in)]

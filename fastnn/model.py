@@ -198,7 +198,10 @@ class Sequential:
         batch_size=None trains full-batch. Returns a History whose `history` dict holds "loss" (and
         "accuracy" for classification losses, "val_loss"/"val_accuracy" with validation_data).
         If the loss becomes NaN or inf, raises TrainingDivergedError and keeps the weights from
-        before that epoch. One model cannot be fitted from two threads at once (RuntimeError).
+        before that epoch. Ctrl-C stops it within milliseconds with KeyboardInterrupt: the model
+        keeps the weights of the last finished batch (optimizer.iterations counts that batch's
+        step), and the epochs finished before it went to the callbacks. One model cannot be fitted
+        from two threads at once (RuntimeError).
         """
         self._require_compiled("fit")
         data = self._data(X, y, "fit")
@@ -243,8 +246,9 @@ class Sequential:
                 run = min(run, epochs - done, max(1, _MAX_ORDER_ROWS // n))
                 order = np.stack([self._rng.permutation(n) for _ in range(run)]) if shuffle else None
                 started = time.perf_counter()
-                finished, self.optimizer.iterations, epoch_loss, epoch_correct = trainer.epochs(
-                    run, order, self.optimizer.iterations)
+                result = trainer.epochs(run, order, self.optimizer.iterations)
+                finished, epoch_loss, epoch_correct = result.finished, result.loss, result.correct
+                self.optimizer.iterations = result.step
                 seconds = time.perf_counter() - started
                 run_logs = {"loss": epoch_loss[:finished]}
                 if classification:
@@ -264,6 +268,8 @@ class Sequential:
                                 cb(epoch, logs)
                 else:  # the whole run's logs at once: per-epoch Python here would cost more than XOR's epochs
                     history.extend(range(done, done + finished), run_logs)
+                if result.stopped:  # Ctrl-C: the weights of the last finished batch, History its epochs
+                    raise KeyboardInterrupt
                 if finished < run:
                     raise TrainingDivergedError(
                         f"training diverged at epoch {done + finished}: the loss is "

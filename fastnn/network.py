@@ -19,7 +19,9 @@ class Network:
 
     Attributes: sizes and codes (int64 arrays); params and grads, (n_params,) of `dtype`;
     slices[l], where layer l lies in them; W[l] (n_in, n_out), b[l] (n_out,), dW[l], db[l], views;
-    lock, held by whoever writes `grads` (a fit, a gradient pass): one at a time.
+    lock, held by whoever writes `grads` (a fit, a gradient pass): one at a time; stop, a (1,)
+    int8 flag that another thread sets to 1 to end the network's training run after its current
+    batch (fastnn._contract.TrainingRun.stop).
     """
 
     def __init__(self, sizes: Sequence[int], codes: Sequence[int], dtype):
@@ -31,6 +33,7 @@ class Network:
         self.grads = np.zeros(n_params, self.dtype)
         self._make_views()
         self.lock = threading.Lock()
+        self.stop = np.zeros(1, np.int8)
 
     def _make_views(self) -> None:
         def views(flat):
@@ -51,6 +54,7 @@ class Network:
         self.slices, _ = _contract.layout(self.sizes)
         self._make_views()
         self.lock = threading.Lock()
+        self.stop = np.zeros(1, np.int8)
 
     @property
     def n_params(self) -> int:

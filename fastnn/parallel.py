@@ -53,7 +53,9 @@ def fit_parallel(models: Sequence, X, y, n_jobs: Optional[int] = None, **fit_kwa
     """Fit each model on (X, y) in its own thread, each with a one-thread BLAS and, where there are
     enough cores, a core of its own; returns the Histories in the models' order. The result equals
     fitting the models one after the other.
-    n_jobs: threads at once (default: the number of CPUs). fit_kwargs go to every model.fit."""
+    n_jobs: threads at once (default: the number of CPUs). fit_kwargs go to every model.fit.
+    Ctrl-C stops every worker's fit after its current batch and raises KeyboardInterrupt once
+    all have stopped; the models are free for another fit."""
     from .validation import check_positive_int
     models = list(models)
     if len({id(m) for m in models}) != len(models):
@@ -65,7 +67,18 @@ def fit_parallel(models: Sequence, X, y, n_jobs: Optional[int] = None, **fit_kwa
     data = [_data(m, X, y, prepared) for m in models]
     with _blas().limit(limits=1, user_api="blas"), _workers(workers) as pool:
         futures = [pool.submit(m.fit, d, None, **fit_kwargs) for m, d in zip(models, data)]
-        wait(futures)  # every fit ends before the BLAS limit is lifted, also when one of them raised
+        try:
+            wait(futures)  # every fit ends before the BLAS limit is lifted, also when one of them raised
+        except BaseException:  # Ctrl-C in this thread: the workers' fits stop after their current batch
+            for f in futures:
+                f.cancel()
+            for m in models:
+                m.network.stop[0] = 1
+            wait(futures)
+            raise
+        finally:
+            for m in models:
+                m.network.stop[0] = 0
         return [f.result() for f in futures]
 
 

@@ -345,7 +345,11 @@ class _BaseMLP(BaseEstimator):
                     sample_idx = sample_idx[permutation]
                     order[0] = sample_idx
                 opt.current()  # the schedule's learning rate, read by the next call
-                finished, opt.step, epoch_loss, _ = trainer.epochs(1, order, opt.step)
+                result = trainer.epochs(1, order, opt.step)
+                opt.step, epoch_loss = result.step, result.loss
+                if result.stopped:  # Ctrl-C, after a batch: the weights of that batch
+                    raise KeyboardInterrupt
+                finished = result.finished
                 self.n_iter_ += 1
                 self.loss_ = float(epoch_loss[0])
                 self.t_ += n

@@ -7,11 +7,15 @@ estimators, gradcheck and explain.
 
     data = Data.for_model(model, X, y)                   # checked and converted once
     trainer = Trainer(model.network, loss, data, batch=32, update=optimizer.update())
-    finished, step, epoch_loss, epoch_correct = trainer.epochs(10, order, step)
+    run = trainer.epochs(10, order, step)                # run.finished, run.step, run.loss, ...
     loss, correct = gradient(model.network, loss, data)  # full batch: the gradient in network.grads
+
+A stop request or Ctrl-C ends a kernel call after the batch it is in; `epochs` reports it
+(`stopped`), and the callers raise KeyboardInterrupt once their bookkeeping matches the
+parameters (the last finished batch).
 """
 from dataclasses import dataclass
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import numpy as np
 
@@ -52,6 +56,17 @@ class Data:
         return self.X.shape[0]
 
 
+class Epochs(NamedTuple):
+    """What one kernel call of `Trainer.epochs` did: epochs finished, the optimizer's step count,
+    each epoch's mean loss (count,) float64 and correct predictions (count,) int64 (those past
+    `finished` not filled), and whether a stop request or Ctrl-C ended it after a batch."""
+    finished: int
+    step: int
+    loss: np.ndarray
+    correct: np.ndarray
+    stopped: bool
+
+
 class Trainer:
     """The TrainingRun of `network` with loss `loss` (a code) on `data`, made once; `epochs` runs it.
 
@@ -59,6 +74,7 @@ class Trainer:
     for passes that only compute the loss and its gradient. l2, loss_scale: the step's options, as
     TrainingRun documents them. grads: the gradient buffer to write, network.grads by default (a
     pass that must not disturb a fit, such as evaluate, brings its own).
+    The run's stop flag is network.stop.
     """
 
     def __init__(self, network: Network, loss: int, data: Data, batch: int, update: Optional[_contract.Update] = None,
@@ -68,38 +84,40 @@ class Trainer:
             sizes=network.sizes, codes=network.loss_codes(loss), params=network.params,
             grads=network.grads if grads is None else grads, loss=loss, X=data.X,
             Y=None if sparse else data.y, labels=data.y if sparse else None, sample_weight=data.sample_weight,
-            batch=batch, update=update, l2=l2, loss_scale=loss_scale)
+            batch=batch, update=update, l2=l2, loss_scale=loss_scale, stop=network.stop)
 
     @property
     def path(self) -> str:
         """The specialisation of the step the active backend takes: "layers" or "lanes"."""
         return ops().step_path(self.run)
 
-    def epochs(self, count: int, order: Optional[np.ndarray] = None,
-               step: int = 0) -> tuple[int, int, np.ndarray, np.ndarray]:
-        """Train `count` epochs in one kernel call; returns (epochs finished, optimizer step count,
-        each epoch's mean loss (count,) float64, each epoch's correct predictions (count,) int64).
-        order: (count, n) int64 row order of each epoch, or None for the rows in order; step: the
-        updates made so far. An epoch whose loss or parameters are not finite is undone and ends
-        the call early (finished < count; its loss is epoch_loss[finished])."""
+    def epochs(self, count: int, order: Optional[np.ndarray] = None, step: int = 0) -> Epochs:
+        """Train `count` epochs in one kernel call. order: (count, n) int64 row order of each
+        epoch, or None for the rows in order; step: the updates made so far. An epoch whose loss or
+        parameters are not finite is undone and ends the call early (finished < count; its loss is
+        loss[finished]); a stop request or Ctrl-C ends it after a batch (stopped)."""
         epoch_loss = np.zeros(count)
         epoch_correct = np.zeros(count, np.int64)
-        finished, step = ops().train_epochs(self.run, order, step, epoch_loss, epoch_correct)
-        return finished, step, epoch_loss, epoch_correct
+        finished, step, stopped = ops().train_epochs(self.run, order, step, epoch_loss, epoch_correct)
+        return Epochs(finished, step, epoch_loss, epoch_correct, stopped)
 
 
 def gradient(network: Network, loss: int, data: Data, l2: float = 0.0, loss_scale: float = 1.0,
              grads: Optional[np.ndarray] = None) -> tuple[float, int]:
     """The loss on all of `data` as one batch, and its gradient, written into network.grads (or
     `grads`): one pass of the training step that updates nothing. Returns (loss, correct count)."""
-    trainer = Trainer(network, loss, data, batch=data.n, l2=l2, loss_scale=loss_scale, grads=grads)
-    _, _, epoch_loss, epoch_correct = trainer.epochs(1)
-    return float(epoch_loss[0]), int(epoch_correct[0])
+    return _one_pass(Trainer(network, loss, data, batch=data.n, l2=l2, loss_scale=loss_scale, grads=grads))
+
+
+def _one_pass(trainer: Trainer) -> tuple[float, int]:
+    """(loss, correct count) of one epoch that updates nothing; KeyboardInterrupt on Ctrl-C."""
+    run = trainer.epochs(1)
+    if run.stopped:
+        raise KeyboardInterrupt
+    return float(run.loss[0]), int(run.correct[0])
 
 
 def evaluate(network: Network, loss: int, data: Data, rows: int) -> tuple[float, int]:
     """(mean loss, correct count) over `data` in batches of `rows`, through the training step on a
     gradient buffer of its own, so that it may run while the network is being fitted."""
-    trainer = Trainer(network, loss, data, batch=rows, grads=np.empty_like(network.grads))
-    _, _, epoch_loss, epoch_correct = trainer.epochs(1)
-    return float(epoch_loss[0]), int(epoch_correct[0])
+    return _one_pass(Trainer(network, loss, data, batch=rows, grads=np.empty_like(network.grads)))

@@ -683,7 +683,7 @@ def check_train_epochs(backend, args, dtype, assert_close):
         args["codes"], loss, args["batch"], args["params"], optimizer, args["hyper"], args["step"], epochs)
 
     # GRADIENT_ONLY counts no steps and leaves the parameters alone
-    assert backend.train_epochs(*train_call(args)) == (epochs, step)
+    assert backend.train_epochs(*train_call(args)) == (epochs, step, False)
     assert_close(args["params"], params, dtype, scale=np.abs(params).max())
     # The last gradient comes from parameters that carry 8 updates' rounding: held to 10x its size.
     assert_close(args["grads"], last_grad, dtype, scale=10 * np.abs(last_grad).max())
@@ -752,7 +752,7 @@ def test_train_epochs_restores_the_parameters_of_a_diverging_epoch(backend, dtyp
     args["codes"][-1] = LINEAR
     before = args["params"].copy()
     with np.errstate(all="ignore"):  # the fallback's NumPy warns about the overflow
-        finished, _ = backend.train_epochs(*train_call(args))
+        finished, _, _ = backend.train_epochs(*train_call(args))
     assert finished == 0
     assert not np.isfinite(args["epoch_loss"][0])
     np.testing.assert_array_equal(args["params"], before)

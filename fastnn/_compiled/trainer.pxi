@@ -101,16 +101,43 @@ cdef double _layers_batch(const Layer* layers, Py_ssize_t L, const floating* x, 
     return batch_loss
 
 
+cdef enum:
+    CHECK_MILLISECONDS = 2
+
+
+cdef double _milliseconds_since(timespec* last) noexcept nogil:
+    """Milliseconds since *last; sets *last to now when that is CHECK_MILLISECONDS or more."""
+    cdef timespec now
+    clock_gettime(CLOCK_MONOTONIC, &now)
+    cdef double ms = (now.tv_sec - last.tv_sec) * 1e3 + (now.tv_nsec - last.tv_nsec) * 1e-6
+    if ms >= CHECK_MILLISECONDS:
+        last[0] = now
+    return ms
+
+
+def _signal_raised():
+    """Run the Python signal handlers (in the main thread; elsewhere nothing is pending): the
+    exception one of them raised (KeyboardInterrupt for Ctrl-C), else None."""
+    try:
+        PyErr_CheckSignals()
+    except BaseException as exc:
+        return exc
+    return None
+
+
 def train_epochs(run, order, long long step, epoch_loss, epoch_correct):
     """Train run (fastnn._contract.TrainingRun) for len(epoch_loss) epochs in one call; returns
-    (epochs finished, optimizer step count).
+    (epochs finished, optimizer step count, stopped).
 
     order: (epochs, n) int64 row order of each epoch, or None to take the rows in order. step: the
     number of updates made so far (Adam's t). Writes per epoch the mean loss into epoch_loss
     (float64 (epochs,)) and the number of correct predictions into epoch_correct (int64 (epochs,)).
     If an epoch's loss or parameters are not finite, the parameters are put back as they were
     before that epoch and the call returns early: epochs finished < len(epoch_loss), and
-    epoch_loss[finished] holds the bad loss.
+    epoch_loss[finished] holds the bad loss. A stop request (run.stop) or Ctrl-C ends the call
+    after the batch it is in, within milliseconds (stopped True): the parameters, the optimizer
+    state and the step count are those of that last batch, and a partly trained epoch does not
+    count as finished.
     """
     _contract.check_run(run, order, step, epoch_loss, epoch_correct, check_values=False)
     return _train(run.params, run, order, step, epoch_loss, epoch_correct)
@@ -227,6 +254,19 @@ def _train(floating[::1] params, run, order, long long step, double[::1] epoch_l
     cdef const floating* sw = NULL
     cdef const int64_t* lab = NULL
     cdef const int64_t* rows_at = NULL
+    # stop checks: the run's stop flag after every batch; the signal handlers at most every
+    # CHECK_MILLISECONDS, by the clock read every check_every batches (about a microsecond of work)
+    cdef bint stopped = False
+    pending = None
+    cdef const signed char* stop_flag = NULL
+    cdef const signed char[::1] stop_view
+    if run.stop is not None:
+        stop_view = run.stop
+        stop_flag = &stop_view[0]
+    cdef Py_ssize_t check_every = max(1, min(1024, 1000 // max(1, rows_max * n_params // 1000)))
+    cdef Py_ssize_t countdown = check_every
+    cdef timespec last_check
+    clock_gettime(CLOCK_MONOTONIC, &last_check)
     try:
         with nogil:
             for epoch in range(epochs):
@@ -288,12 +328,32 @@ def _train(floating[::1] params, run, order, long long step, double[::1] epoch_l
                     if updates:
                         step += 1
                         _update(&u, P, G, velocity, m1, m2, n_params, step)
+                    if stop_flag != NULL and stop_flag[0] != 0:  # a stop request: after every batch
+                        stopped = True
+                        break
+                    countdown -= 1
+                    if countdown == 0:  # a signal (Ctrl-C): every few milliseconds
+                        countdown = check_every
+                        if _milliseconds_since(&last_check) >= CHECK_MILLISECONDS:
+                            with gil:
+                                pending = _signal_raised()
+                                stopped = pending is not None
+                            if stopped:
+                                break
+                if stopped and start < n:  # within an epoch: it does not count as finished
+                    finished = epoch
+                    break
                 epoch_loss[epoch] = total / n
                 epoch_correct[epoch] = correct
                 if not (_finite(epoch_loss[epoch]) and _all_finite(P, n_params)):
                     memcpy(P, w + last_at, n_params * sizeof(floating))
                     finished = epoch
                     break
+                if stopped:
+                    finished = epoch + 1
+                    break
     finally:
         PyMem_Free(layers)
-    return finished, step
+    if pending is not None and not isinstance(pending, KeyboardInterrupt):
+        raise pending  # what a signal handler of the user's raised
+    return finished, step, bool(stopped)

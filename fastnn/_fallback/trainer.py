@@ -4,6 +4,10 @@ is fastnn/_compiled/trainer.pxi.
 Each batch: gather its rows, forward layer by layer, the loss and its gradient from the output,
 backward layer by layer, the optimizer step. fastnn.trainer is the one caller of train_epochs.
 """
+import contextlib
+import signal
+import threading
+
 import numpy as np
 
 from .. import _contract as C
@@ -32,18 +36,48 @@ def _update(update, params, grads, step):
         adam_step(params, grads, update.m, update.v, update.lr, update.beta1, update.beta2, update.eps, step)
 
 
+@contextlib.contextmanager
+def _sigint_as_flag():
+    """A [bool] that Ctrl-C sets while the block runs, instead of raising KeyboardInterrupt
+    wherever Python happens to be (in the middle of an update, say): in the main thread, while
+    SIGINT has Python's default handler; elsewhere a flag that stays False."""
+    flag = [False]
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        yield flag
+        return
+
+    def handler(signum, frame):
+        flag[0] = True
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def train_epochs(run, order, step, epoch_loss, epoch_correct):
     """Train run (fastnn._contract.TrainingRun) for len(epoch_loss) epochs in one call; returns
-    (epochs finished, optimizer step count).
+    (epochs finished, optimizer step count, stopped).
 
     order: (epochs, n) int64 row order of each epoch, or None to take the rows in order. step: the
     number of updates made so far (Adam's t). Writes per epoch the mean loss into epoch_loss
     (float64 (epochs,)) and the number of correct predictions into epoch_correct (int64 (epochs,)).
     If an epoch's loss or parameters are not finite, the parameters are put back as they were
     before that epoch and the call returns early: epochs finished < len(epoch_loss), and
-    epoch_loss[finished] holds the bad loss.
+    epoch_loss[finished] holds the bad loss. A stop request (run.stop) or Ctrl-C ends the call
+    after the batch it is in (stopped True): the parameters, the optimizer state and the step
+    count are those of that last batch, and a partly trained epoch does not count as finished.
     """
     epochs = C.check_run(run, order, step, epoch_loss, epoch_correct)
+    with _sigint_as_flag() as interrupted:
+        finished, step, stopped = _train(run, order, step, epoch_loss, epoch_correct, epochs, interrupted)
+    return finished, step, stopped or interrupted[0]  # a Ctrl-C after the last batch's check counts too
+
+
+def _train(run, order, step, epoch_loss, epoch_correct, epochs, interrupted):
+    """train_epochs after its checks; interrupted[0] becomes True on Ctrl-C."""
     X, params, grads, batch, update = run.X, run.params, run.grads, run.batch, run.update
     sizes = [int(s) for s in run.sizes]
     codes = [int(c) for c in run.codes]
@@ -97,13 +131,21 @@ def train_epochs(run, order, step, epoch_loss, epoch_correct):
                     dW += dtype.type(l2 / w_sum) * W
                     batch_loss += 0.5 * l2 * float(np.sum(np.square(W, dtype=np.float64))) / w_sum
             total += batch_loss * rows
-            if update is None:
-                continue
-            step += 1
-            _update(update, params, grads, step)
+            if update is not None:
+                step += 1
+                _update(update, params, grads, step)
+            if interrupted[0] or (run.stop is not None and run.stop[0]):
+                stopped = True
+                break
+        else:
+            stopped = False
+        if stopped and start + batch < n:  # within an epoch: it does not count as finished
+            return epoch, step, True
         epoch_loss[epoch] = total / n
         epoch_correct[epoch] = correct
         if not (np.isfinite(epoch_loss[epoch]) and np.isfinite(params).all()):
             np.copyto(params, last_good)
-            return epoch, step
-    return epochs, step
+            return epoch, step, stopped
+        if stopped:
+            return epoch + 1, step, True
+    return epochs, step, False
