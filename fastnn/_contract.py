@@ -43,15 +43,17 @@ class Loss(NamedTuple):
     kernel: str             # the twins' function: loss and gradient with respect to the output
     counts: Optional[str]   # the twins' function counting correct predictions; None: no accuracy
     fused: Optional[int]    # the output activation the loss is computed from logits with; None: any
+    targets: Optional[tuple[float, float]]  # the targets the loss is defined for; None: any (labels: [0, n))
 
 
 LOSSES = {
-    BINARY_CROSSENTROPY: Loss("binary_crossentropy", "sigmoid_bce", "binary_correct", SIGMOID),
-    CATEGORICAL_CROSSENTROPY: Loss("categorical_crossentropy", "softmax_cce", "categorical_correct", SOFTMAX),
+    BINARY_CROSSENTROPY: Loss("binary_crossentropy", "sigmoid_bce", "binary_correct", SIGMOID, (0.0, 1.0)),
+    CATEGORICAL_CROSSENTROPY: Loss("categorical_crossentropy", "softmax_cce", "categorical_correct", SOFTMAX,
+                                   (0.0, 1.0)),
     SPARSE_CATEGORICAL_CROSSENTROPY: Loss("sparse_categorical_crossentropy", "softmax_sparse_cce",
-                                          "sparse_correct", SOFTMAX),
-    MSE: Loss("mse", "mse", None, None),
-    POISSON: Loss("poisson", "poisson_nll", None, EXP),
+                                          "sparse_correct", SOFTMAX, None),
+    MSE: Loss("mse", "mse", None, None, None),
+    POISSON: Loss("poisson", "poisson_nll", None, EXP, (0.0, float("inf"))),
 }
 
 # ----------------------------------------------------------------------------- optimizers

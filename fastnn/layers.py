@@ -9,7 +9,7 @@ from typing import Optional
 import numpy as np
 
 from . import activations
-from .validation import check_positive_int
+from .validation import as_weights, check_positive_int
 
 INITS = ("auto", "glorot_uniform", "he_uniform", "zeros")
 
@@ -66,12 +66,7 @@ class Dense:
 
     @staticmethod
     def _assign(name: str, target: np.ndarray, value) -> None:
-        value = np.asarray(value)
-        if value.shape != target.shape:
-            raise ValueError(f"{name} must have shape {target.shape}, got {value.shape}")
-        if not np.all(np.isfinite(value)):
-            raise ValueError(f"{name} contains NaN or inf")
-        np.copyto(target, value, casting="same_kind")
+        np.copyto(target, as_weights(name, value, target.shape, target.dtype))
 
     @property
     def built(self) -> bool:

@@ -5,6 +5,7 @@ buffer; the layers' W and b are views into it), and every number is computed by 
 backend's kernels: `fit` and `evaluate` run the training step through fastnn.trainer, `predict`
 the dense layers' forward kernel.
 """
+import copy
 import time
 from typing import Callable, Optional, Sequence, Union
 
@@ -15,7 +16,7 @@ from .callbacks import History, Progress
 from .layers import Dense
 from .network import Network
 from .trainer import Data, Trainer, evaluate
-from .validation import as_features, check_dtype, check_positive_int
+from .validation import as_features, as_weights, check_dtype, check_positive_int
 
 # Rows per chunk when predicting/evaluating without a batch size: large enough to amortise each
 # kernel call, small enough that the chunk's activations stay in cache-sized buffers.
@@ -33,6 +34,14 @@ class TrainingDivergedError(FloatingPointError):
     def __init__(self, message: str, history: History):
         super().__init__(message)
         self.history = history
+
+
+def _require_finite(values: np.ndarray, what: str, name: str) -> None:
+    """The inputs and weights were finite, so a NaN or inf here is an overflow inside the network."""
+    if not np.isfinite(values).all():
+        raise FloatingPointError(f"{what}: the network's {name} overflowed to NaN or inf for finite inputs "
+                                 f"and weights (weights too large: did training diverge? float64 has more "
+                                 f"range than float32)")
 
 
 class Sequential:
@@ -75,6 +84,11 @@ class Sequential:
     def _bind_layers(self) -> None:
         for layer, W, b in zip(self._layers, self.network.W, self.network.b):
             layer.bind(W, b)
+
+    def __copy__(self) -> "Sequential":
+        """A model of its own (parameters, optimizer state, lock): a shallow copy would train into
+        the same buffers as the original, unguarded by its lock."""
+        return copy.deepcopy(self)
 
     # Unpickling (joblib and Dask ship models between processes): pickled views come back as
     # copies, so the layers' W and b must become views into the network's buffer again.
@@ -128,18 +142,22 @@ class Sequential:
         return [a.copy() for layer in self._layers for a in (layer.W, layer.b)]
 
     def set_weights(self, weights: Sequence) -> None:
-        """Copy [W1, b1, W2, b2, ...] into the model; ValueError on a wrong count or shape."""
+        """Copy [W1, b1, W2, b2, ...] into the model; ValueError on a wrong count or shape, or on
+        values that are not finite real numbers in the model's dtype (1e300 is inf in float32)."""
         weights = list(weights)
         expected = [a.shape for layer in self._layers for a in (layer.W, layer.b)]
         if len(weights) != len(expected):
             raise ValueError(f"weights must be a list of {len(expected)} arrays [W1, b1, ...], "
                              f"got {len(weights)}")
-        arrays = [np.asarray(w) for w in weights]
-        for i, (w, shape) in enumerate(zip(arrays, expected)):
-            if w.shape != shape:
-                raise ValueError(f"weights[{i}] must have shape {shape}, got {w.shape}")
-            if not np.issubdtype(w.dtype, np.number) or not np.all(np.isfinite(w)):
-                raise ValueError(f"weights[{i}] must hold finite numbers")
+        arrays = []
+        for i, (w, shape) in enumerate(zip(weights, expected)):
+            try:
+                arrays.append(as_weights(f"weights[{i}]", w, shape, self.dtype))
+            except (TypeError, ValueError) as exc:
+                if "shape" in str(exc):
+                    raise
+                raise ValueError(f"weights[{i}] must hold finite numbers (real, and finite in {self.dtype.name}): "
+                                 f"{exc}") from None
         targets = [a for pair in zip(self.network.W, self.network.b) for a in pair]
         for target, w in zip(targets, arrays):
             target[...] = w
@@ -300,6 +318,7 @@ class Sequential:
         rows = _CHUNK_ROWS if batch_size is None else check_positive_int("batch_size", batch_size)
         result = np.empty((X.shape[0], self.n_out), self.dtype)
         self.network.predict(X, result, min(rows, X.shape[0]))
+        _require_finite(result, "predict", "outputs")
         return result
 
     def evaluate(self, X, y=None, batch_size: Optional[int] = None) -> dict:
@@ -311,6 +330,7 @@ class Sequential:
     def _evaluate(self, data: Data, batch_size: Optional[int]) -> dict:
         rows = min(_CHUNK_ROWS if batch_size is None else check_positive_int("batch_size", batch_size), data.n)
         loss, correct = evaluate(self.network, self.loss_code, data, rows)
+        _require_finite(np.array(loss), "evaluate", "loss")
         result = {"loss": loss}
         if self._classification():
             result["accuracy"] = correct / self._metric_counts(data.n)

@@ -24,6 +24,7 @@ def _threadpoolctl():
 
 _limits = None  # keeps the process-wide limit set by set_num_threads in force
 _controller = None
+_controller_lock = threading.Lock()
 
 
 def _blas():
@@ -31,8 +32,9 @@ def _blas():
     a small fit (bench/bench_parallel.py times fit_parallel). fastnn's kernels call SciPy's BLAS,
     which is loaded with them, so it is always among those found."""
     global _controller
-    if _controller is None:
-        _controller = _threadpoolctl().ThreadpoolController()
+    with _controller_lock:  # two first calls at once would each make one
+        if _controller is None:
+            _controller = _threadpoolctl().ThreadpoolController()
     return _controller
 
 
@@ -65,7 +67,7 @@ def fit_parallel(models: Sequence, X, y, n_jobs: Optional[int] = None, **fit_kwa
     workers = min(n_jobs, max(len(models), 1))
     prepared = {}
     data = [_data(m, X, y, prepared) for m in models]
-    with _blas().limit(limits=1, user_api="blas"), _workers(workers) as pool:
+    with _one_thread_blas(), _workers(workers) as pool:
         futures = [pool.submit(m.fit, d, None, **fit_kwargs) for m, d in zip(models, data)]
         try:
             wait(futures)  # every fit ends before the BLAS limit is lifted, also when one of them raised
@@ -82,9 +84,36 @@ def fit_parallel(models: Sequence, X, y, n_jobs: Optional[int] = None, **fit_kwa
         return [f.result() for f in futures]
 
 
+_blas_lock = threading.Lock()
+_blas_users = 0
+_blas_limit = None
+
+
+@contextlib.contextmanager
+def _one_thread_blas() -> Iterator[None]:
+    """BLAS at one thread while any fit_parallel call runs: the first call in sets the limit, the
+    last one out lifts it (calls that each saved and restored the limit, interleaved from two
+    threads, could restore the other's one-thread limit)."""
+    global _blas_users, _blas_limit
+    with _blas_lock:
+        if _blas_users == 0:
+            _blas_limit = _blas().limit(limits=1, user_api="blas")
+        _blas_users += 1
+    try:
+        yield
+    finally:
+        with _blas_lock:
+            _blas_users -= 1
+            if _blas_users == 0:
+                _blas_limit.restore_original_limits()
+                _blas_limit = None
+
+
 def _data(model, X, y, prepared: dict) -> Data:
     """(X, y) as model.fit would check and convert them, done once per kind of model: a worker that
     checks the shared data holds the GIL for it (a NaN scan of X), which the other workers wait for."""
+    if not hasattr(model, "network") or not hasattr(model, "loss"):
+        raise TypeError(f"models must be fastnn.Sequential models, got {type(model).__name__}")
     if model.loss is None:
         raise RuntimeError("call model.compile(loss, optimizer) before fit_parallel([model, ...], ...)")
     kind = (model.dtype, model.n_in, model.n_out, model.loss_code)

@@ -64,6 +64,7 @@ _ACTIVATIONS = {"identity": "linear", "logistic": "sigmoid", "tanh": "tanh", "re
 # Output activation -> the fastnn loss computed from it (the classifier's labels are sparse).
 _LOSSES = {"softmax": "sparse_categorical_crossentropy", "logistic": "binary_crossentropy",
            "identity": "mse", "exp": "poisson"}
+_PREDICT_ROWS = 1024  # rows per forward-pass chunk, as Sequential.predict takes them
 _NON_FINITE = ("Solver produced non-finite parameter weights. The input data may contain large values "
                "and need to be preprocessed.")
 
@@ -218,6 +219,8 @@ class _BaseMLP(BaseEstimator):
         X = self._as_dense(X, dtype)
         if sample_weight is not None:
             sample_weight = _check_sample_weight(sample_weight, X, dtype=dtype)
+            if not np.any(sample_weight):  # as scikit-learn's check says it (older ones did not check)
+                raise ValueError("Sample weights must contain at least one non-zero number.")
         if y.ndim == 1:
             y = y.reshape((-1, 1))
         self.n_outputs_ = y.shape[1]
@@ -415,11 +418,16 @@ class _BaseMLP(BaseEstimator):
     # ------------------------------------------------------------------ predict
 
     def _forward_pass_fast(self, X, check_input=True):
-        """The network's output (probabilities, or the regression's values), (n_samples, n_outputs)."""
+        """The network's output (probabilities, or the regression's values), (n_samples, n_outputs).
+        As in scikit-learn, a diverged network's NaN comes back as it is (its scores are NaN);
+        fastnn's own predict raises instead."""
         if check_input:
             X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False)
         self._sync_model()
-        return self.model_.predict(self._as_dense(X, self.model_.dtype))
+        X = self._as_dense(X, self.model_.dtype)
+        out = np.empty((X.shape[0], self.model_.n_out), self.model_.dtype)
+        self.model_.network.predict(X, out, max(1, min(_PREDICT_ROWS, X.shape[0])))
+        return out
 
     def _score_with_function(self, X, y, sample_weight, score_function):
         y_pred = self._predict(X, check_input=False)

@@ -39,9 +39,11 @@ class Data:
     def for_model(cls, model, X, y, x_name: str = "X", y_name: str = "y") -> "Data":
         """X and y checked (shapes, finite values, labels in range) and converted for a compiled
         model (its dtype, n_in, n_out and loss)."""
+        row = _contract.LOSSES[model.loss_code]
         sparse = model.loss_code == _contract.SPARSE_CATEGORICAL_CROSSENTROPY
         X = as_features(x_name, X, model.dtype, model.n_in)
-        y = as_targets(y_name, y, model.dtype, X.shape[0], model.n_out, sparse=sparse)
+        y = as_targets(y_name, y, model.dtype, X.shape[0], model.n_out, sparse=sparse, domain=row.targets,
+                       loss=row.name)
         return cls(X, y)
 
     def fits(self, model) -> bool:

@@ -13,13 +13,15 @@ DTYPES = ("float32", "float64")
 
 
 def check_dtype(dtype) -> np.dtype:
+    """float32 or float64 in the machine's byte order (">f8" names float64 but is not what the
+    kernels read: refused)."""
     try:
         dt = np.dtype(dtype)
     except TypeError:
         dt = None
-    if dt is None or dt.name not in DTYPES:
-        raise ValueError(f"dtype must be one of {list(DTYPES)}, got {dtype!r}")
-    return dt
+    if dt is None or dt.name not in DTYPES or not dt.isnative:
+        raise ValueError(f"dtype must be one of {list(DTYPES)} (native byte order), got {dtype!r}")
+    return np.dtype(dt.name)
 
 
 def check_positive_int(name: str, value, minimum: int = 1) -> int:
@@ -89,22 +91,37 @@ def as_features(name: str, data, dtype: np.dtype, n_features: int) -> np.ndarray
     if arr.shape[1] != n_features:
         raise ValueError(f"{name} has {arr.shape[1]} features (shape {arr.shape}) but the model's first "
                          f"layer expects {n_features}")
-    _check_finite(name, arr)
-    return np.ascontiguousarray(arr, dtype=dtype)
+    return as_finite(name, arr, dtype)
 
 
-def as_targets(name: str, data, dtype: np.dtype, n_rows: int, n_outputs: int, sparse: bool) -> np.ndarray:
+def as_finite(name: str, arr: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """arr as a C-contiguous array of `dtype`, checked for NaN and inf after the conversion: 1e39
+    is finite in float64 but inf in float32."""
+    with np.errstate(over="ignore"):  # an overflowing cast is reported below
+        converted = np.ascontiguousarray(arr, dtype=dtype)
+    try:
+        _check_finite(name, converted)
+    except ValueError:
+        _check_finite(name, arr)  # NaN or inf in the data itself: say so, with the element
+        raise ValueError(f"{name} holds values too large for {np.dtype(dtype).name} (they become inf), "
+                         f"e.g. {np.max(np.abs(arr[np.isfinite(arr)]))!r}") from None
+    return converted
+
+
+def as_targets(name: str, data, dtype: np.dtype, n_rows: int, n_outputs: int, sparse: bool,
+               domain=None, loss: str = "") -> np.ndarray:
     """y-like data -> (n_rows, n_outputs) array of `dtype`, or (n_rows,) int64 labels when `sparse`.
 
-    A 1-D y is accepted for a one-output model (and for sparse labels).
+    A 1-D y is accepted for a one-output model (and for sparse labels). domain: (low, high), the
+    values the loss `loss` is defined for (fastnn._contract.LOSSES' targets), or None: any.
     """
     arr = _numeric_array(name, data)
     if arr.ndim == 0:
         raise ValueError(f"{name} must hold one row per sample of X ({n_rows}), got a scalar")
     if arr.shape[0] != n_rows:
         raise ValueError(f"{name} has {arr.shape[0]} rows (shape {arr.shape}) but X has {n_rows}")
-    _check_finite(name, arr)
     if sparse:
+        _check_finite(name, arr)
         if arr.ndim == 2 and arr.shape[1] == 1:
             arr = arr[:, 0]
         if arr.ndim != 1:
@@ -123,4 +140,19 @@ def as_targets(name: str, data, dtype: np.dtype, n_rows: int, n_outputs: int, sp
     if arr.ndim != 2 or arr.shape[1] != n_outputs:
         raise ValueError(f"{name} must have shape ({n_rows}, {n_outputs}) to match the output layer, got "
                          f"shape {arr.shape}")
-    return np.ascontiguousarray(arr, dtype=dtype)
+    targets = as_finite(name, arr, dtype)
+    if domain is not None:
+        low, high = domain
+        outside = (targets < low) | (targets > high)
+        if outside.any():
+            where = tuple(int(i) for i in np.argwhere(outside)[0])
+            raise ValueError(f"{name} must lie in [{low}, {high}] for {loss}; {name}[{where}] is {targets[where]}")
+    return targets
+
+
+def as_weights(name: str, value, shape: tuple, dtype: np.dtype) -> np.ndarray:
+    """A weight array for a parameter of `shape`: real numbers, finite once in `dtype`."""
+    arr = _numeric_array(name, value)
+    if arr.shape != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)}, got {arr.shape}")
+    return as_finite(name, arr, dtype)

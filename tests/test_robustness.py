@@ -1,0 +1,141 @@
+"""Nothing silent: data checked after the conversion to the model's dtype, targets in the loss's
+domain, overflowing outputs reported, odd dtypes refused, saves that keep the file's mode and
+links, copies that own their parameters, scikit-learn's zero-sum weights refused as it refuses
+them. Each test provokes one class of the failures issue 18 lists."""
+import copy
+import os
+import stat
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import fastnn as fnn
+
+
+def model(dtype="float32", out="sigmoid", loss="binary_crossentropy", n_out=1, hidden="tanh"):
+    m = fnn.Sequential([fnn.Dense(2, 4, hidden), fnn.Dense(4, n_out, out)], seed=0, dtype=dtype)
+    m.compile(loss, fnn.SGD(lr=0.1))
+    return m
+
+
+X = np.array([[0.0, 1.0], [1.0, 0.0], [0.5, 0.5], [1.0, 1.0]])
+
+
+# ----------------------------------------------------------------------------- finite after the cast
+
+def test_inputs_finite_in_float64_but_not_in_float32_are_refused(backend):
+    m = model("float32")
+    big = X.copy()
+    big[1, 0] = 1e39  # inf once float32
+    for call in (lambda: m.predict(big), lambda: m.fit(big, np.ones(4), verbose=0),
+                 lambda: m.evaluate(big, np.ones(4))):
+        with pytest.raises(ValueError, match=r"X holds values too large for float32"):
+            call()
+    assert model("float64").predict(big).shape == (4, 1)  # float64 holds it
+
+
+def test_weights_finite_only_before_the_cast_or_complex_are_refused(backend):
+    m = model("float32")
+    weights = m.get_weights()
+    weights[0] = np.full((2, 4), 1e300)
+    with pytest.raises(ValueError, match=r"weights\[0\] must hold finite numbers.*float32"):
+        m.set_weights(weights)
+    with pytest.raises(ValueError, match="too large for float32"):
+        m.layers[0].W = np.full((2, 4), 1e300)
+    with pytest.raises(TypeError, match="real"):
+        m.layers[1].b = np.array([1 + 2j])
+    assert np.isfinite(m.network.params).all()
+
+
+# ----------------------------------------------------------------------------- targets in the domain
+
+@pytest.mark.parametrize("loss, out, n_out, y", [
+    ("binary_crossentropy", "sigmoid", 1, np.array([0.0, 1.0, 2.0, -1.0])),
+    ("categorical_crossentropy", "softmax", 2, np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 2.0], [1.0, 0.0]])),
+    ("poisson", "exp", 1, np.array([1.0, 0.0, -3.0, 2.0])),
+])
+def test_targets_outside_the_loss_domain_are_refused(backend, loss, out, n_out, y):
+    m = model("float64", out=out, loss=loss, n_out=n_out)
+    before = m.network.params.copy()
+    with pytest.raises(ValueError, match=rf"y must lie in .* for {loss}"):
+        m.fit(X, y, epochs=1, verbose=0)
+    np.testing.assert_array_equal(m.network.params, before)  # nothing was trained
+
+
+# ----------------------------------------------------------------------------- overflow reported
+
+def test_predict_and_evaluate_report_an_overflowing_network(backend):
+    m = model("float32", out="softmax", loss="sparse_categorical_crossentropy", n_out=2, hidden="relu")
+    m.set_weights([np.full((2, 4), 1e19), np.zeros(4), np.full((4, 2), 1e19) * [1, -1], np.zeros(2)])
+    with pytest.raises(FloatingPointError, match="predict: the network's outputs overflowed"):
+        m.predict(X)
+    with pytest.raises(FloatingPointError, match="evaluate: the network's loss overflowed"):
+        m.evaluate(X, np.array([0, 1, 0, 1]))
+
+
+# ----------------------------------------------------------------------------- dtypes
+
+@pytest.mark.parametrize("dtype", [">f8", "<f2", "complex128", "int64"])
+def test_odd_dtypes_are_refused(dtype):
+    non_native = ">f8" if np.little_endian else "<f8"
+    with pytest.raises(ValueError, match="dtype must be one of"):
+        fnn.Sequential([fnn.Dense(2, 1)], dtype=non_native if dtype == ">f8" else dtype)
+
+
+# ----------------------------------------------------------------------------- saves
+
+def test_save_keeps_the_mode_of_the_file_it_replaces_and_writes_through_links(backend, tmp_path):
+    m = model()
+    path = tmp_path / "m.npz"
+    m.save(path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~current_umask()  # a new file: the umask's
+    os.chmod(path, 0o640)
+    m.save(path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+    link = tmp_path / "link.npz"
+    link.symlink_to(path)
+    m.save(link)
+    assert link.is_symlink() and fnn.load(link).get_weights()[0].shape == (2, 4)
+
+
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_save_into_a_missing_folder_names_the_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match="the folder .*missing.* does not exist"):
+        model().save(tmp_path / "missing" / "m.npz")
+    assert list(tmp_path.iterdir()) == []
+
+
+# ----------------------------------------------------------------------------- shared state
+
+def test_a_copy_owns_its_parameters_and_lock(backend):
+    m = model()
+    c = copy.copy(m)
+    assert c.network.params is not m.network.params and c.network.lock is not m.network.lock
+    c.fit(X, np.ones(4), epochs=3, verbose=0)
+    assert not np.array_equal(c.network.params, m.network.params)
+    assert all(np.shares_memory(layer.W, c.network.params) for layer in c.layers)  # c's layers view c's buffer
+    assert not any(np.shares_memory(layer.W, m.network.params) for layer in c.layers)
+
+
+# ----------------------------------------------------------------------------- scikit-learn's zero weights
+
+@pytest.mark.parametrize("solver", ["lbfgs", "adam"])
+def test_sklearn_zero_sum_sample_weights_raise_as_scikit_learn_does(backend, solver):
+    pytest.importorskip("sklearn")
+    from fastnn.sklearn import MLPRegressor
+    rng = np.random.default_rng(0)
+    Xs, ys = rng.random((20, 3)), rng.random(20)
+    with pytest.raises(ValueError, match="Sample weights must contain at least one non-zero number"):
+        MLPRegressor(solver=solver, max_iter=5).fit(Xs, ys, sample_weight=np.zeros(20))
+
+
+# ----------------------------------------------------------------------------- packaging
+
+def test_the_package_is_marked_typed():
+    assert (Path(fnn.__file__).parent / "py.typed").is_file()
