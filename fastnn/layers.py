@@ -12,6 +12,7 @@ from . import activations
 from .validation import as_weights, check_positive_int
 
 INITS = ("auto", "glorot_uniform", "he_uniform", "zeros")
+MAX_WIDTH = 2 ** 31 - 1
 
 
 class Dense:
@@ -20,6 +21,9 @@ class Dense:
     def __init__(self, n_in: int, n_out: int, activation: Optional[str] = None, init: str = "auto"):
         self.n_in = check_positive_int("n_in", n_in)
         self.n_out = check_positive_int("n_out", n_out)
+        for name, value in (("n_in", self.n_in), ("n_out", self.n_out)):
+            if value > MAX_WIDTH:  # BLAS takes its sizes as C ints
+                raise ValueError(f"{name} must be at most {MAX_WIDTH}, got {value}")
         activations.code(activation)  # raises for an unknown name
         self.activation = "linear" if activation is None else activation
         if init not in INITS:

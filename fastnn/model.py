@@ -346,22 +346,25 @@ class Sequential:
         saving.write(path, architecture, self.get_weights())
 
 
+def _weight_shapes(architecture: dict) -> list:
+    """[(shape, dtype)] of W0, b0, W1, ... for a saved architecture; nothing is allocated."""
+    dtype = check_dtype(architecture["dtype"])
+    layers = [Dense(**cfg) for cfg in architecture["layers"]]
+    if not layers:
+        raise ValueError("no layers")
+    for i, (a, b) in enumerate(zip(layers[:-1], layers[1:])):
+        if a.n_out != b.n_in:
+            raise ValueError(f"layers[{i}] has n_out={a.n_out} but layers[{i + 1}] has n_in={b.n_in}")
+    return [pair for layer in layers for pair in (((layer.n_in, layer.n_out), dtype), ((layer.n_out,), dtype))]
+
+
 def load(path) -> Sequential:
     """Read a model written by `model.save(path)`. FileNotFoundError if missing; ValueError if the
-    file is not a complete fastnn model (wrong format or version, garbage, truncated, bad shapes)."""
-    architecture, arrays = saving.read(path)
-    try:
-        layers = [Dense(**cfg) for cfg in architecture["layers"]]
-        model = Sequential(layers, dtype=architecture["dtype"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise saving.invalid(path, f"the architecture does not describe a valid model ({exc})") from None
-    expected = [a for pair in zip(model.network.W, model.network.b) for a in pair]
-    if len(arrays) != len(expected):
-        raise saving.invalid(path, f"it holds {len(arrays)} weight arrays, the architecture needs {len(expected)}")
-    for i, (a, target) in enumerate(zip(arrays, expected)):
-        name = f"{'Wb'[i % 2]}{i // 2}"
-        if a.shape != target.shape or a.dtype != model.dtype:
-            raise saving.invalid(path, f"array {name} is {a.dtype}{a.shape}, expected {model.dtype}{target.shape}")
+    file is not a complete fastnn model (wrong format or version, garbage, truncated, bad shapes).
+    The file is checked whole before the model is built: a file never makes load allocate more
+    than the arrays it really holds."""
+    architecture, arrays = saving.read(path, _weight_shapes)
+    model = Sequential([Dense(**cfg) for cfg in architecture["layers"]], dtype=architecture["dtype"])
     try:
         model.set_weights(arrays)
     except ValueError as exc:

@@ -103,3 +103,95 @@ def test_pickled_entry_is_refused(tmp_path):
     with pytest.raises(ValueError):
         fnn.load(path)
     assert zipfile.is_zipfile(path)
+
+
+# ----------------------------------------------------------------------------- crafted files
+
+def crafted(path, architecture=None, arrays=None, compressed=False):
+    """An .npz with the given architecture (dict, or raw text) and arrays."""
+    members = dict(arrays or {})
+    if architecture is not None:
+        text = architecture if isinstance(architecture, str) else json.dumps(architecture)
+        members["architecture"] = np.array(text)
+    (np.savez_compressed if compressed else np.savez)(path, **members)
+    return path
+
+
+def small_architecture(**changes):
+    return {"format": "fastnn", "version": 1, "dtype": "float32", "loss": None, "optimizer": None,
+            "layers": [{"n_in": 2, "n_out": 3, "activation": "relu", "init": "he_uniform"}], **changes}
+
+
+SMALL_ARRAYS = {"W0": np.zeros((2, 3), np.float32), "b0": np.zeros(3, np.float32)}
+
+LOAD_CHILD = """
+import resource, sys, time
+import fastnn as fnn
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+started = time.perf_counter()
+try:
+    fnn.load(sys.argv[1])
+    outcome = "loaded"
+except ValueError as exc:
+    outcome = "refused: " + str(exc)
+print(outcome)
+print(time.perf_counter() - started)
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024)
+"""
+
+
+def load_in_a_subprocess(path):
+    """(outcome, seconds, peak memory growth in bytes) of fnn.load(path) in a fresh process."""
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-c", LOAD_CHILD, str(path)], capture_output=True, text=True,
+                         timeout=120, check=True).stdout.splitlines()
+    return out[0], float(out[1]), int(out[2])
+
+
+@pytest.mark.parametrize("case", ["huge-layer", "bomb-member", "huge-header"])
+def test_crafted_files_are_refused_without_allocating_what_they_claim(tmp_path, case):
+    """A 2 KB file whose architecture claims a layer of 150 M units; a small compressed member of
+    200 M zeros besides a valid model; an array header that claims 10^12 elements: refused before
+    anything of that size is allocated (peak memory measured in a subprocess)."""
+    path = tmp_path / "crafted.npz"
+    if case == "huge-layer":
+        crafted(path, small_architecture(layers=[{"n_in": 2, "n_out": 150_000_000, "activation": "relu"}]),
+                SMALL_ARRAYS)
+        message = "W0 is float32"
+    elif case == "bomb-member":
+        crafted(path, small_architecture(), {**SMALL_ARRAYS, "junk": np.zeros(200_000_000, np.uint8)},
+                compressed=True)
+        message = "unexpected member 'junk.npy'"
+    else:
+        crafted(path, small_architecture(), SMALL_ARRAYS)
+        with zipfile.ZipFile(path) as zf:
+            members = {name: zf.read(name) for name in zf.namelist()}
+        header = members["W0.npy"]
+        members["W0.npy"] = header.replace(b"(2, 3)", b"(1000000, 1000000)")
+        with zipfile.ZipFile(path, "w") as zf:
+            for name, data in members.items():
+                zf.writestr(name, data)
+        message = "W0"
+    outcome, seconds, growth = load_in_a_subprocess(path)
+    assert outcome.startswith("refused") and message in outcome, outcome
+    assert growth < 64 * 2 ** 20, f"load grew the process by {growth / 2 ** 20:.0f} MiB"
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p: p.write_text("a text file, not a model"), "not an .npz archive"),
+    (lambda p: np.save(p, np.zeros(3)) or p.with_suffix(".npz.npy").rename(p), "not an .npz archive"),
+    (lambda p: crafted(p, small_architecture(), {**SMALL_ARRAYS, "extra": np.zeros(2)}), "unexpected member"),
+    (lambda p: crafted(p, small_architecture(), {**SMALL_ARRAYS, "W1": np.zeros((3, 3), np.float32)}),
+     "belong to no layer"),
+    (lambda p: crafted(p, "[" * 100_000 + "]" * 100_000, SMALL_ARRAYS), "not JSON"),
+    (lambda p: crafted(p, json.dumps(small_architecture()) + " " * (1 << 21), SMALL_ARRAYS), "over"),
+    (lambda p: crafted(p, small_architecture(layers="dense"), SMALL_ARRAYS), "no list of layers"),
+    (lambda p: crafted(p, small_architecture(dtype=">f8"), SMALL_ARRAYS), "valid model"),
+])
+def test_malformed_files_get_a_clear_valueerror(tmp_path, make, message):
+    path = tmp_path / "bad.npz"
+    make(path)
+    with pytest.raises(ValueError, match="not a valid fastnn model file") as info:
+        fnn.load(path)
+    assert message in str(info.value)
