@@ -5,6 +5,7 @@ A callback is either an object with `on_epoch_end(epoch, logs)` (and optionally
 Setting `model.stop_training = True` from a callback ends fit after that epoch, as in Keras.
 """
 import math
+import numbers
 import sys
 import time
 
@@ -65,10 +66,10 @@ class EarlyStopping:
                  mode: str = "auto", restore_best_weights: bool = False):
         if mode not in ("auto", "min", "max"):
             raise ValueError(f"mode must be one of ['auto', 'max', 'min'], got {mode!r}")
-        if not isinstance(patience, int) or patience < 0:
+        if isinstance(patience, bool) or not isinstance(patience, numbers.Integral) or patience < 0:
             raise ValueError(f"patience must be an int >= 0, got {patience!r}")
         self.monitor = monitor
-        self.patience = patience
+        self.patience = int(patience)
         self.min_delta = abs(float(min_delta))
         self.maximize = mode == "max" or (mode == "auto" and "acc" in monitor)
         self.restore_best_weights = restore_best_weights

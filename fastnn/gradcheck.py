@@ -87,14 +87,10 @@ def gradcheck(model: Sequential, X, y, eps: Optional[float] = None,
     data = trainer.Data.for_model(model, X, y)
     # The gradient pass writes the model's gradient buffer, which a fit in another thread is using.
     network = model.network
-    if not network.lock.acquire(blocking=False):
-        raise RuntimeError("this model is being fitted in another thread; run gradcheck after fit returns")
-    try:
+    with network.fitting("gradcheck"):
         path = trainer.Trainer(network, model.loss_code, data, batch=data.n).path
         trainer.gradient(network, model.loss_code, data)
         analytic = network.grads.copy()
-    finally:
-        network.lock.release()
 
     # The twin sees exactly the model's numbers (float32 values are exact in float64); its loss
     # comes from the same training step, on a gradient buffer of its own.

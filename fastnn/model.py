@@ -231,18 +231,19 @@ class Sequential:
                 raise ValueError("validation_data must be a tuple (X_val, y_val)")
             validation = Data.for_model(self, *validation_data, x_name="validation_data[0]",
                                         y_name="validation_data[1]")
-        callbacks = list(callbacks or [])
+        if callbacks is not None and (callable(callbacks) or hasattr(callbacks, "on_epoch_end")):
+            raise TypeError(f"callbacks must be a list of callbacks, got one {type(callbacks).__name__}: "
+                            f"pass callbacks=[{type(callbacks).__name__}(...)]")
+        try:
+            callbacks = list(callbacks or [])
+        except TypeError:
+            raise TypeError(f"callbacks must be a list of callbacks, got {type(callbacks).__name__}") from None
         for cb in callbacks:
             if not (callable(cb) or hasattr(cb, "on_epoch_end")):
                 raise TypeError(f"callbacks must be callables fn(epoch, logs) or objects with on_epoch_end, "
                                 f"got {cb!r}")
-        if not self.network.lock.acquire(blocking=False):
-            raise RuntimeError("this model is already being fitted in another thread; fit separate models "
-                               "in parallel, or wait for the other fit to finish")
-        try:
+        with self.network.fitting("fit"):
             return self._fit(data, epochs, batch, shuffle and batch < data.n, validation, verbose, callbacks)
-        finally:
-            self.network.lock.release()
 
     def _fit(self, data: Data, epochs, batch, shuffle, validation, verbose, callbacks) -> History:
         """Runs of epochs go to the training step in one kernel call each. With callbacks or

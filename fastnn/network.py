@@ -5,8 +5,9 @@ fastnn._contract.layout) with one of gradients of the same length; every layer's
 are views into them, so one optimizer step updates the whole network in one pass. Sequential,
 the scikit-learn estimators, gradcheck and explain all reach the parameters through a Network.
 """
+import contextlib
 import threading
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -33,6 +34,7 @@ class Network:
         self.grads = np.zeros(n_params, self.dtype)
         self._make_views()
         self.lock = threading.Lock()
+        self._owner = None
         self.stop = np.zeros(1, np.int8)
 
     def _make_views(self) -> None:
@@ -54,7 +56,24 @@ class Network:
         self.slices, _ = _contract.layout(self.sizes)
         self._make_views()
         self.lock = threading.Lock()
+        self._owner = None
         self.stop = np.zeros(1, np.int8)
+
+    @contextlib.contextmanager
+    def fitting(self, what: str) -> Iterator[None]:
+        """Hold `lock` for a fit (or a gradient pass) named `what`; RuntimeError if it is held."""
+        if not self.lock.acquire(blocking=False):
+            if self._owner == threading.get_ident():
+                raise RuntimeError(f"{what} was called while this model is being fitted in the same thread "
+                                   "(from one of the fit's callbacks?): fit another model there, or after fit returns")
+            raise RuntimeError(f"this model is already being fitted in another thread, so {what} cannot run; "
+                               "fit separate models in parallel, or wait for the other fit to finish")
+        self._owner = threading.get_ident()
+        try:
+            yield
+        finally:
+            self._owner = None
+            self.lock.release()
 
     @property
     def n_params(self) -> int:

@@ -139,3 +139,29 @@ def test_sklearn_zero_sum_sample_weights_raise_as_scikit_learn_does(backend, sol
 
 def test_the_package_is_marked_typed():
     assert (Path(fnn.__file__).parent / "py.typed").is_file()
+
+
+# ----------------------------------------------------------------------------- messages that name the argument
+
+def test_messages_name_the_argument(backend):
+    m = model()
+    with pytest.raises(TypeError, match=r"callbacks must be a list of callbacks.*callbacks=\[EarlyStopping"):
+        m.fit(X, np.ones(4), verbose=0, callbacks=fnn.EarlyStopping(monitor="loss"))
+    with pytest.raises(ValueError, match="n_out must be at most"):
+        fnn.Dense(2, 10 ** 30)
+    with pytest.raises(TypeError, match="models must be fastnn.Sequential models, got NoneType"):
+        fnn.fit_parallel([m, None], X, np.ones(4))
+    with pytest.raises(ValueError, match=r"weights\[0\] could not be read as a numeric array"):
+        m.set_weights([[[1.0, 2.0], [3.0]], np.zeros(4), np.zeros((4, 1)), np.zeros(1)])
+    assert fnn.EarlyStopping(patience=np.int64(3)).patience == 3
+
+
+def test_fit_from_its_own_callback_says_so(backend):
+    m = model()
+
+    def refit(epoch, logs):
+        m.fit(X, np.ones(4), epochs=1, verbose=0)
+
+    with pytest.raises(RuntimeError, match="while this model is being fitted in the same thread"):
+        m.fit(X, np.ones(4), epochs=1, verbose=0, callbacks=[refit])
+    m.fit(X, np.ones(4), epochs=1, verbose=0)  # and the model is free afterwards
