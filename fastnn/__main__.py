@@ -3,6 +3,7 @@ and the benchmark suite's table of speed ratios."""
 import argparse
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -10,7 +11,8 @@ import numpy as np
 
 import fastnn as fnn
 from fastnn import data
-from fastnn.lesson import PLATEAU_FALL, XOR_SEED, SeedRuns, plateau_window, right_side, train_seeds, xor_model
+from fastnn.lesson import (PLATEAU_FALL, XOR_SEED, SeedRuns, on_plateau, plateau_window, right_side, train_seeds,
+                           xor_model)
 
 # Figures: size in inches at DPI dots per inch (so the PNGs are 1200×400, 800×450, ... pixels).
 DPI = 100
@@ -62,7 +64,8 @@ def _print_seeds(runs: SeedRuns, args, seconds: float, threads: int) -> None:
         if failed.size > 25:
             shown += f", ... ({failed.size - 25} more)"
         print(f"\nseeds that did not learn: {shown}")
-        print(f"  (fastnn xor --seed {failed[0]} --hidden {args.hidden} shows one)")
+        print(f"  ({_program()} xor --seed {failed[0]} --hidden {args.hidden} --epochs {args.epochs} "
+              f"--lr {args.lr:g} shows one)")
     total = n * args.epochs
     print(f"\n{n} runs, {total:,} epochs in {seconds:.2f} s on {threads} threads "
           f"({seconds / total * 1e6:.2f} µs per epoch, wall clock)")
@@ -133,17 +136,26 @@ def cmd_xor(args) -> int:
         print()
         final = model.evaluate(X, y)["loss"]
     else:
-        history = model.fit(X, y, epochs=args.epochs, batch_size=None, verbose=0)
-        final = history.history["loss"][-1] if args.epochs else model.evaluate(X, y)["loss"]
+        try:
+            history = model.fit(X, y, epochs=args.epochs, batch_size=None, verbose=0)
+        except fnn.TrainingDivergedError as exc:
+            print(f"diverged: {exc}")
+            return 1
+        final = history.history["loss"][-1]
     seconds = time.perf_counter() - start
     learned = _truth_table(model, X, y)
     print(f"\nfinal loss {final:.6f} after {args.epochs} epochs in {seconds:.3f} s "
-          f"({seconds / max(args.epochs, 1) * 1e6:.2f} µs per epoch, {fnn.get_backend()} backend)")
+          f"({seconds / args.epochs * 1e6:.2f} µs per epoch, {fnn.get_backend()} backend)")
     if learned:
         print("learned XOR: every output is on the right side of 0.5")
+    elif not args.explain and history.history["loss"][-1] > history.history["loss"][0]:
+        print(f"did NOT learn XOR: the loss grew from {history.history['loss'][0]:.4g} (training diverged); "
+              "try a smaller --lr")
+    elif not args.explain and on_plateau(history.history["loss"], args.epochs):
+        print("did NOT learn XOR: this start is stuck on a plateau (a 2-2-1 sigmoid net has local minima); "
+              "try another --seed")
     else:
-        print("did NOT learn XOR: this start is stuck (a 2-2-1 sigmoid net has local minima); "
-              "try another --seed or more --epochs")
+        print("did NOT learn XOR yet: the loss is still falling; try more --epochs")
     if args.plot:
         _xor_figure(model, history, X, y, args.plot)
     return 0 if learned else 1
@@ -226,28 +238,97 @@ def cmd_bench(args) -> int:
     return benchreport.main(quick=args.quick, as_json=args.json, path=args.path, pytest_args=args.pytest_args)
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _seed(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not (value > 0 and value < float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def _figure_path(text: str) -> str:
+    """A PNG (or other matplotlib format) path whose folder exists and can be written, checked
+    before any training."""
+    path = Path(text)
+    if text.endswith(("/", os.sep)) or path.is_dir() or path.name in ("", ".", ".."):
+        raise argparse.ArgumentTypeError(f"{text!r} is a folder; give a file name such as xor.png")
+    suffix = path.suffix.lower().lstrip(".")
+    if suffix not in ("png", "pdf", "svg", "jpg", "jpeg", "eps", "ps", "tif", "tiff", "webp"):
+        raise argparse.ArgumentTypeError(f"{text!r}: the file name must end in .png (or .pdf, .svg, ...)")
+    _writable_folder(path.parent if str(path.parent) else Path("."))
+    return text
+
+
+def _figure_folder(text: str) -> str:
+    _writable_folder(Path(text))
+    return text
+
+
+def _writable_folder(folder: Path) -> None:
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent  # missing folders are made, inside one that exists
+    try:  # a real file, made and removed: some folders (/proc) refuse files their mode allows
+        if not existing.is_dir():
+            raise NotADirectoryError(str(existing))
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(f"cannot write into {str(folder)!r} ({exc.strerror or exc})") from None
+
+
+def _program() -> str:
+    return "fastnn" if Path(sys.argv[0]).name == "fastnn" else "python -m fastnn"
+
+
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fastnn", description=__doc__)
+    try:
+        return _main(argv)
+    except BrokenPipeError:  # the reader went away (| head): no traceback, and no second one at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+def _main(argv=None) -> int:
+    defaults = argparse.ArgumentDefaultsHelpFormatter
+    parser = argparse.ArgumentParser(prog=_program(), description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {fnn.__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("xor", help="train the lesson's 2-2-1 XOR network and print its truth table")
+    p = sub.add_parser("xor", help="train the lesson's 2-2-1 XOR network and print its truth table",
+                       formatter_class=defaults)
+    xor = p
     p.add_argument("--explain", action="store_true", help="print the math of the first steps")
-    p.add_argument("--epochs", type=int, default=10_000)
-    p.add_argument("--lr", type=float, default=0.5)
-    p.add_argument("--seed", type=int, default=XOR_SEED)
-    p.add_argument("--hidden", type=int, default=2, help="hidden neurons (2 in the lesson)")
-    p.add_argument("--backend", choices=fnn.backend.BACKENDS)
-    p.add_argument("--seeds", type=int, metavar="N",
+    p.add_argument("--epochs", type=_positive_int, default=10_000, help="full-batch epochs of training")
+    p.add_argument("--lr", type=_positive_float, default=0.5, help="the learning rate η of gradient descent")
+    p.add_argument("--seed", type=_seed, default=XOR_SEED, help="the seed of the starting weights")
+    p.add_argument("--hidden", type=_positive_int, default=2, help="hidden neurons (2 in the lesson)")
+    p.add_argument("--backend", choices=fnn.backend.BACKENDS, help="default: the compiled one when built")
+    p.add_argument("--seeds", type=_positive_int, metavar="N",
                    help="train from N seeds (--seed, --seed + 1, ...) in parallel threads and count how "
                         "many learn XOR")
-    p.add_argument("--plot", metavar="PNG", help="write a figure: loss curve, decision boundary and truth "
-                   f"table ({XOR_FIGSIZE[0] * DPI}x{XOR_FIGSIZE[1] * DPI} px); with --seeds a histogram "
-                   f"of final losses ({SEEDS_FIGSIZE[0] * DPI:.0f}x{SEEDS_FIGSIZE[1] * DPI:.0f} px). "
+    p.add_argument("--plot", metavar="PNG", type=_figure_path, help="write a figure: loss curve, decision "
+                   f"boundary and truth table ({XOR_FIGSIZE[0] * DPI}x{XOR_FIGSIZE[1] * DPI} px); with --seeds a "
+                   f"histogram of final losses ({SEEDS_FIGSIZE[0] * DPI:.0f}x{SEEDS_FIGSIZE[1] * DPI:.0f} px). "
                    'Needs matplotlib: pip install "fastnn[plot]"')
     p.set_defaults(run=cmd_xor)
-    p = sub.add_parser("demo", help="train on generated data sets, accuracy and time per backend")
+    p = sub.add_parser("demo", help="train on generated data sets, accuracy and time per backend",
+                       formatter_class=defaults)
     p.add_argument("--backend", choices=fnn.backend.BACKENDS, help="default: every available backend")
-    p.add_argument("--plot", metavar="DIR", help="write a figure per data set into DIR (history; decision "
-                   'boundary for 2-D data). Needs matplotlib: pip install "fastnn[plot]"')
+    p.add_argument("--plot", metavar="DIR", type=_figure_folder, help="write a figure per data set into DIR "
+                   '(history; decision boundary for 2-D data). Needs matplotlib: pip install "fastnn[plot]"')
     p.set_defaults(run=cmd_demo)
     p = sub.add_parser("bench", help="run the benchmark suite (bench/) and print the table of ratios")
     p.add_argument("--quick", action="store_true", help="a short pass: less data, one round")
@@ -256,15 +337,8 @@ def main(argv=None) -> int:
     p.add_argument("pytest_args", nargs="*", help="passed to pytest, e.g. -- -k xor")
     p.set_defaults(run=cmd_bench)
     args = parser.parse_args(argv)
-    if args.command == "xor":
-        if args.explain and (args.plot or args.seeds is not None):
-            parser.error("--explain prints the math of one run; use it without --plot and --seeds")
-        if args.seeds is not None and args.seeds < 1:
-            parser.error(f"--seeds must be at least 1, got {args.seeds}")
-        if args.hidden < 1:
-            parser.error(f"--hidden must be at least 1, got {args.hidden}")
-        if args.seeds is not None and args.epochs < 1:
-            parser.error(f"--epochs must be at least 1 with --seeds, got {args.epochs}")
+    if args.command == "xor" and args.explain and (args.plot or args.seeds is not None):
+        xor.error("--explain prints the math of one run; use it without --plot and --seeds")
     if getattr(args, "plot", None):
         try:  # before any training: a missing matplotlib should not cost a whole run
             from fastnn import plot  # noqa: F401

@@ -15,7 +15,7 @@ from .optimizers import SGD
 from .parallel import fit_parallel
 from .validation import check_positive_int
 
-__all__ = ["PLATEAU_FALL", "PLATEAU_WINDOW", "SeedRuns", "XOR_SEED", "plateau_window", "right_side",
+__all__ = ["PLATEAU_FALL", "PLATEAU_WINDOW", "SeedRuns", "XOR_SEED", "on_plateau", "plateau_window", "right_side",
            "train_seeds", "xor_model"]
 
 XOR_SEED = 0  # converges on both backends (tests/test_xor.py checks it); some seeds do not
@@ -71,6 +71,13 @@ def plateau_window(epochs: int) -> int:
     return max(1, int(epochs * PLATEAU_WINDOW))
 
 
+def on_plateau(loss: list, epochs: int) -> bool:
+    """Whether a run's loss per epoch (len epochs) fell by less than PLATEAU_FALL (relative) over
+    its last plateau_window(epochs) epochs; a run too short to tell is not on a plateau."""
+    window = plateau_window(epochs)
+    return bool(epochs > window and loss[-window - 1] - loss[-1] < PLATEAU_FALL * loss[-1])
+
+
 def train_seeds(seeds: Iterable[int], hidden: int = 2, epochs: int = 10_000, lr: float = 0.5,
                 n_jobs: Optional[int] = None) -> SeedRuns:
     """Train xor_model(hidden, seed, lr) for each seed, `epochs` full-batch epochs, in parallel
@@ -80,7 +87,6 @@ def train_seeds(seeds: Iterable[int], hidden: int = 2, epochs: int = 10_000, lr:
     seeds = [int(s) for s in seeds]
     epochs = check_positive_int("epochs", epochs)
     X, y = data.xor()
-    window = plateau_window(epochs)
     final, wrong, plateau = [], [], []
     # In groups: each History holds every epoch's loss and accuracy as Python floats (0.6 MB for
     # 10,000 epochs), so a thousand at once would take most of a GB.
@@ -92,6 +98,6 @@ def train_seeds(seeds: Iterable[int], hidden: int = 2, epochs: int = 10_000, lr:
             loss = history.history["loss"]
             final.append(loss[-1])
             wrong.append(int(np.sum(~right_side(model.predict(X)[:, 0], y[:, 0]))))
-            plateau.append(epochs > window and loss[-window - 1] - loss[-1] < PLATEAU_FALL * loss[-1])
+            plateau.append(on_plateau(loss, epochs))
     return SeedRuns(np.array(seeds, np.int64), np.array(final), np.array(wrong, np.int64),
                     np.array(plateau, bool))

@@ -85,9 +85,9 @@ def test_cli_wider_hidden_layer(both_backends, hidden):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--seeds", "0"], "--seeds must be at least 1"),
-    (["--seeds", "4", "--epochs", "0"], "--epochs must be at least 1"),
-    (["--seeds", "4", "--hidden", "0"], "--hidden must be at least 1"),
+    (["--seeds", "0"], "argument --seeds: must be at least 1"),
+    (["--seeds", "4", "--epochs", "0"], "argument --epochs: must be at least 1"),
+    (["--seeds", "4", "--hidden", "0"], "argument --hidden: must be at least 1"),
     (["--seeds", "4", "--explain"], "--explain"),
 ])
 def test_cli_seeds_refuses_bad_arguments(args, message):
