@@ -49,8 +49,9 @@ def extensions():
         import numpy  # noqa: F401  (build requirement; the kernels use typed memoryviews, not the C API)
         from Cython.Build import cythonize
     except ImportError as exc:
-        if REQUIRE:
-            raise
+        if REQUIRE or "build_ext" in sys.argv:  # asked for the extension by name: say what is missing
+            raise SystemExit(f"error: building fastnn._kernels needs Cython and NumPy ({exc}): "
+                             'pip install "Cython>=3.1,<4" numpy scipy') from None
         print(f"WARNING: Cython unavailable ({exc}); building without fastnn._kernels.", file=sys.stderr)
         return []
     from setuptools import Extension

@@ -111,7 +111,8 @@ class Network:
         """out = the network's output for X, `rows` rows at a time. X: (n, sizes[0]) and out:
         (n, sizes[-1]), C-contiguous, of the network's dtype."""
         hidden = [np.empty((rows, int(width)), self.dtype) for width in self.sizes[1:-1]]
-        for start in range(0, X.shape[0], rows):
-            chunk = X[start:start + rows]
-            m = chunk.shape[0]
-            self._forward(chunk, [h[:m] for h in hidden] + [out[start:start + m]])
+        with np.errstate(all="ignore"):  # an overflow is the caller's to report, as the compiled twin leaves it
+            for start in range(0, X.shape[0], rows):
+                chunk = X[start:start + rows]
+                m = chunk.shape[0]
+                self._forward(chunk, [h[:m] for h in hidden] + [out[start:start + m]])

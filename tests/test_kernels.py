@@ -35,7 +35,7 @@ def ref_activate(Z, code):
     if code == LINEAR:
         return Z.copy()
     if code == SIGMOID:
-        return 1 / (1 + np.exp(-Z))
+        return scipy.special.expit(Z)
     if code == RELU:
         return np.where(Z > 0, Z, 0.0)
     if code == TANH:

@@ -71,7 +71,8 @@ def train_epochs(run, order, step, epoch_loss, epoch_correct):
     count are those of that last batch, and a partly trained epoch does not count as finished.
     """
     epochs = C.check_run(run, order, step, epoch_loss, epoch_correct)
-    with _sigint_as_flag() as interrupted:
+    # Overflow is the run's to report (its finiteness checks), as in the compiled twin: no warnings.
+    with _sigint_as_flag() as interrupted, np.errstate(all="ignore"):
         finished, step, stopped = _train(run, order, step, epoch_loss, epoch_correct, epochs, interrupted)
     return finished, step, stopped or interrupted[0]  # a Ctrl-C after the last batch's check counts too
 
