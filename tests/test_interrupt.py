@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 
@@ -58,8 +59,9 @@ def interrupt_child(backend_name: str, mode: str, after: float = 1.0) -> tuple[d
     """Start the child, send SIGINT `after` seconds into its fit; (its report, seconds from the
     signal to its exit)."""
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    # run outside the checkout: started in it, Python would import the source folder, not the build
     child = subprocess.Popen([sys.executable, "-c", CHILD, backend_name, mode], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True, env=env)
+                             stderr=subprocess.PIPE, text=True, env=env, cwd=tempfile.gettempdir())
     try:
         assert child.stdout.readline().strip() == "training", child.stderr.read()
         time.sleep(after)

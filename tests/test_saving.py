@@ -145,7 +145,7 @@ def load_in_a_subprocess(path):
     import subprocess
     import sys
     out = subprocess.run([sys.executable, "-c", LOAD_CHILD, str(path)], capture_output=True, text=True,
-                         timeout=120, check=True).stdout.splitlines()
+                         timeout=120, check=True, cwd=path.parent).stdout.splitlines()  # not in the checkout
     return out[0], float(out[1]), int(out[2])
 
 
