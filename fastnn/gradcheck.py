@@ -88,8 +88,8 @@ def gradcheck(model: Sequential, X, y, eps: Optional[float] = None,
     # The gradient pass writes the model's gradient buffer, which a fit in another thread is using.
     network = model.network
     with network.fitting("gradcheck"):
-        path = trainer.Trainer(network, model.loss_code, data, batch=data.n).path
-        trainer.gradient(network, model.loss_code, data)
+        step = trainer.Trainer(network, model.loss_code, data, batch=data.n)
+        step.loss_and_count()
         analytic = network.grads.copy()
 
     # The twin sees exactly the model's numbers (float32 values are exact in float64); its loss
@@ -117,4 +117,4 @@ def gradcheck(model: Sequential, X, y, eps: Optional[float] = None,
             scale = max(np.abs(a).max(), np.abs(n).max(), _FLOOR)
             errors[f"layers[{l}].{name}"] = float(np.abs(a - n).max() / scale)
     passed = all(error <= tolerance for error in errors.values())
-    return GradcheckResult(errors=errors, tolerance=tolerance, passed=passed, path=path)
+    return GradcheckResult(errors=errors, tolerance=tolerance, passed=passed, path=step.path)

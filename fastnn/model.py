@@ -6,6 +6,7 @@ backend's kernels: `fit` and `evaluate` run the training step through fastnn.tra
 the dense layers' forward kernel.
 """
 import copy
+import math
 import time
 from typing import Callable, Optional, Sequence, Union
 
@@ -14,13 +15,10 @@ import numpy as np
 from . import _contract, activations, losses, optimizers, saving
 from .callbacks import History, Progress
 from .layers import Dense
-from .network import Network
-from .trainer import Data, Trainer, evaluate
+from .network import PREDICT_ROWS, Network
+from .trainer import Data, Trainer, evaluator
 from .validation import as_features, as_weights, check_dtype, check_positive_int
 
-# Rows per chunk when predicting/evaluating without a batch size: large enough to amortise each
-# kernel call, small enough that the chunk's activations stay in cache-sized buffers.
-_CHUNK_ROWS = 1024
 # fit returns to Python about this often (seconds) when nothing needs it after every epoch.
 _CHUNK_SECONDS = 0.1
 # Most rows of shuffled order handed to one train_epochs call (int64: 32 MB).
@@ -36,9 +34,9 @@ class TrainingDivergedError(FloatingPointError):
         self.history = history
 
 
-def _require_finite(values: np.ndarray, what: str, name: str) -> None:
+def _require_finite(finite: bool, what: str, name: str) -> None:
     """The inputs and weights were finite, so a NaN or inf here is an overflow inside the network."""
-    if not np.isfinite(values).all():
+    if not finite:
         raise FloatingPointError(f"{what}: the network's {name} overflowed to NaN or inf for finite inputs "
                                  f"and weights (weights too large: did training diverge? float64 has more "
                                  f"range than float32)")
@@ -149,15 +147,7 @@ class Sequential:
         if len(weights) != len(expected):
             raise ValueError(f"weights must be a list of {len(expected)} arrays [W1, b1, ...], "
                              f"got {len(weights)}")
-        arrays = []
-        for i, (w, shape) in enumerate(zip(weights, expected)):
-            try:
-                arrays.append(as_weights(f"weights[{i}]", w, shape, self.dtype))
-            except (TypeError, ValueError) as exc:
-                if "shape" in str(exc):
-                    raise
-                raise ValueError(f"weights[{i}] must hold finite numbers (real, and finite in {self.dtype.name}): "
-                                 f"{exc}") from None
+        arrays = [as_weights(f"weights[{i}]", w, shape, self.dtype) for i, (w, shape) in enumerate(zip(weights, expected))]
         targets = [a for pair in zip(self.network.W, self.network.b) for a in pair]
         for target, w in zip(targets, arrays):
             target[...] = w
@@ -251,6 +241,7 @@ class Sequential:
         _CHUNK_SECONDS, so Python is visited a few times a second (progress bar, Ctrl-C)."""
         n = data.n
         trainer = Trainer(self.network, self.loss_code, data, batch, update=self.optimizer.update())
+        validating = self._evaluator(validation, None) if validation is not None else None
         classification = self._classification()
         every_epoch = bool(callbacks) or validation is not None
         history = History()
@@ -276,7 +267,7 @@ class Sequential:
                     for epoch in range(done, done + finished):
                         logs = {key: values[epoch - done].item() for key, values in run_logs.items()}
                         if validation is not None:
-                            val = self._evaluate(validation, None)
+                            val = self._evaluate(validating, validation.n)
                             logs.update({"val_" + key: value for key, value in val.items()})
                         history.append(epoch, logs)
                         last_logs = logs
@@ -316,25 +307,30 @@ class Sequential:
         """The network's output for X: (n_samples, n_in) -> (n_samples, n_out); probabilities for
         sigmoid/softmax outputs. Computed in chunks of batch_size rows (default: 1024)."""
         X = as_features("X", X, self.dtype, self.n_in)
-        rows = _CHUNK_ROWS if batch_size is None else check_positive_int("batch_size", batch_size)
+        rows = PREDICT_ROWS if batch_size is None else check_positive_int("batch_size", batch_size)
         result = np.empty((X.shape[0], self.n_out), self.dtype)
-        self.network.predict(X, result, min(rows, X.shape[0]))
-        _require_finite(result, "predict", "outputs")
+        self.network.predict(X, result, rows)
+        _require_finite(bool(np.isfinite(result).all()), "predict", "outputs")
         return result
 
     def evaluate(self, X, y=None, batch_size: Optional[int] = None) -> dict:
         """{"loss": mean loss over X, "accuracy": ... (classification losses only)}, computed by
         the training step (without updating anything). X may be a fastnn.trainer.Data, y None."""
         self._require_compiled("evaluate")
-        return self._evaluate(self._data(X, y, "evaluate"), batch_size)
+        data = self._data(X, y, "evaluate")
+        return self._evaluate(self._evaluator(data, batch_size), data.n)
 
-    def _evaluate(self, data: Data, batch_size: Optional[int]) -> dict:
-        rows = min(_CHUNK_ROWS if batch_size is None else check_positive_int("batch_size", batch_size), data.n)
-        loss, correct = evaluate(self.network, self.loss_code, data, rows)
-        _require_finite(np.array(loss), "evaluate", "loss")
+    def _evaluator(self, data: Data, batch_size: Optional[int]) -> Trainer:
+        rows = min(PREDICT_ROWS if batch_size is None else check_positive_int("batch_size", batch_size), data.n)
+        return evaluator(self.network, self.loss_code, data, rows)
+
+    def _evaluate(self, step: Trainer, n: int) -> dict:
+        """{"loss", "accuracy"} of the evaluating pass `step` over n rows."""
+        loss, correct = step.loss_and_count()
+        _require_finite(math.isfinite(loss), "evaluate", "loss")
         result = {"loss": loss}
         if self._classification():
-            result["accuracy"] = correct / self._metric_counts(data.n)
+            result["accuracy"] = correct / self._metric_counts(n)
         return result
 
     # ------------------------------------------------------------------ files

@@ -15,6 +15,11 @@ from . import _contract
 from .backend import ops
 
 
+# Rows per chunk of predict: large enough to amortise each kernel call, small enough that the
+# chunk's activations stay in cache-sized buffers.
+PREDICT_ROWS = 1024
+
+
 class Network:
     """sizes: (L+1,) layer widths; codes: (L,) activation codes (fastnn._contract); dtype.
 
@@ -107,9 +112,10 @@ class Network:
         self._forward(X, outputs)
         return outputs
 
-    def predict(self, X: np.ndarray, out: np.ndarray, rows: int) -> None:
+    def predict(self, X: np.ndarray, out: np.ndarray, rows: int = PREDICT_ROWS) -> None:
         """out = the network's output for X, `rows` rows at a time. X: (n, sizes[0]) and out:
         (n, sizes[-1]), C-contiguous, of the network's dtype."""
+        rows = max(1, min(rows, X.shape[0]))
         hidden = [np.empty((rows, int(width)), self.dtype) for width in self.sizes[1:-1]]
         with np.errstate(all="ignore"):  # an overflow is the caller's to report, as the compiled twin leaves it
             for start in range(0, X.shape[0], rows):

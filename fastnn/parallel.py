@@ -116,7 +116,7 @@ def _data(model, X, y, prepared: dict) -> Data:
         raise TypeError(f"models must be fastnn.Sequential models, got {type(model).__name__}")
     if model.loss is None:
         raise RuntimeError("call model.compile(loss, optimizer) before fit_parallel([model, ...], ...)")
-    kind = (model.dtype, model.n_in, model.n_out, model.loss_code)
+    kind = Data.kind_of(model)
     if kind not in prepared:
         prepared[kind] = Data.for_model(model, X, y)
     return prepared[kind]

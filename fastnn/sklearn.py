@@ -64,7 +64,6 @@ _ACTIVATIONS = {"identity": "linear", "logistic": "sigmoid", "tanh": "tanh", "re
 # Output activation -> the fastnn loss computed from it (the classifier's labels are sparse).
 _LOSSES = {"softmax": "sparse_categorical_crossentropy", "logistic": "binary_crossentropy",
            "identity": "mse", "exp": "poisson"}
-_PREDICT_ROWS = 1024  # rows per forward-pass chunk, as Sequential.predict takes them
 _NON_FINITE = ("Solver produced non-finite parameter weights. The input data may contain large values "
                "and need to be preprocessed.")
 
@@ -83,26 +82,29 @@ class _Optimizer:
 
     def __init__(self, est, n_params, dtype):
         self.learning_rate_init = est.learning_rate_init
-        self.learning_rate = float(est.learning_rate_init)
+        lr = float(est.learning_rate_init)
         self.step = 0
         if est.solver == "adam":
             self.lr_schedule, self.power_t = "constant", 0.0
-            self.update = _contract.Update(optimizer=_contract.ADAM, lr=self.learning_rate, beta1=est.beta_1,
-                                           beta2=est.beta_2, eps=est.epsilon, m=np.zeros(n_params, dtype),
-                                           v=np.zeros(n_params, dtype))
+            self.update = _contract.Update(optimizer=_contract.ADAM, lr=lr, beta1=est.beta_1, beta2=est.beta_2,
+                                           eps=est.epsilon, m=np.zeros(n_params, dtype), v=np.zeros(n_params, dtype))
         else:  # sgd; momentum 0 makes scikit-learn's velocity update plain gradient descent
             self.lr_schedule, self.power_t = est.learning_rate, est.power_t
             if est.momentum > 0:
                 self.update = _contract.Update(
                     optimizer=_contract.NESTEROV if est.nesterovs_momentum else _contract.MOMENTUM,
-                    lr=self.learning_rate, momentum=est.momentum, velocity=np.zeros(n_params, dtype))
+                    lr=lr, momentum=est.momentum, velocity=np.zeros(n_params, dtype))
             else:
-                self.update = _contract.Update(optimizer=_contract.SGD, lr=self.learning_rate)
+                self.update = _contract.Update(optimizer=_contract.SGD, lr=lr)
 
-    def current(self) -> _contract.Update:
-        """The Update for the next epoch, at the schedule's learning rate."""
-        self.update.lr = self.learning_rate
-        return self.update
+    @property
+    def learning_rate(self) -> float:
+        """The schedule's learning rate: the Update's, so the next epoch's kernel call reads it."""
+        return self.update.lr
+
+    @learning_rate.setter
+    def learning_rate(self, value: float) -> None:
+        self.update.lr = float(value)
 
     def iteration_ends(self, time_step):
         if self.lr_schedule == "invscaling":
@@ -347,7 +349,6 @@ class _BaseMLP(BaseEstimator):
                     self._random_state.shuffle(permutation)
                     sample_idx = sample_idx[permutation]
                     order[0] = sample_idx
-                opt.current()  # the schedule's learning rate, read by the next call
                 result = trainer.epochs(1, order, opt.step)
                 opt.step, epoch_loss = result.step, result.loss
                 if result.stopped:  # Ctrl-C, after a batch: the weights of that batch
@@ -426,7 +427,7 @@ class _BaseMLP(BaseEstimator):
         self._sync_model()
         X = self._as_dense(X, self.model_.dtype)
         out = np.empty((X.shape[0], self.model_.n_out), self.model_.dtype)
-        self.model_.network.predict(X, out, max(1, min(_PREDICT_ROWS, X.shape[0])))
+        self.model_.network.predict(X, out)
         return out
 
     def _score_with_function(self, X, y, sample_weight, score_function):

@@ -9,6 +9,7 @@ estimators, gradcheck and explain.
     trainer = Trainer(model.network, loss, data, batch=32, update=optimizer.update())
     run = trainer.epochs(10, order, step)                # run.finished, run.step, run.loss, ...
     loss, correct = gradient(model.network, loss, data)  # full batch: the gradient in network.grads
+    loss, correct = evaluator(model.network, loss, data, rows=1024).loss_and_count()
 
 A stop request or Ctrl-C ends a kernel call after the batch it is in; `epochs` reports it
 (`stopped`), and the callers raise KeyboardInterrupt once their bookkeeping matches the
@@ -34,24 +35,27 @@ class Data:
     X: np.ndarray
     y: np.ndarray
     sample_weight: Optional[np.ndarray] = None
+    checked_for: Optional[tuple] = None  # kind_of(model) when for_model made it
+
+    @staticmethod
+    def kind_of(model) -> tuple:
+        """What data checked for `model` depends on: (dtype, n_in, n_out, loss code)."""
+        return model.dtype, model.n_in, model.n_out, model.loss_code
 
     @classmethod
     def for_model(cls, model, X, y, x_name: str = "X", y_name: str = "y") -> "Data":
-        """X and y checked (shapes, finite values, labels in range) and converted for a compiled
-        model (its dtype, n_in, n_out and loss)."""
+        """X and y checked (shapes, finite values in the model's dtype, targets in the loss's
+        domain, labels in range) and converted for a compiled model."""
         row = _contract.LOSSES[model.loss_code]
         sparse = model.loss_code == _contract.SPARSE_CATEGORICAL_CROSSENTROPY
         X = as_features(x_name, X, model.dtype, model.n_in)
         y = as_targets(y_name, y, model.dtype, X.shape[0], model.n_out, sparse=sparse, domain=row.targets,
                        loss=row.name)
-        return cls(X, y)
+        return cls(X, y, checked_for=cls.kind_of(model))
 
     def fits(self, model) -> bool:
-        """Whether this data was made for a model like `model` (dtype, widths, kind of targets)."""
-        sparse = model.loss_code == _contract.SPARSE_CATEGORICAL_CROSSENTROPY
-        return (self.X.dtype == model.dtype and self.X.shape[1] == model.n_in
-                and (self.y.ndim == 1 and self.y.dtype == np.int64 if sparse
-                     else self.y.shape[1:] == (model.n_out,) and self.y.dtype == model.dtype))
+        """Whether for_model made this data for a model of the kind of `model`."""
+        return self.checked_for == self.kind_of(model)
 
     @property
     def n(self) -> int:
@@ -88,6 +92,14 @@ class Trainer:
             Y=None if sparse else data.y, labels=data.y if sparse else None, sample_weight=data.sample_weight,
             batch=batch, update=update, l2=l2, loss_scale=loss_scale, stop=network.stop)
 
+    def loss_and_count(self) -> tuple[float, int]:
+        """(mean loss, correct count) of one epoch that updates nothing (the gradient of its last
+        batch is left in the run's grads); KeyboardInterrupt on Ctrl-C."""
+        run = self.epochs(1)
+        if run.stopped:
+            raise KeyboardInterrupt
+        return float(run.loss[0]), int(run.correct[0])
+
     @property
     def path(self) -> str:
         """The specialisation of the step the active backend takes: "layers" or "lanes"."""
@@ -108,18 +120,10 @@ def gradient(network: Network, loss: int, data: Data, l2: float = 0.0, loss_scal
              grads: Optional[np.ndarray] = None) -> tuple[float, int]:
     """The loss on all of `data` as one batch, and its gradient, written into network.grads (or
     `grads`): one pass of the training step that updates nothing. Returns (loss, correct count)."""
-    return _one_pass(Trainer(network, loss, data, batch=data.n, l2=l2, loss_scale=loss_scale, grads=grads))
+    return Trainer(network, loss, data, batch=data.n, l2=l2, loss_scale=loss_scale, grads=grads).loss_and_count()
 
 
-def _one_pass(trainer: Trainer) -> tuple[float, int]:
-    """(loss, correct count) of one epoch that updates nothing; KeyboardInterrupt on Ctrl-C."""
-    run = trainer.epochs(1)
-    if run.stopped:
-        raise KeyboardInterrupt
-    return float(run.loss[0]), int(run.correct[0])
-
-
-def evaluate(network: Network, loss: int, data: Data, rows: int) -> tuple[float, int]:
-    """(mean loss, correct count) over `data` in batches of `rows`, through the training step on a
-    gradient buffer of its own, so that it may run while the network is being fitted."""
-    return _one_pass(Trainer(network, loss, data, batch=rows, grads=np.empty_like(network.grads)))
+def evaluator(network: Network, loss: int, data: Data, rows: int) -> Trainer:
+    """The pass that evaluates `data` in batches of `rows` (`loss_and_count()`): the training step
+    on a gradient buffer of its own, so that it may run while the network is being fitted."""
+    return Trainer(network, loss, data, batch=rows, grads=np.empty_like(network.grads))

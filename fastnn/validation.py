@@ -151,8 +151,12 @@ def as_targets(name: str, data, dtype: np.dtype, n_rows: int, n_outputs: int, sp
 
 
 def as_weights(name: str, value, shape: tuple, dtype: np.dtype) -> np.ndarray:
-    """A weight array for a parameter of `shape`: real numbers, finite once in `dtype`."""
+    """A weight array for a parameter of `shape`: real numbers, finite once in `dtype`.
+    ValueError for a wrong shape or values that are not finite; TypeError for non-real ones."""
     arr = _numeric_array(name, value)
     if arr.shape != tuple(shape):
         raise ValueError(f"{name} must have shape {tuple(shape)}, got {arr.shape}")
-    return as_finite(name, arr, dtype)
+    try:
+        return as_finite(name, arr, dtype)
+    except ValueError as exc:
+        raise ValueError(f"{name} must hold finite numbers in {np.dtype(dtype).name}: {exc}") from None

@@ -263,7 +263,7 @@ def _train(floating[::1] params, run, order, long long step, double[::1] epoch_l
     if run.stop is not None:
         stop_view = run.stop
         stop_flag = &stop_view[0]
-    cdef Py_ssize_t check_every = max(1, min(1024, 1000 // max(1, rows_max * n_params // 1000)))
+    cdef Py_ssize_t check_every = max(1, min(1024, 1000000 // max(1, rows_max * n_params)))
     cdef Py_ssize_t countdown = check_every
     cdef timespec last_check
     clock_gettime(CLOCK_MONOTONIC, &last_check)
