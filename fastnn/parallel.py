@@ -25,6 +25,8 @@ def _threadpoolctl():
 _limits = None  # keeps the process-wide limit set by set_num_threads in force
 _controller = None
 _controller_lock = threading.Lock()
+# fastnn's changes of the BLAS limit, one at a time (_changing_blas)
+_blas_lock = threading.Lock()
 
 
 def _blas():
@@ -38,12 +40,33 @@ def _blas():
     return _controller
 
 
+@contextlib.contextmanager
+def _changing_blas() -> Iterator[None]:
+    """Hold while changing the process-wide BLAS limit, from any thread.
+
+    threadpoolctl (3.8 and later) lets only the first thread that changed OpenBLAS's limit change it
+    again while that thread lives; the others' changes silently do nothing. So a fit_parallel
+    call whose limit was set from one thread and lifted from another left BLAS at one thread.
+    fastnn's changes are made one at a time under _blas_lock, each taking control for itself and
+    giving it back."""
+    clear = getattr(_threadpoolctl().OpenBLASController, "clear_controlling_thread", None)
+    with _blas_lock:
+        if clear is not None:
+            clear(force=True)
+        try:
+            yield
+        finally:
+            if clear is not None:
+                clear(force=True)
+
+
 def set_num_threads(n: int) -> None:
     """Let BLAS (the matrix products of big layers) use `n` threads, process-wide."""
     global _limits
     from .validation import check_positive_int
     n = check_positive_int("n", n)
-    _limits = _blas().limit(limits=n, user_api="blas")
+    with _changing_blas():
+        _limits = _blas().limit(limits=n, user_api="blas")
 
 
 def get_num_threads() -> int:
@@ -84,7 +107,6 @@ def fit_parallel(models: Sequence, X, y, n_jobs: Optional[int] = None, **fit_kwa
         return [f.result() for f in futures]
 
 
-_blas_lock = threading.Lock()
 _blas_users = 0
 _blas_limit = None
 
@@ -95,14 +117,14 @@ def _one_thread_blas() -> Iterator[None]:
     last one out lifts it (calls that each saved and restored the limit, interleaved from two
     threads, could restore the other's one-thread limit)."""
     global _blas_users, _blas_limit
-    with _blas_lock:
+    with _changing_blas():
         if _blas_users == 0:
             _blas_limit = _blas().limit(limits=1, user_api="blas")
         _blas_users += 1
     try:
         yield
     finally:
-        with _blas_lock:
+        with _changing_blas():
             _blas_users -= 1
             if _blas_users == 0:
                 _blas_limit.restore_original_limits()

@@ -381,3 +381,55 @@ def test_set_num_threads_sets_what_get_num_threads_reports():
     finally:
         fnn.set_num_threads(before)
     assert fnn.get_num_threads() == before
+
+
+def _in_thread(fn):
+    thread = threading.Thread(target=fn)
+    thread.start()
+    thread.join()
+
+
+def test_set_num_threads_takes_effect_from_any_thread():
+    """threadpoolctl lets only the first thread that changed OpenBLAS's limit change it again;
+    fastnn's own changes work from every thread, also while that first thread lives."""
+    before = fnn.get_num_threads()
+    first_done, release = threading.Event(), threading.Event()
+
+    def first():
+        fnn.set_num_threads(1)
+        first_done.set()
+        release.wait(10)
+
+    holder = threading.Thread(target=first)
+    holder.start()
+    try:
+        first_done.wait(10)
+        seen = []
+        _in_thread(lambda: (fnn.set_num_threads(2), seen.append(fnn.get_num_threads())))
+        assert seen == [2]
+    finally:
+        release.set()
+        holder.join()
+        fnn.set_num_threads(before)
+    assert fnn.get_num_threads() == before
+
+
+def test_concurrent_fit_parallel_calls_give_back_the_blas_threads(backend):
+    """Each call's limit may be set from one thread and lifted from another: the fits run with
+    one BLAS thread, and afterwards BLAS has its threads back."""
+    rng = np.random.default_rng(8)
+    X, labels = rng.normal(size=(64, 3)), rng.integers(0, 2, 64)
+    fnn.set_num_threads(fnn.get_num_threads())  # the main thread first to change the limit
+    before = fnn.get_num_threads()
+    during, after = set(), []
+    kwargs = {"epochs": 3, "callbacks": [lambda epoch, logs: during.add(fnn.get_num_threads())]}
+    for trial in range(12):
+        callers = [threading.Thread(target=fnn.fit_parallel, args=([small_model(s), small_model(s + 1)], X, labels),
+                                    kwargs=kwargs) for s in (0, 2)]
+        for caller in callers:
+            caller.start()
+        for caller in callers:
+            caller.join()
+        after.append(fnn.get_num_threads())
+    assert during == {1}
+    assert after == [before] * 12
