@@ -26,8 +26,9 @@ _MAX_ORDER_ROWS = 1 << 22
 
 
 class TrainingDivergedError(FloatingPointError):
-    """The loss became NaN or inf. The model keeps the weights it had before the failing epoch;
-    `history` holds the epochs that finished."""
+    """The loss or the weights became NaN or inf: the model keeps the weights it had before the
+    failing epoch. Or the last epoch ended on finite weights whose outputs overflow: the model
+    keeps those weights. `history` holds the epochs that finished."""
 
     def __init__(self, message: str, history: History):
         super().__init__(message)
@@ -206,7 +207,9 @@ class Sequential:
         batch_size=None trains full-batch. Returns a History whose `history` dict holds "loss" (and
         "accuracy" for classification losses, "val_loss"/"val_accuracy" with validation_data).
         If the loss becomes NaN or inf, raises TrainingDivergedError and keeps the weights from
-        before that epoch. Ctrl-C stops it within milliseconds with KeyboardInterrupt: the model
+        before that epoch; it also raises when the weights fit ends on make the outputs overflow
+        on the first batch of X (each earlier step's weights were checked on the batch after it).
+        Ctrl-C stops it within milliseconds with KeyboardInterrupt: the model
         keeps the weights of the last finished batch (optimizer.iterations counts that batch's
         step), and the epochs finished before it went to the callbacks. One model cannot be fitted
         from two threads at once (RuntimeError).
@@ -296,10 +299,24 @@ class Sequential:
                     run = max(1, int(run * _CHUNK_SECONDS / max(seconds, 1e-9)))
         finally:
             progress.close()
+        if done:
+            self._check_last_step(data.X[:batch], history, done)
         for cb in callbacks:
             if hasattr(cb, "on_train_end"):
                 cb.on_train_end(self)
         return history
+
+    def _check_last_step(self, X: np.ndarray, history: History, epochs: int) -> None:
+        """Raise TrainingDivergedError if the weights of the last step overflow the outputs for
+        X: (batch, n_in). The kernels check every epoch's loss and weights, and each step's
+        weights meet the next batch; only the last step's are not seen by any batch."""
+        out = np.empty((X.shape[0], self.n_out), self.dtype)
+        self.network.predict(X, out)
+        if not np.isfinite(out).all():
+            raise TrainingDivergedError(
+                f"training diverged in its last epoch (epoch {epochs - 1}, loss {history.history['loss'][-1]:.3g}): "
+                f"the weights are finite but the network's outputs overflow to NaN or inf on the training data; "
+                f"the model keeps these weights (try a smaller learning rate)", history)
 
     # ------------------------------------------------------------------ predict / evaluate
 

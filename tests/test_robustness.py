@@ -74,6 +74,24 @@ def test_predict_and_evaluate_report_an_overflowing_network(backend):
         m.evaluate(X, np.array([0, 1, 0, 1]))
 
 
+def test_fit_reports_a_last_step_that_makes_the_outputs_overflow(simd):
+    """Every epoch's loss and weights are finite, but the weights of the last step overflow the
+    float32 outputs (full batch: no batch after the last step meets them): fit raises instead of
+    returning a model that predicts NaN."""
+    rng = np.random.default_rng(0)
+    X_big, y_big = rng.normal(size=(64, 3)).astype("float32"), rng.normal(size=(64, 1)).astype("float32")
+    lr, epochs, batch_size = 0.5, 6, None
+    m = fnn.Sequential([fnn.Dense(3, 16, "relu"), fnn.Dense(16, 1, "linear")], seed=0)
+    m.compile("mse", fnn.SGD(lr))
+    with pytest.raises(fnn.TrainingDivergedError, match=r"diverged in its last epoch .* outputs overflow") as info:
+        m.fit(X_big, y_big, epochs=epochs, batch_size=batch_size, verbose=0)
+    losses = info.value.history.history["loss"]
+    assert len(losses) == epochs and np.isfinite(losses).all()
+    assert all(np.isfinite(w).all() for w in m.get_weights())
+    with pytest.raises(FloatingPointError):
+        m.predict(X_big)
+
+
 # ----------------------------------------------------------------------------- dtypes
 
 @pytest.mark.parametrize("dtype", [">f8", "<f2", "complex128", "int64"])
