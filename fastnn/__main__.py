@@ -11,7 +11,7 @@ import numpy as np
 
 import fastnn as fnn
 from fastnn import data
-from fastnn.lesson import (PLATEAU_FALL, XOR_SEED, SeedRuns, on_plateau, plateau_window, right_side, train_seeds,
+from fastnn.lesson import (PLATEAU_FALL, XOR_SEED, SeedRuns, grew, on_plateau, plateau_window, right_side, train_seeds,
                            xor_model)
 
 # Figures: size in inches at DPI dots per inch (so the PNGs are 1200×400, 800×450, ... pixels).
@@ -38,9 +38,11 @@ def _print_seeds(runs: SeedRuns, args, seconds: float, threads: int) -> None:
           f"sigmoid, binary cross-entropy, full-batch gradient descent (η = {args.lr:g}), "
           f"{args.epochs} epochs each")
     print(f"backend: {fnn.get_backend()}, {threads} threads (fit_parallel; the kernels release the GIL)\n")
-    learned, stuck, falling = (int(m.sum()) for m in (runs.learned, runs.stuck, runs.still_falling))
+    learned, diverged, stuck, falling = (int(m.sum()) for m in (runs.learned, runs.diverged, runs.stuck,
+                                                               runs.still_falling))
     rows = [("learned XOR (every output on the right side of 0.5)",
              f"{learned:5d} of {n} ({100 * learned / n:.1f} %)"),
+            ("diverged (the loss ended above where it started: try a smaller --lr)", f"{diverged:5d}"),
             (f"stuck on a plateau (loss fell < {PLATEAU_FALL:.0%} in the last {window} epochs)", f"{stuck:5d}")]
     if stuck:
         counts = np.bincount(runs.wrong[runs.stuck], minlength=5)
@@ -76,8 +78,8 @@ def _seeds_figure(runs: SeedRuns, args, path) -> None:
     fig, ax = plt.subplots(figsize=SEEDS_FIGSIZE, layout="constrained")
     low, high = np.log10(max(runs.final_loss.min(), 1e-12)), np.log10(max(runs.final_loss.max(), 1e-12))
     bins = np.logspace(low - 0.05, high + 0.05, 50)
-    groups = [(runs.learned, "learned", "C0"), (runs.stuck, "stuck on a plateau", "C3"),
-              (runs.still_falling, "not learned yet, still falling", "C1")]
+    groups = [(runs.learned, "learned", "C0"), (runs.diverged, "diverged", "C4"),
+              (runs.stuck, "stuck on a plateau", "C3"), (runs.still_falling, "not learned yet, still falling", "C1")]
     ax.hist([runs.final_loss[mask] for mask, _, _ in groups], bins=bins, stacked=True,
             label=[f"{label} ({int(mask.sum())})" for mask, label, _ in groups],
             color=[color for _, _, color in groups])
@@ -148,7 +150,7 @@ def cmd_xor(args) -> int:
           f"({seconds / args.epochs * 1e6:.2f} µs per epoch, {fnn.get_backend()} backend)")
     if learned:
         print("learned XOR: every output is on the right side of 0.5")
-    elif not args.explain and history.history["loss"][-1] > history.history["loss"][0]:
+    elif not args.explain and grew(history.history["loss"]):
         print(f"did NOT learn XOR: the loss grew from {history.history['loss'][0]:.4g} (training diverged); "
               "try a smaller --lr")
     elif not args.explain and on_plateau(history.history["loss"], args.epochs):

@@ -1,6 +1,6 @@
 """The lesson's XOR network and the many-seeds study: `xor_model` builds the 2-hidden-1 sigmoid
 network the lesson trains, `train_seeds` trains it from many seeds and sorts each run into learned,
-stuck on a plateau, or still falling. `python -m fastnn xor` (fastnn/__main__.py) prints and draws
+diverged, stuck on a plateau, or still falling. `python -m fastnn xor` (fastnn/__main__.py) prints and draws
 what these compute."""
 import os
 from dataclasses import dataclass
@@ -15,8 +15,8 @@ from .optimizers import SGD
 from .parallel import fit_parallel
 from .validation import check_positive_int
 
-__all__ = ["PLATEAU_FALL", "PLATEAU_WINDOW", "SeedRuns", "XOR_SEED", "on_plateau", "plateau_window", "right_side",
-           "train_seeds", "xor_model"]
+__all__ = ["PLATEAU_FALL", "PLATEAU_WINDOW", "SeedRuns", "XOR_SEED", "grew", "on_plateau", "plateau_window",
+           "right_side", "train_seeds", "xor_model"]
 
 XOR_SEED = 0  # converges on both backends (tests/test_xor.py checks it); some seeds do not
 # A run that has not learned is "stuck" when its loss fell by less than PLATEAU_FALL (relative)
@@ -48,6 +48,7 @@ class SeedRuns:
     final_loss: np.ndarray  # the last epoch's loss
     wrong: np.ndarray       # how many of the 4 patterns end on the wrong side of 0.5
     plateau: np.ndarray     # bool: the loss fell by less than PLATEAU_FALL over the last PLATEAU_WINDOW
+    grew: np.ndarray        # bool: the last epoch's loss is above the first's
 
     @property
     def learned(self) -> np.ndarray:
@@ -55,14 +56,19 @@ class SeedRuns:
         return self.wrong == 0
 
     @property
+    def diverged(self) -> np.ndarray:
+        """bool (n_seeds,): not learned, and the loss ended above where it started (η too large)."""
+        return ~self.learned & self.grew
+
+    @property
     def stuck(self) -> np.ndarray:
-        """bool (n_seeds,): not learned, and the loss has stopped falling."""
-        return ~self.learned & self.plateau
+        """bool (n_seeds,): not learned, not diverged, and the loss has stopped falling."""
+        return ~self.learned & ~self.grew & self.plateau
 
     @property
     def still_falling(self) -> np.ndarray:
         """bool (n_seeds,): not learned yet, but the loss is still falling."""
-        return ~self.learned & ~self.plateau
+        return ~self.learned & ~self.grew & ~self.plateau
 
 
 def plateau_window(epochs: int) -> int:
@@ -78,6 +84,11 @@ def on_plateau(loss: list, epochs: int) -> bool:
     return bool(epochs > window and loss[-window - 1] - loss[-1] < PLATEAU_FALL * loss[-1])
 
 
+def grew(loss: list) -> bool:
+    """Whether a run's loss per epoch ended above where it started: the run diverged."""
+    return len(loss) > 1 and loss[-1] > loss[0]
+
+
 def train_seeds(seeds: Iterable[int], hidden: int = 2, epochs: int = 10_000, lr: float = 0.5,
                 n_jobs: Optional[int] = None) -> SeedRuns:
     """Train xor_model(hidden, seed, lr) for each seed, `epochs` full-batch epochs, in parallel
@@ -87,7 +98,7 @@ def train_seeds(seeds: Iterable[int], hidden: int = 2, epochs: int = 10_000, lr:
     seeds = [int(s) for s in seeds]
     epochs = check_positive_int("epochs", epochs)
     X, y = data.xor()
-    final, wrong, plateau = [], [], []
+    final, wrong, plateau, grown = [], [], [], []
     # In groups: each History holds every epoch's loss and accuracy as Python floats (0.6 MB for
     # 10,000 epochs), so a thousand at once would take most of a GB.
     group = 16 * (n_jobs or os.cpu_count() or 1)
@@ -99,5 +110,6 @@ def train_seeds(seeds: Iterable[int], hidden: int = 2, epochs: int = 10_000, lr:
             final.append(loss[-1])
             wrong.append(int(np.sum(~right_side(model.predict(X)[:, 0], y[:, 0]))))
             plateau.append(on_plateau(loss, epochs))
+            grown.append(grew(loss))
     return SeedRuns(np.array(seeds, np.int64), np.array(final), np.array(wrong, np.int64),
-                    np.array(plateau, bool))
+                    np.array(plateau, bool), np.array(grown, bool))

@@ -38,6 +38,7 @@ def test_parallel_runs_equal_one_by_one(backend):
         assert runs.learned[i] == learned, f"seed {seed}"
         assert runs.stuck[i] == stuck, f"seed {seed}"
     assert runs.learned.any() and runs.stuck.any() and runs.still_falling.any()
+    assert not runs.diverged.any()
     assert np.array_equal(runs.learned | runs.stuck | runs.still_falling, np.ones(len(seeds), bool))
     assert np.all((runs.wrong == 0) == runs.learned) and np.all(runs.wrong <= 4)
 
@@ -62,6 +63,7 @@ def test_cli_counts_agree_with_one_by_one(both_backends, name, first, n, epochs)
     learned = count(r"learned XOR \(every output on the right side of 0\.5\) +(\d+) of " + str(n), out)
     stuck = count(r"stuck on a plateau \(.*\) +(\d+)\n", out)
     falling = count(r"not learned yet, loss still falling +(\d+)\n", out)
+    assert count(r"diverged \(.*\) +(\d+)\n", out) == 0
     listed = re.search(r"seeds that did not learn: ([\d, ]+)", out)
     failed = [int(s) for s in listed.group(1).split(", ")] if listed else []
 
@@ -75,6 +77,19 @@ def test_cli_counts_agree_with_one_by_one(both_backends, name, first, n, epochs)
     losses = sorted(o[0] for o in outcomes.values())
     assert f"min {losses[0]:.4g}," in out and f"max {losses[-1]:.4g}" in out
     assert re.search(r"in \d+\.\d\d s", out)
+
+
+def test_cli_seeds_counts_diverged_runs_apart(both_backends):
+    """An η far too large: every run's loss ends above where it started, and the table says
+    diverged, not stuck on a plateau (the single-run verdict's rule)."""
+    result = run_cli("xor", "--seeds", "4", "--epochs", "100", "--lr", "1e9")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert count(r"diverged \(the loss ended above where it started: try a smaller --lr\) +(\d+)\n", out) == 4
+    assert count(r"stuck on a plateau \(.*\) +(\d+)\n", out) == 0
+    assert count(r"not learned yet, loss still falling +(\d+)\n", out) == 0
+    single = run_cli("xor", "--seed", "0", "--epochs", "100", "--lr", "1e9")
+    assert single.returncode == 1 and "training diverged" in single.stdout
 
 
 @pytest.mark.parametrize("hidden", [3, 4])
