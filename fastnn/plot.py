@@ -37,12 +37,19 @@ plt = _import_pyplot()
 
 # First-layer neuron lines are drawn by default up to this many neurons; more would hide the picture.
 _MAX_AUTO_LINES = 8
-# Up to this many lines get a legend entry each; more share one.
-_MAX_LABELLED_LINES = 4
+# Up to this many legend entries fit inside the plane; more go below it, in columns.
+_MAX_INSIDE_ENTRIES = 4
 # Grid points per side of the decision_boundary image.
 _GRID = 200
-# Neuron-line colours that stand out on the red-blue shading (no reds or blues).
-_LINE_COLORS = ["#2ca02c", "#ffb000", "#9467bd", "#17becf", "#e377c2", "#8c564b", "#7f7f7f", "#bcbd22"]
+# Neuron-line colours that stand out on the red-blue shading (no reds or blues); more lines than
+# colours are drawn in one grey and share a legend entry.
+_LINE_COLORS = ["#2ca02c", "#ffb000", "#9467bd", "#17becf", "#e377c2", "#8c564b", "#bcbd22", "#000000"]
+_MANY_LINES_COLOR = "#555555"
+
+
+def _new_axes(figsize):
+    """Axes of a new figure laid out so that labels, colour bars and legends are not clipped."""
+    return plt.figure(figsize=figsize, layout="constrained").add_subplot()
 
 
 def history(history: Union[History, dict], ax=None, log: bool = False):
@@ -59,7 +66,7 @@ def history(history: Union[History, dict], ax=None, log: bool = False):
     if not logs.get("loss"):
         raise ValueError(f"history holds no 'loss' values (keys: {sorted(logs)}): fit at least one epoch")
     if ax is None:
-        ax = plt.figure(figsize=(6, 4)).add_subplot()
+        ax = _new_axes((6, 4))
     epochs = np.arange(1, len(logs["loss"]) + 1)
     lines = [ax.plot(epochs, logs["loss"], color="C0", label="loss")[0]]
     if logs.get("val_loss"):
@@ -80,14 +87,19 @@ def history(history: Union[History, dict], ax=None, log: bool = False):
     return ax
 
 
-def _labels(y, n: int) -> np.ndarray:
-    """Class labels (n,) from labels (n,), targets (n, 1) or one-hot rows (n, k)."""
-    y = np.asarray(y)
-    if y.shape[0] != n:
+def _targets(y, n: int) -> np.ndarray:
+    """y as a float array with one row per row of X: (n,) or (n, k)."""
+    y = np.asarray(y, dtype=np.float64)
+    if y.ndim == 0 or y.shape[0] != n:
         raise ValueError(f"y must have one row per row of X ({n}), got shape {y.shape}")
-    if y.ndim == 2 and y.shape[1] > 1:
-        return np.argmax(y, axis=1)
-    return np.rint(y.reshape(n)).astype(np.int64)
+    if not np.all(np.isfinite(y)):
+        raise ValueError("y must hold finite numbers")
+    return y.reshape(n) if y.ndim == 2 and y.shape[1] == 1 else y
+
+
+def _labels(y: np.ndarray) -> np.ndarray:
+    """Class labels (n,) from _targets: labels (n,) or one-hot rows (n, k)."""
+    return np.argmax(y, axis=1) if y.ndim == 2 else np.rint(y).astype(np.int64)
 
 
 def _neuron_line(ax, w: np.ndarray, b: float, xlim, ylim, **style) -> None:
@@ -103,10 +115,12 @@ def _neuron_line(ax, w: np.ndarray, b: float, xlim, ylim, **style) -> None:
 def decision_boundary(model: Sequential, X, y, ax=None, neuron_lines: Optional[bool] = None):
     """Colour the input plane by the model's output and draw the data on top. Returns the Axes.
 
-    model: a Sequential with 2 inputs. X: (n_samples, 2). y: labels (n_samples,), 0/1 targets
+    model: a Sequential with 2 inputs. X: (n_samples, 2). y: labels (n_samples,), targets
     (n_samples, 1) or one-hot rows (n_samples, n_classes).
-    One output: the plane is shaded by that output (P(y=1) for a sigmoid) with its 0.5 contour, the
-    decision boundary. Two softmax outputs: shaded by P(class 1). More: coloured by the predicted class.
+    One sigmoid output, or two softmax outputs: the plane is shaded by P(y=1), with its 0.5
+    contour, the decision boundary. More classes: coloured by the predicted class, with a legend
+    of the classes. One unbounded output (regression): the output surface with a colour bar, and
+    the points coloured by their targets on the same scale.
     neuron_lines: draw each first-layer neuron's line w·x + b = 0 (where its z changes sign); by
     default when the first layer has at most 8 neurons.
     """
@@ -120,9 +134,9 @@ def decision_boundary(model: Sequential, X, y, ax=None, neuron_lines: Optional[b
         raise ValueError(f"X must be 2-D with 2 columns, (n_samples, 2), got shape {X.shape}")
     if X.shape[0] == 0 or not np.all(np.isfinite(X)):
         raise ValueError(f"X must hold at least one row of finite numbers (shape {X.shape})")
-    labels = _labels(y, X.shape[0])
+    targets = _targets(y, X.shape[0])
     if ax is None:
-        ax = plt.figure(figsize=(5, 5)).add_subplot()
+        ax = _new_axes((5, 5))
 
     low, high = X.min(axis=0), X.max(axis=0)
     pad = 0.25 * np.maximum(high - low, 1e-3)
@@ -131,37 +145,55 @@ def decision_boundary(model: Sequential, X, y, ax=None, neuron_lines: Optional[b
     out = model.predict(np.column_stack([g1.ravel(), g2.ravel()])).astype(np.float64)
 
     last = model.layers[-1]
-    if model.n_out == 1 or (model.n_out == 2 and last.activation == "softmax"):
+    entries = []  # legend handles beyond the neuron lines
+    title = "decision boundary"
+    if model.n_out == 1 and last.activation not in ("sigmoid", "softmax"):  # regression: the surface
+        value = out[:, 0].reshape(g1.shape)
+        if targets.ndim != 1:
+            raise ValueError(f"y must hold one target per row for a one-output model, got shape {np.shape(y)}")
+        norm = plt.Normalize(min(value.min(), targets.min()), max(value.max(), targets.max()))
+        shading = ax.contourf(g1, g2, value, levels=20, cmap="viridis", norm=norm, alpha=0.85)
+        plt.colorbar(shading, ax=ax, label="output (points: their targets)")
+        point_colors = plt.get_cmap("viridis")(norm(targets))
+        title = "output surface"
+    elif model.n_out == 1 or (model.n_out == 2 and last.activation == "softmax"):
         value = out[:, -1].reshape(g1.shape)  # the output, or P(class 1)
-        bounded = last.activation in ("sigmoid", "softmax")
-        levels = np.linspace(0, 1, 21) if bounded else 20
-        shading = ax.contourf(g1, g2, value, levels=levels, cmap="RdBu_r", alpha=0.75)
+        shading = ax.contourf(g1, g2, value, levels=np.linspace(0, 1, 21), cmap="RdBu_r", alpha=0.75)
         ax.contour(g1, g2, value, levels=[0.5], colors="k", linewidths=1)
-        plt.colorbar(shading, ax=ax, label="P(y=1)" if bounded else "output")
-        point_colors = plt.get_cmap("RdBu_r")(np.where(labels > 0, 0.95, 0.05))
+        plt.colorbar(shading, ax=ax, label="P(y=1)")
+        point_colors = plt.get_cmap("RdBu_r")(np.where(_labels(targets) > 0, 0.95, 0.05))
     else:
+        from matplotlib.patches import Patch
+        labels = _labels(targets)
         classes = np.argmax(out, axis=1).reshape(g1.shape)
         k = model.n_out
         ax.contourf(g1, g2, classes, levels=np.arange(k + 1) - 0.5, cmap="tab10", vmin=-0.5, vmax=9.5,
                     alpha=0.35)
-        point_colors = plt.get_cmap("tab10")(labels % 10)
+        tab10 = plt.get_cmap("tab10")
+        point_colors = tab10(labels % 10)
+        entries = [Patch(facecolor=tab10(c % 10), edgecolor="k", label=f"class {c}") for c in range(k)]
     size = float(np.clip(3000 / X.shape[0], 8, 150))
     ax.scatter(X[:, 0], X[:, 1], c=point_colors, s=size, edgecolors="k", linewidths=0.6, zorder=3)
 
     first = model.layers[0]
     if neuron_lines or (neuron_lines is None and first.n_out <= _MAX_AUTO_LINES):
         prefix = "h" if len(model.layers) > 1 else "o"  # hidden neurons, or a one-layer model's outputs
-        labelled = first.n_out <= _MAX_LABELLED_LINES
+        coloured = first.n_out <= len(_LINE_COLORS)
         for j in range(first.n_out):
-            label = (f"{prefix}{j + 1}: w·x + b = 0" if labelled
+            label = (f"{prefix}{j + 1}: w·x + b = 0" if coloured
                      else f"{prefix}1 to {prefix}{first.n_out}: w·x + b = 0" if j == 0 else None)
             _neuron_line(ax, first.W[:, j].astype(np.float64), float(first.b[j]), xlim, ylim,
-                         color=_LINE_COLORS[j % len(_LINE_COLORS)], linestyle="--", linewidth=2, gid=f"neuron-{j}",
-                         label=label)
-        ax.legend(loc="upper center", fontsize="small", framealpha=0.8)
+                         color=_LINE_COLORS[j] if coloured else _MANY_LINES_COLOR, linestyle="--", linewidth=2,
+                         gid=f"neuron-{j}", label=label)
+    handles = entries + ax.get_legend_handles_labels()[0]
+    if len(handles) > _MAX_INSIDE_ENTRIES:  # below the plane, where they hide nothing
+        ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2 if len(handles) <= 8 else 3,
+                  fontsize="small")
+    elif handles:
+        ax.legend(handles=handles, loc="upper center", fontsize="small", framealpha=0.8)
     ax.set_xlim(xlim)
     ax.set_ylim(ylim)
     ax.set_xlabel("x1")
     ax.set_ylabel("x2")
-    ax.set_title("decision boundary")
+    ax.set_title(title)
     return ax

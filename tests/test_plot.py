@@ -119,6 +119,69 @@ def test_decision_boundary_many_classes_and_no_lines(backend):
     assert sum((line.get_gid() or "").startswith("neuron-") for line in ax.get_lines()) == 32
 
 
+def _inside_figure(artist) -> bool:
+    """Whether artist, once drawn, lies wholly inside its figure (not clipped by the edge)."""
+    fig = artist.figure
+    fig.canvas.draw()
+    box = artist.get_tightbbox() if isinstance(artist, plt.Axes) else artist.get_window_extent()
+    page = fig.bbox
+    return box.x0 >= page.x0 - 0.5 and box.y0 >= page.y0 - 0.5 and box.x1 <= page.x1 + 0.5 and box.y1 <= page.y1 + 0.5
+
+
+@pytest.mark.parametrize("log", [False, True])
+@pytest.mark.parametrize("last", [1e-3, 0.3])  # decades; less than one (log: labelled minor ticks, 3×10⁻¹)
+def test_history_labels_lie_inside_its_figure(log, last):
+    losses = list(np.geomspace(0.7, last, 50))
+    ax = plot.history({"loss": losses, "accuracy": list(np.linspace(0.5, 1, 50))}, log=log)
+    right = [a for a in ax.figure.axes if a is not ax][0]
+    assert _inside_figure(ax) and _inside_figure(right)  # with their tick labels and axis labels
+
+
+def _neuron_lines(ax):
+    return sorted((line for line in ax.get_lines() if (line.get_gid() or "").startswith("neuron-")),
+                  key=lambda line: int(line.get_gid().split("-")[1]))
+
+
+def test_decision_boundary_gives_each_of_many_lines_its_own_legend_entry(backend):
+    X, y = data.xor()
+    model = xor_model(hidden=6, seed=1)
+    model.fit(X, y, epochs=500, batch_size=None, verbose=0)
+    ax = plot.decision_boundary(model, X, y)
+    lines, legend = _neuron_lines(ax), ax.get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == [f"h{j}: w·x + b = 0" for j in range(1, 7)]
+    colours = [line.get_color() for line in lines]
+    assert len(set(colours)) == 6
+    assert [handle.get_color() for handle in legend.legend_handles] == colours
+    assert _inside_figure(legend)
+
+
+def test_decision_boundary_of_a_regression_model_draws_its_output_surface(backend):
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-1, 1, size=(120, 2))
+    y = (np.sin(3 * X[:, 0]) + X[:, 1] ** 2)[:, None]
+    model = fnn.Sequential([fnn.Dense(2, 8, "tanh"), fnn.Dense(8, 1, "linear")], seed=0)
+    model.compile("mse", fnn.Adam(lr=0.01))
+    model.fit(X, y, epochs=50, verbose=0)
+    ax = plot.decision_boundary(model, X, y)
+    assert ax.get_title() == "output surface"
+    contours = [c for c in ax.collections if hasattr(c, "levels")]
+    assert contours and all(0.5 not in list(c.levels) or len(c.levels) > 2 for c in contours)  # no 0.5 boundary
+    colorbar_axes = [a for a in ax.figure.axes if a is not ax]
+    assert len(colorbar_axes) == 1 and "output" in colorbar_axes[0].get_ylabel()
+    points = [c for c in ax.collections if c.get_offsets().shape[0] == X.shape[0]][0]
+    assert len(np.unique(points.get_facecolors(), axis=0)) > 20  # each point by its target, not two classes
+
+
+def test_decision_boundary_of_many_classes_has_a_class_legend(backend):
+    X, labels = data.classification(300, n_features=2, n_classes=3, seed=0)
+    model = fnn.Sequential([fnn.Dense(2, 4, "relu"), fnn.Dense(4, 3, "softmax")], seed=0)
+    model.compile(loss="sparse_categorical_crossentropy", optimizer="adam")
+    ax = plot.decision_boundary(model, X, labels)
+    texts = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert texts[:3] == ["class 0", "class 1", "class 2"] and len(texts) == 3 + 4
+    assert _inside_figure(ax.get_legend())
+
+
 @pytest.mark.parametrize("bad_X, message", [
     (np.zeros(4), r"X must be 2-D with 2 columns, \(n_samples, 2\), got shape \(4,\)"),
     (np.zeros((4, 3)), r"got shape \(4, 3\)"),
