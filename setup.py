@@ -10,6 +10,7 @@ Environment switches (read at build time):
 import glob
 import os
 import sys
+import textwrap
 
 from setuptools import setup
 from setuptools.command.build_ext import build_ext
@@ -20,6 +21,26 @@ def _flag(name: str) -> bool:
 
 
 REQUIRE = _flag("FASTNN_REQUIRE_EXTENSION")
+
+
+def _warn_without_extension(reason: str, fix: str = "Install a C compiler (gcc) and reinstall") -> None:
+    """Say loudly that the install goes on without the compiled kernels, and why.
+
+    pip shows a build's output only when the build fails, and this one succeeds (with the NumPy
+    backend only), so the warning also goes to the terminal the install runs in, when there is one."""
+    lines = textwrap.wrap(f"fastnn's compiled kernels (fastnn._kernels) were NOT built: {reason}", 76)
+    lines += textwrap.wrap("fastnn is installed with its NumPy backend only, which is many times slower. "
+                           f"{fix}; FASTNN_REQUIRE_EXTENSION=1 makes this an error.", 76)
+    banner = "\n".join(["", "!" * 78, *("! " + line for line in lines), "!" * 78, ""])
+    print(banner, file=sys.stderr, flush=True)
+    if sys.stderr.isatty():
+        return  # already on the terminal
+    try:
+        fd = os.open("/dev/tty", os.O_WRONLY | os.O_NOCTTY)
+    except OSError:  # no terminal (CI, a service): stderr and the import-time warning remain
+        return
+    with os.fdopen(fd, "w") as tty:
+        tty.write(banner + "\n")
 
 
 class OptionalBuildExt(build_ext):
@@ -40,8 +61,7 @@ class OptionalBuildExt(build_ext):
     def _give_up(self, exc):
         if REQUIRE:
             raise
-        print(f"WARNING: fastnn._kernels was not built ({exc!r}); "
-              "fastnn will use its pure-Python backend.", file=sys.stderr)
+        _warn_without_extension(f"the compile failed ({exc})")
 
 
 def extensions():
@@ -52,7 +72,8 @@ def extensions():
         if REQUIRE or "build_ext" in sys.argv:  # asked for the extension by name: say what is missing
             raise SystemExit(f"error: building fastnn._kernels needs Cython and NumPy ({exc}): "
                              'pip install "Cython>=3.1,<4" numpy scipy') from None
-        print(f"WARNING: Cython unavailable ({exc}); building without fastnn._kernels.", file=sys.stderr)
+        _warn_without_extension(f"Cython or NumPy is missing ({exc})",
+                                'pip install "Cython>=3.1,<4" numpy, or install without --no-build-isolation')
         return []
     from setuptools import Extension
 
@@ -81,7 +102,8 @@ def extensions():
     except Exception as exc:  # a Cython compile error in the .pyx
         if REQUIRE:
             raise
-        print(f"WARNING: cythonize failed ({exc}); building without fastnn._kernels.", file=sys.stderr)
+        _warn_without_extension(f"Cython could not translate the kernels ({exc})",
+                                'Check that Cython is 3.1 or newer (pip install "Cython>=3.1,<4")')
         return []
 
 

@@ -4,7 +4,11 @@ links, copies that own their parameters, scikit-learn's zero-sum weights refused
 them. Each test provokes one class of the failures issue 18 lists."""
 import copy
 import os
+import select
+import shutil
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -157,6 +161,51 @@ def test_sklearn_zero_sum_sample_weights_raise_as_scikit_learn_does(backend, sol
 
 def test_the_package_is_marked_typed():
     assert (Path(fnn.__file__).parent / "py.typed").is_file()
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while select.select([fd], [], [], 0.2)[0]:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:  # the other side is closed
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs a pseudo-terminal")
+def test_a_build_without_the_kernels_says_so_on_the_terminal(tmp_path):
+    """pip hides the output of a build that succeeds, and a build without the compiled kernels
+    succeeds (the NumPy backend is installed). Built the way pip builds, with the output captured
+    and the compiler failing (or Cython missing, where the tests' environment lacks it), the
+    reason reaches the terminal the install runs in."""
+    root = Path(__file__).resolve().parents[1]
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("setup.py", "pyproject.toml", "README.md"):
+        shutil.copy(root / name, src / name)
+    shutil.copytree(root / "fastnn", src / "fastnn", ignore=shutil.ignore_patterns("*.so", "*.c", "__pycache__"))
+    master, slave = os.openpty()
+    terminal = os.ttyname(slave)
+    env = {k: v for k, v in os.environ.items() if k != "FASTNN_REQUIRE_EXTENSION"}
+    env["CC"] = "/bin/false"
+    try:
+        result = subprocess.run([sys.executable, "setup.py", "-q", "build"], cwd=src, env=env, capture_output=True,
+                                text=True, stdin=subprocess.DEVNULL, timeout=600, start_new_session=True,
+                                preexec_fn=lambda: os.close(os.open(terminal, os.O_RDWR)))  # its terminal
+        seen = _read_all(master).decode(errors="replace")
+    finally:
+        os.close(slave)
+        os.close(master)
+    assert result.returncode == 0, result.stderr
+    for output in (seen, result.stderr):
+        assert "fastnn's compiled kernels (fastnn._kernels) were NOT built:" in output
+        assert "NumPy backend only" in output and "FASTNN_REQUIRE_EXTENSION=1" in output
+    built = src / "build"
+    assert list(built.glob("lib*/fastnn/network.py")) and not list(built.glob("lib*/fastnn/_kernels*.so"))
 
 
 # ----------------------------------------------------------------------------- messages that name the argument
