@@ -11,9 +11,15 @@ import json
 import os
 import re
 import zipfile
+import zlib
 from typing import Callable, Sequence
 
 import numpy as np
+
+try:
+    from lzma import LZMAError
+except ImportError:  # a Python without liblzma: zipfile refuses lzma members with NotImplementedError
+    LZMAError = zipfile.BadZipFile
 
 from .atomic import write_atomically
 
@@ -43,6 +49,13 @@ _HEADERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.r
 _MEMBER = re.compile(r"(architecture|[Wb](0|[1-9][0-9]{0,5}))\.npy")
 
 
+# What zipfile and the decompressors raise for a damaged archive: besides BadZipFile, a member that
+# claims a newer zip version or another compression method (NotImplementedError), an encrypted one
+# (RuntimeError), a corrupt deflate or lzma stream.
+_DAMAGED = (OSError, ValueError, zipfile.BadZipFile, EOFError, NotImplementedError, RuntimeError, zlib.error,
+            LZMAError)
+
+
 def read(path, expected: Callable[[dict], list]) -> tuple[dict, list[np.ndarray]]:
     """(architecture, [W0, b0, W1, b1, ...]) from a file `write` wrote. expected(architecture)
     gives the [(shape, dtype)] those arrays must have (ValueError or TypeError if the architecture
@@ -58,7 +71,7 @@ def read(path, expected: Callable[[dict], list]) -> tuple[dict, list[np.ndarray]
     try:
         with zipfile.ZipFile(path) as archive:
             return _read(path, archive, expected)
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError, RecursionError) as exc:
+    except _DAMAGED as exc:
         if isinstance(exc, ValueError) and str(exc).startswith(f"{path!s} is not a valid"):
             raise
         raise invalid(path, f"could not read it ({type(exc).__name__}: {exc})") from None

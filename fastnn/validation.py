@@ -127,14 +127,14 @@ def as_targets(name: str, data, dtype: np.dtype, n_rows: int, n_outputs: int, sp
         if arr.ndim != 1:
             raise ValueError(f"{name} must hold one integer class label per row for "
                              f"sparse_categorical_crossentropy, got shape {arr.shape}")
-        labels = arr.astype(np.int64, copy=False)  # int64 labels are used as given (the kernels only read them)
-        if issubclass(arr.dtype.type, np.floating) and not np.array_equal(labels, arr):
+        if issubclass(arr.dtype.type, np.floating) and not np.array_equal(np.floor(arr), arr):
             raise ValueError(f"{name} must hold integer class labels, got non-integer values")
-        if labels.min() < 0 or labels.max() >= n_outputs:
-            bad = int(np.flatnonzero((labels < 0) | (labels >= n_outputs))[0])
+        if arr.min() < 0 or arr.max() >= n_outputs:  # before the cast, which would wrap a huge label
+            bad = int(np.flatnonzero((arr < 0) | (arr >= n_outputs))[0])
             raise ValueError(f"{name} labels must lie in [0, {n_outputs}) for a {n_outputs}-unit output "
-                             f"layer; row {bad} has {labels[bad]}")
-        return np.ascontiguousarray(labels)
+                             f"layer; row {bad} has {arr[bad]}")
+        # int64 labels are used as given (the kernels only read them)
+        return np.ascontiguousarray(arr.astype(np.int64, copy=False))
     if arr.ndim == 1 and n_outputs == 1:
         arr = arr.reshape(-1, 1)
     if arr.ndim != 2 or arr.shape[1] != n_outputs:

@@ -117,6 +117,17 @@ def crafted(path, architecture=None, arrays=None, compressed=False):
     return path
 
 
+def with_central_directory_field(path, offset, value: bytes):
+    """Overwrite a field (at `offset` in each central-directory record) of the valid model file at path:
+    6 = the zip version needed to extract, 8 = the flag bits, 10 = the compression method."""
+    data = bytearray(crafted(path, small_architecture(), SMALL_ARRAYS).read_bytes())
+    at = data.find(b"PK\x01\x02")
+    while at != -1:
+        data[at + offset:at + offset + len(value)] = value
+        at = data.find(b"PK\x01\x02", at + 4)
+    path.write_bytes(bytes(data))
+
+
 def small_architecture(**changes):
     return {"format": "fastnn", "version": 1, "dtype": "float32", "loss": None, "optimizer": None,
             "layers": [{"n_in": 2, "n_out": 3, "activation": "relu", "init": "he_uniform"}], **changes}
@@ -188,6 +199,10 @@ def test_crafted_files_are_refused_without_allocating_what_they_claim(tmp_path, 
     (lambda p: crafted(p, json.dumps(small_architecture()) + " " * (1 << 21), SMALL_ARRAYS), "over"),
     (lambda p: crafted(p, small_architecture(layers="dense"), SMALL_ARRAYS), "no list of layers"),
     (lambda p: crafted(p, small_architecture(dtype=">f8"), SMALL_ARRAYS), "valid model"),
+    (lambda p: with_central_directory_field(p, 6, (64).to_bytes(2, "little")), "zip file version 6.4"),
+    (lambda p: with_central_directory_field(p, 8, (1).to_bytes(2, "little")), "encrypted"),
+    (lambda p: with_central_directory_field(p, 10, (99).to_bytes(2, "little")), "compression method"),
+    (lambda p: with_central_directory_field(p, 10, (8).to_bytes(2, "little")), "could not read it"),
 ])
 def test_malformed_files_get_a_clear_valueerror(tmp_path, make, message):
     path = tmp_path / "bad.npz"

@@ -1,4 +1,6 @@
 """Bad input gets a clear Python exception naming the argument, before any kernel runs (both backends)."""
+import warnings
+
 import numpy as np
 import pytest
 
@@ -62,10 +64,14 @@ def test_non_finite_found_past_the_first_chunk(model, order):
     (np.array([0, 0.5, 2, 1]), "y must hold integer class labels"),
     (np.zeros((4, 3)), "one integer class label per row"),
     (np.array([0, np.nan, 1, 1]), r"y contains NaN or inf \(first at index \(1,\)"),
+    (np.array([0, 1e30, 1, 1]), r"row 1 has 1e\+30"),
+    (np.array([0, 2**64 - 1, 1, 1], np.uint64), r"row 1 has 18446744073709551615"),
 ])
 def test_bad_sparse_labels(model, bad_y, message):
-    with pytest.raises(ValueError, match=message):
-        model.fit(X, bad_y, verbose=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no cast warning on the way to the error
+        with pytest.raises(ValueError, match=message):
+            model.fit(X, bad_y, verbose=0)
 
 
 def test_bad_binary_targets(binary):
