@@ -104,9 +104,10 @@ class EarlyStopping:
 
 
 class Progress:
-    """verbose=1: a tqdm bar over epochs with the running loss, or a one-line text bar without tqdm."""
+    """verbose=1: a tqdm bar over epochs with the running loss, or a one-line text bar without tqdm.
+    epochs: the epoch the fit ends on; initial: the one it starts from (fit's initial_epoch)."""
 
-    def __init__(self, epochs: int, enabled: bool):
+    def __init__(self, epochs: int, enabled: bool, initial: int = 0):
         self.epochs = epochs
         self.bar = None
         self.enabled = enabled
@@ -115,7 +116,7 @@ class Progress:
         if enabled:
             try:
                 from tqdm.auto import tqdm
-                self.bar = tqdm(total=epochs, unit="epoch", leave=True)
+                self.bar = tqdm(total=epochs, initial=initial, unit="epoch", leave=True)
             except ImportError:
                 pass
 

@@ -1,10 +1,12 @@
-"""Dense: a fully connected layer, A = f(X @ W + b).
+"""The layers of a Sequential: Dense (A = f(X @ W + b)), and Input, which only names the width of
+the data.
 
 A layer holds its configuration; its parameters W (n_in, n_out) and b (n_out,) are views into
 the owning Sequential's one flat parameter buffer, so the optimizer updates the whole network
-in a single kernel call. They exist once the layer is part of a Sequential.
+in a single kernel call. They exist once the model is built: as soon as it knows the width of its
+input (from the first Dense's n_in, an Input, `model.build(n_in)` or the first `fit`).
 """
-from typing import Optional
+from typing import Optional, Sequence, Union
 
 import numpy as np
 
@@ -15,15 +17,67 @@ INITS = ("auto", "glorot_uniform", "he_uniform", "zeros")
 MAX_WIDTH = 2 ** 31 - 1
 
 
-class Dense:
-    """Fully connected layer: A = activation(X @ W + b), X: (batch, n_in) -> A: (batch, n_out)."""
+def _width(name: str, value) -> int:
+    value = check_positive_int(name, value)
+    if value > MAX_WIDTH:  # BLAS takes its sizes as C ints
+        raise ValueError(f"{name} must be at most {MAX_WIDTH}, got {value}")
+    return value
 
-    def __init__(self, n_in: int, n_out: int, activation: Optional[str] = None, init: str = "auto"):
-        self.n_in = check_positive_int("n_in", n_in)
-        self.n_out = check_positive_int("n_out", n_out)
-        for name, value in (("n_in", self.n_in), ("n_out", self.n_out)):
-            if value > MAX_WIDTH:  # BLAS takes its sizes as C ints
-                raise ValueError(f"{name} must be at most {MAX_WIDTH}, got {value}")
+
+class Input:
+    """The width of the model's input, as Keras writes it: Sequential([Input(shape=(20,)), Dense(8), ...]).
+    shape: (n_in,), one sample's shape (a Dense network's samples are vectors)."""
+
+    def __init__(self, shape: Union[int, Sequence[int]]):
+        shape = (shape,) if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool) else tuple(shape)
+        if len(shape) != 1:
+            raise ValueError(f"shape must be (n_in,): a Dense network takes vectors, got {shape}")
+        self.n_in = _width("shape[0]", shape[0])
+
+    def config(self) -> dict:
+        return {"shape": [self.n_in]}
+
+    def __repr__(self) -> str:
+        return f"Input(shape=({self.n_in},))"
+
+
+class Dense:
+    """Fully connected layer: A = activation(X @ W + b), X: (batch, n_in) -> A: (batch, n_out).
+
+    Dense(units, activation=...) as in Keras, n_in taken from the layer before it or, for the first
+    layer, from the data (or `input_dim=`); or Dense(n_in, n_out, activation=...) with both widths.
+    """
+
+    def __init__(self, *sizes: Union[int, str], activation: Optional[str] = None, init: str = "auto",
+                 units: Optional[int] = None, n_in: Optional[int] = None, n_out: Optional[int] = None,
+                 input_dim: Optional[int] = None):
+        at = next((i for i, s in enumerate(sizes) if s is None or isinstance(s, str)), len(sizes))
+        widths, words = list(sizes[:at]), list(sizes[at:])  # Dense(2, 1, "sigmoid"), Dense(8, "relu", "he_uniform")
+        if len(widths) > 2 or len(words) > 2 or not all(w is None or isinstance(w, str) for w in words):
+            raise TypeError(f"Dense takes (units) or (n_in, n_out), then activation and init, got {sizes!r}")
+        if words and words[0] is not None:
+            if activation is not None:
+                raise TypeError("Dense got the activation twice (positional and activation=)")
+            activation = words[0]
+        if len(words) == 2:
+            init = words[1]
+        sizes = widths
+        if len(sizes) == 2:
+            n_in, n_out = sizes
+        elif len(sizes) == 1:
+            n_out = sizes[0]
+        if units is not None:
+            if n_out is not None:
+                raise TypeError("give the layer's width once: units= or n_out=")
+            n_out = units
+        if input_dim is not None:
+            if n_in is not None:
+                raise TypeError("give the input width once: n_in= or input_dim=")
+            n_in = input_dim
+        if n_out is None:
+            raise TypeError("Dense needs its width: Dense(units) or Dense(n_in, n_out)")
+        self.n_in: Optional[int] = None if n_in is None else _width("n_in", n_in)
+        self.n_out = _width("n_out", n_out)
         activations.code(activation)  # raises for an unknown name
         self.activation = "linear" if activation is None else activation
         if init not in INITS:
@@ -31,9 +85,17 @@ class Dense:
         self.init = activations.DEFAULT_INIT[self.activation] if init == "auto" else init
         self._W: Optional[np.ndarray] = None
         self._b: Optional[np.ndarray] = None
+        self.owner = None  # the Sequential this layer belongs to
+
+    @property
+    def units(self) -> int:
+        """The layer's width, Keras' name for n_out."""
+        return self.n_out
 
     @property
     def n_params(self) -> int:
+        if self.n_in is None:
+            raise RuntimeError(f"{self!r} does not know its input width yet: build the model first")
         return self.n_in * self.n_out + self.n_out
 
     @property
@@ -65,8 +127,8 @@ class Dense:
 
     def _require_built(self) -> None:
         if self._W is None:
-            raise RuntimeError("this Dense layer has no parameters yet: they are created when it is "
-                               "put in a Sequential")
+            raise RuntimeError("this Dense layer has no parameters yet: they are created when the Sequential "
+                               "it is in is built (it knows its input width: model.build(n_in) or the first fit)")
 
     @staticmethod
     def _assign(name: str, target: np.ndarray, value) -> None:
@@ -74,7 +136,7 @@ class Dense:
 
     @property
     def built(self) -> bool:
-        """Whether the layer has its parameters (it belongs to a Sequential)."""
+        """Whether the layer has its parameters (its model is built)."""
         return self._W is not None
 
     def bind(self, W: np.ndarray, b: np.ndarray) -> None:
@@ -99,4 +161,6 @@ class Dense:
         return {"n_in": self.n_in, "n_out": self.n_out, "activation": self.activation, "init": self.init}
 
     def __repr__(self) -> str:
+        if self.n_in is None:
+            return f"Dense({self.n_out}, activation={self.activation!r})"
         return f"Dense({self.n_in}, {self.n_out}, activation={self.activation!r})"

@@ -13,11 +13,12 @@ from typing import Callable, Optional, Sequence, Union
 import numpy as np
 
 from . import _contract, activations, losses, optimizers, saving
+from . import metrics as fnn_metrics
 from .callbacks import History, Progress
-from .layers import Dense
+from .layers import Dense, Input
 from .network import PREDICT_ROWS, Network
 from .trainer import Data, Trainer, evaluator
-from .validation import as_features, as_weights, check_dtype, check_positive_int
+from .validation import as_features, as_weights, check_dtype, check_positive_int, check_real
 
 # fit returns to Python about this often (seconds) when nothing needs it after every epoch.
 _CHUNK_SECONDS = 0.1
@@ -44,41 +45,35 @@ def _require_finite(finite: bool, what: str, name: str) -> None:
 
 
 class Sequential:
-    """A feed-forward network: Sequential([Dense(2, 2, "sigmoid"), Dense(2, 1, "sigmoid")], seed=0).
+    """A feed-forward network: Sequential([Dense(2, 2, "sigmoid"), Dense(2, 1, "sigmoid")], seed=0),
+    or Keras' way, Sequential([Input(shape=(20,)), Dense(64, activation="relu"), Dense(1, "sigmoid")])
+    or model.add(layer) one at a time.
 
     dtype: "float32" (default) or "float64"; all parameters and computations use it.
     seed: seeds the generator used for initialisation and shuffling (same seed, same run).
-    network: the fastnn.network.Network that holds the parameters and their gradients.
+    network: the fastnn.network.Network that holds the parameters and their gradients, once the
+    model is built: as soon as it knows its input width (the first Dense's n_in, an Input,
+    `build(n_in)`, or the first fit, predict or evaluate).
     """
 
-    def __init__(self, layers: Sequence[Dense], seed: Optional[int] = None, dtype: str = "float32"):
-        layers = list(layers) if not isinstance(layers, Dense) else [layers]
-        if not layers:
-            raise ValueError("layers must hold at least one Dense layer")
-        for i, layer in enumerate(layers):
-            if not isinstance(layer, Dense):
-                raise TypeError(f"layers[{i}] must be a fastnn.Dense, got {type(layer).__name__}")
-            if layer.built:
-                raise ValueError(f"layers[{i}] already belongs to a model; create a new Dense")
-        for i, (a, b) in enumerate(zip(layers[:-1], layers[1:])):
-            if a.n_out != b.n_in:
-                raise ValueError(f"layer sizes disagree: layers[{i}] has n_out={a.n_out} but "
-                                 f"layers[{i + 1}] has n_in={b.n_in}")
+    def __init__(self, layers: Optional[Sequence[Union[Dense, Input]]] = None, seed: Optional[int] = None,
+                 dtype: str = "float32"):
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
             raise ValueError(f"seed must be a non-negative int or None, got {seed!r}")
         self.dtype = check_dtype(dtype)
         self.seed = seed
         self._rng = np.random.default_rng(seed)
-        self._layers = layers
-        self.network = Network([layers[0].n_in] + [layer.n_out for layer in layers],
-                               [layer.code for layer in layers], self.dtype)
-        self._bind_layers()
-        for layer in layers:
-            layer.initialize(self._rng)
+        self._layers: list[Dense] = []
+        self._input: Optional[int] = None  # the width an Input gave
+        self.network: Optional[Network] = None
         self.loss: Optional[str] = None
         self.loss_code: Optional[int] = None
-        self.optimizer = None
+        self.optimizer: Optional[optimizers.Optimizer] = None
         self.stop_training = False
+        layers = [] if layers is None else [layers] if isinstance(layers, (Dense, Input)) else list(layers)
+        for i, layer in enumerate(layers):
+            self._add(layer, f"layers[{i}]")
+        self._build_if_ready()
 
     def _bind_layers(self) -> None:
         for layer, W, b in zip(self._layers, self.network.W, self.network.b):
@@ -93,9 +88,92 @@ class Sequential:
     # copies, so the layers' W and b must become views into the network's buffer again.
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
-        self._bind_layers()
+        if self.network is not None:
+            self._bind_layers()
 
     # ------------------------------------------------------------------ structure
+
+    def add(self, layer: Union[Dense, Input]) -> None:
+        """Append a layer (Keras' model.add). A built model is rebuilt around it, keeping the
+        weights of the layers it had; a compiled one cannot grow (compile after the last add)."""
+        if self.loss is not None:
+            raise RuntimeError("add layers before model.compile(): the loss was checked against the last layer")
+        self._add(layer, "layer")
+        self._build_if_ready()
+
+    def _add(self, layer, name: str) -> None:
+        if isinstance(layer, Input):
+            if self._layers or self._input is not None:
+                raise ValueError(f"{name}: an Input can only come first")
+            self._input = layer.n_in
+            return
+        if not isinstance(layer, Dense):
+            raise TypeError(f"{name} must be a fastnn.Dense or fastnn.Input, got {type(layer).__name__}")
+        if layer.owner is not None or layer.built:
+            raise ValueError(f"{name} already belongs to a model; create a new Dense")
+        before = self._layers[-1].n_out if self._layers else self._input
+        if layer.n_in is None:
+            layer.n_in = before
+        elif before is not None and layer.n_in != before:
+            if self._layers:
+                raise ValueError(f"layer sizes disagree: layers[{len(self._layers) - 1}] has n_out={before} but "
+                                 f"{name} has n_in={layer.n_in}")
+            raise ValueError(f"{name} has n_in={layer.n_in} but the Input has shape ({before},)")
+        layer.owner = self
+        self._layers.append(layer)
+
+    def build(self, n_in: Optional[int] = None) -> None:
+        """Create the parameters for inputs of width n_in (Keras' model.build): initialised from
+        the model's seed. Needed only when no layer gives the input width; fit, predict and
+        evaluate build from their data. ValueError if n_in disagrees with the width it has."""
+        if not self._layers:
+            raise ValueError("the model has no Dense layer to build")
+        if n_in is not None:
+            n_in = check_positive_int("n_in", n_in)
+            if self.n_in is not None and self.n_in != n_in:
+                raise ValueError(f"n_in={n_in}, but the model's input width is {self.n_in}")
+            self._layers[0].n_in = n_in
+        if self.n_in is None:
+            raise ValueError("build needs n_in: no layer gives the model's input width")
+        self._build_if_ready()
+
+    @property
+    def built(self) -> bool:
+        """Whether the model has its parameters."""
+        return self.network is not None and len(self.network.codes) == len(self._layers)
+
+    def _build_if_ready(self) -> None:
+        """Create (or, after an add, grow) the network once the input width is known: the layers
+        that had weights keep them, the others are initialised in order from the model's generator."""
+        if not self._layers or self.n_in is None or self.built:
+            return
+        kept = [] if self.network is None else [a.copy() for pair in zip(self.network.W, self.network.b) for a in pair]
+        self.network = Network([self.n_in] + [layer.n_out for layer in self._layers],
+                               [layer.code for layer in self._layers], self.dtype)
+        self._bind_layers()
+        for i, layer in enumerate(self._layers):
+            if 2 * i < len(kept):
+                layer.W, layer.b = kept[2 * i], kept[2 * i + 1]
+            else:
+                layer.initialize(self._rng)
+        if self.optimizer is not None:
+            self.optimizer.build(self.network.n_params, self.dtype)
+
+    def _build_for(self, X, what: str) -> None:
+        """Build from the width of the data X (an array-like or a Data) if the model is not built."""
+        if self.built:
+            return
+        if not self._layers:
+            raise ValueError(f"{what}: the model has no layers; add a Dense first")
+        shape = np.shape(X.X if isinstance(X, Data) else X)
+        if len(shape) != 2:
+            raise ValueError(f"{what}: X must be 2-D (n_samples, n_features) to build the model from, got shape {shape}")
+        self.build(shape[1])
+
+    def _require_built(self, what: str) -> None:
+        if not self.built:
+            raise ValueError(f"{what}: the model is not built yet (its input width is unknown): call "
+                             f"model.build(n_in), or fit or predict first")
 
     @property
     def layers(self) -> list[Dense]:
@@ -103,18 +181,21 @@ class Sequential:
         return list(self._layers)
 
     @property
-    def n_in(self) -> int:
-        return self._layers[0].n_in
+    def n_in(self) -> Optional[int]:
+        """The input width; None while the model does not know it."""
+        return self._layers[0].n_in if self._layers else self._input
 
     @property
     def n_out(self) -> int:
         return self._layers[-1].n_out
 
     def count_params(self) -> int:
+        self._require_built("count_params")
         return self.network.n_params
 
     def summary(self, print_fn: Callable[[str], None] = print) -> None:
         """Print a table of the layers: output shape, activation and parameter count."""
+        self._require_built("summary")
         rows = [("layer", "output", "activation", "params")]
         for i, layer in enumerate(self._layers):
             rows.append((f"dense_{i} ({layer.n_in}->{layer.n_out})", f"(batch, {layer.n_out})",
@@ -137,13 +218,19 @@ class Sequential:
     # ------------------------------------------------------------------ weights
 
     def get_weights(self) -> list[np.ndarray]:
-        """Copies of [W1, b1, W2, b2, ...]."""
+        """Copies of [W1, b1, W2, b2, ...] ([] before the model is built)."""
+        if not self.built:
+            return []
         return [a.copy() for layer in self._layers for a in (layer.W, layer.b)]
 
     def set_weights(self, weights: Sequence) -> None:
-        """Copy [W1, b1, W2, b2, ...] into the model; ValueError on a wrong count or shape, or on
-        values that are not finite real numbers in the model's dtype (1e300 is inf in float32)."""
+        """Copy [W1, b1, W2, b2, ...] into the model (building it from W1's shape if needed);
+        ValueError on a wrong count or shape, or on values that are not finite real numbers in the
+        model's dtype (1e300 is inf in float32)."""
         weights = list(weights)
+        if not self.built and weights and len(np.shape(weights[0])) == 2:
+            self.build(np.shape(weights[0])[0])
+        self._require_built("set_weights")
         expected = [a.shape for layer in self._layers for a in (layer.W, layer.b)]
         if len(weights) != len(expected):
             raise ValueError(f"weights must be a list of {len(expected)} arrays [W1, b1, ...], "
@@ -155,9 +242,15 @@ class Sequential:
 
     # ------------------------------------------------------------------ compile
 
-    def compile(self, loss: str, optimizer: Union[str, optimizers.SGD, optimizers.Adam] = "sgd") -> None:
-        """Choose the loss and the optimizer. The loss's output activation must match the last
-        layer: binary_crossentropy needs sigmoid, (sparse_)categorical_crossentropy softmax."""
+    def compile(self, loss: str, optimizer: Union[str, optimizers.Optimizer] = "sgd",
+                metrics: Optional[Sequence[str]] = None) -> None:
+        """Choose the loss, the optimizer and the metrics to report. The loss's output activation
+        must match the last layer: binary_crossentropy needs sigmoid, (sparse_)categorical_crossentropy
+        softmax. An optimizer instance is used as given (its learning_rate and iterations are the
+        model's from then on); it cannot be compiled into two models. metrics: names from
+        fastnn.metrics; classification losses report "accuracy" whether asked or not."""
+        if not self._layers:
+            raise ValueError("compile: the model has no layers; add a Dense first")
         code = losses.code(loss)
         fused = _contract.LOSSES[code].fused
         last = self._layers[-1]
@@ -168,11 +261,17 @@ class Sequential:
         if fused == activations.SOFTMAX and last.n_out < 2:
             raise ValueError(f"loss {loss!r} needs an output layer with at least 2 units (one per class), "
                              f"the last layer has {last.n_out}")
-        # A private copy: the instance passed in may be compiled into other models too.
-        self.optimizer = optimizers.from_config(optimizers.get(optimizer).config())
-        self.optimizer.build(self.network.n_params, self.dtype)
+        reported = fnn_metrics.resolve(metrics, code)
+        optimizer = optimizers.get(optimizer)
+        optimizer.attach(self)
+        if self.optimizer is not None and self.optimizer is not optimizer:
+            self.optimizer.owner = None  # free for another model
+        self.optimizer = optimizer
+        if self.built:
+            optimizer.build(self.network.n_params, self.dtype)
         self.loss = loss
         self.loss_code = code
+        self.metrics = reported
 
     def _require_compiled(self, what: str) -> None:
         if self.loss is None:
@@ -187,25 +286,34 @@ class Sequential:
     def _classification(self) -> bool:
         return _contract.LOSSES[self.loss_code].counts is not None
 
-    def _data(self, X, y, what: str, x_name: str = "X", y_name: str = "y") -> Data:
+    def _data(self, X, y, what: str, x_name: str = "X", y_name: str = "y", sample_weight=None,
+              class_weight=None) -> Data:
         """X and y checked for this model, or the fastnn.trainer.Data in X (y None) as it is."""
+        self._build_for(X, what)
         if isinstance(X, Data):
-            if y is not None:
-                raise ValueError(f"{what}: y must be None when X is a fastnn.trainer.Data")
+            if y is not None or sample_weight is not None or class_weight is not None:
+                raise ValueError(f"{what}: y, sample_weight and class_weight must be None when X is a "
+                                 f"fastnn.trainer.Data (it holds them)")
             if not X.fits(self):
                 raise ValueError(f"{what}: the Data in X was made for another kind of model (dtype, "
                                  f"widths or loss)")
             return X
-        return Data.for_model(self, X, y, x_name, y_name)
+        return Data.for_model(self, X, y, x_name, y_name, sample_weight=sample_weight, class_weight=class_weight)
 
     def fit(self, X, y=None, epochs: int = 1, batch_size: Optional[int] = 32, shuffle: bool = True,
-            validation_data=None, verbose: int = 1, callbacks=None) -> History:
+            validation_data=None, verbose: int = 1, callbacks=None, *, validation_split: float = 0.0,
+            sample_weight=None, class_weight: Optional[dict] = None, initial_epoch: int = 0) -> History:
         """Train for `epochs` passes over X: (n_samples, n_in), y: (n_samples, n_out) (or (n_samples,)
         labels for sparse_categorical_crossentropy; (n_samples,) for a one-output model). X may
         instead be a fastnn.trainer.Data made for this kind of model, with y None.
 
-        batch_size=None trains full-batch. Returns a History whose `history` dict holds "loss" (and
-        "accuracy" for classification losses, "val_loss"/"val_accuracy" with validation_data).
+        batch_size=None trains full-batch. validation_split: the last fraction of the rows (before
+        shuffling) are held out and evaluated after each epoch, as Keras does; validation_data
+        (X_val, y_val[, sample_weight_val]) gives them instead. sample_weight (n_samples,) weighs
+        each row's loss; class_weight {class: weight} multiplies it by its class's weight.
+        initial_epoch: the epoch to start counting from (to resume a run: epochs is the number to
+        end on, as in Keras). Returns a History whose `history` dict holds "loss", the compiled
+        metrics ("accuracy" for classification losses) and their "val_" twins when validating.
         If the loss becomes NaN or inf, raises TrainingDivergedError and keeps the weights from
         before that epoch; it also raises when the weights fit ends on make the outputs overflow
         on the first batch of X (each earlier step's weights were checked on the batch after it).
@@ -215,49 +323,52 @@ class Sequential:
         from two threads at once (RuntimeError).
         """
         self._require_compiled("fit")
-        data = self._data(X, y, "fit")
         epochs = check_positive_int("epochs", epochs, minimum=0)
-        batch = data.n if batch_size is None else min(check_positive_int("batch_size", batch_size), data.n)
+        initial_epoch = check_positive_int("initial_epoch", initial_epoch, minimum=0)
+        if initial_epoch and initial_epoch >= epochs:
+            raise ValueError(f"initial_epoch={initial_epoch} must be less than epochs={epochs}: epochs is the "
+                             f"epoch to end on (as in Keras), so nothing would be trained")
+        validation_split = check_real("validation_split", validation_split, low=0.0, high=1.0, high_open=True)
+        if validation_split and validation_data is not None:
+            raise ValueError("give validation_data or validation_split, not both")
+        data = self._data(X, y, "fit", sample_weight=sample_weight, class_weight=class_weight)
         validation = None
+        if validation_split:
+            data, validation = data.split(validation_split)
+        batch = data.n if batch_size is None else min(check_positive_int("batch_size", batch_size), data.n)
         if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                raise ValueError("validation_data must be a tuple (X_val, y_val)")
-            validation = Data.for_model(self, *validation_data, x_name="validation_data[0]",
-                                        y_name="validation_data[1]")
-        if callbacks is not None and (callable(callbacks) or hasattr(callbacks, "on_epoch_end")):
-            raise TypeError(f"callbacks must be a list of callbacks, got one {type(callbacks).__name__}: "
-                            f"pass callbacks=[{type(callbacks).__name__}(...)]")
-        try:
-            callbacks = list(callbacks or [])
-        except TypeError:
-            raise TypeError(f"callbacks must be a list of callbacks, got {type(callbacks).__name__}") from None
-        for cb in callbacks:
-            if not (callable(cb) or hasattr(cb, "on_epoch_end")):
-                raise TypeError(f"callbacks must be callables fn(epoch, logs) or objects with on_epoch_end, "
-                                f"got {cb!r}")
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+                raise ValueError("validation_data must be a tuple (X_val, y_val) or (X_val, y_val, sample_weight_val)")
+            validation = Data.for_model(self, *validation_data[:2], x_name="validation_data[0]",
+                                        y_name="validation_data[1]",
+                                        sample_weight=validation_data[2] if len(validation_data) == 3 else None)
+        callbacks = _callback_list(callbacks)
         with self.network.fitting("fit"):
-            return self._fit(data, epochs, batch, shuffle and batch < data.n, validation, verbose, callbacks)
+            return self._fit(data, range(initial_epoch, epochs), batch, shuffle and batch < data.n, validation,
+                             verbose, callbacks)
 
-    def _fit(self, data: Data, epochs, batch, shuffle, validation, verbose, callbacks) -> History:
+    def _fit(self, data: Data, epochs: range, batch, shuffle, validation, verbose, callbacks) -> History:
         """Runs of epochs go to the training step in one kernel call each. With callbacks or
         validation data a run is one epoch (they see every epoch); otherwise runs grow to about
-        _CHUNK_SECONDS, so Python is visited a few times a second (progress bar, Ctrl-C)."""
+        _CHUNK_SECONDS, so Python is visited a few times a second (progress bar, Ctrl-C). Before
+        each run the optimizer's settings are read again: a callback's change takes effect there."""
         n = data.n
         trainer = Trainer(self.network, self.loss_code, data, batch, update=self.optimizer.update())
         validating = self._evaluator(validation, None) if validation is not None else None
         classification = self._classification()
         every_epoch = bool(callbacks) or validation is not None
         history = History()
-        progress = Progress(epochs, enabled=bool(verbose))
+        progress = Progress(epochs.stop, enabled=bool(verbose), initial=epochs.start)
         self.stop_training = False
         for cb in callbacks:
             if hasattr(cb, "on_train_begin"):
                 cb.on_train_begin(self)
-        done, run = 0, 1
+        done, run = epochs.start, 1
         try:
-            while done < epochs and not self.stop_training:
-                run = min(run, epochs - done, max(1, _MAX_ORDER_ROWS // n))
+            while done < epochs.stop and not self.stop_training:
+                run = min(run, epochs.stop - done, max(1, _MAX_ORDER_ROWS // n))
                 order = np.stack([self._rng.permutation(n) for _ in range(run)]) if shuffle else None
+                trainer.run.update = self.optimizer.update()
                 started = time.perf_counter()
                 result = trainer.epochs(run, order, self.optimizer.iterations)
                 finished, epoch_loss, epoch_correct = result.finished, result.loss, result.correct
@@ -299,7 +410,7 @@ class Sequential:
                     run = max(1, int(run * _CHUNK_SECONDS / max(seconds, 1e-9)))
         finally:
             progress.close()
-        if done:
+        if done > epochs.start:
             self._check_last_step(data.X[:batch], history, done)
         for cb in callbacks:
             if hasattr(cb, "on_train_end"):
@@ -318,11 +429,41 @@ class Sequential:
                 f"the weights are finite but the network's outputs overflow to NaN or inf on the training data; "
                 f"the model keeps these weights (try a smaller learning rate)", history)
 
+    def train_on_batch(self, X, y=None, sample_weight=None, class_weight: Optional[dict] = None,
+                       return_dict: bool = False):
+        """One optimizer step on X, y as a single batch (Keras' train_on_batch). Returns the batch's
+        loss (computed before the step), or [loss, metric, ...] when the model reports metrics,
+        or their dict with return_dict=True."""
+        self._require_compiled("train_on_batch")
+        data = self._data(X, y, "train_on_batch", sample_weight=sample_weight, class_weight=class_weight)
+        with self.network.fitting("train_on_batch"):
+            trainer = Trainer(self.network, self.loss_code, data, data.n, update=self.optimizer.update())
+            result = trainer.epochs(1, None, self.optimizer.iterations)
+            self.optimizer.iterations = result.step
+            if result.stopped:
+                raise KeyboardInterrupt
+            if result.finished < 1:
+                raise TrainingDivergedError(f"train_on_batch diverged: the loss is {result.loss[0]}; the model "
+                                            f"keeps the weights it had", History())
+        logs = {"loss": float(result.loss[0])}
+        if self._classification():
+            logs["accuracy"] = int(result.correct[0]) / self._metric_counts(data.n)
+        return _results(logs, return_dict)
+
+    def test_on_batch(self, X, y=None, sample_weight=None, return_dict: bool = False):
+        """The loss and metrics on X, y as one batch, updating nothing (Keras' test_on_batch);
+        returned as train_on_batch returns them."""
+        self._require_compiled("test_on_batch")
+        data = self._data(X, y, "test_on_batch", sample_weight=sample_weight)
+        return _results(self._evaluate(self._evaluator(data, data.n), data.n), return_dict)
+
     # ------------------------------------------------------------------ predict / evaluate
 
-    def predict(self, X, batch_size: Optional[int] = None) -> np.ndarray:
+    def predict(self, X, batch_size: Optional[int] = None, verbose: int = 0) -> np.ndarray:
         """The network's output for X: (n_samples, n_in) -> (n_samples, n_out); probabilities for
-        sigmoid/softmax outputs. Computed in chunks of batch_size rows (default: 1024)."""
+        sigmoid/softmax outputs. Computed in chunks of batch_size rows (default: 1024). verbose is
+        accepted for Keras' sake; predict prints nothing."""
+        self._build_for(X, "predict")
         X = as_features("X", X, self.dtype, self.n_in)
         rows = PREDICT_ROWS if batch_size is None else check_positive_int("batch_size", batch_size)
         result = np.empty((X.shape[0], self.n_out), self.dtype)
@@ -330,12 +471,22 @@ class Sequential:
         _require_finite(bool(np.isfinite(result).all()), "predict", "outputs")
         return result
 
-    def evaluate(self, X, y=None, batch_size: Optional[int] = None) -> dict:
-        """{"loss": mean loss over X, "accuracy": ... (classification losses only)}, computed by
-        the training step (without updating anything). X may be a fastnn.trainer.Data, y None."""
+    def __call__(self, X) -> np.ndarray:
+        """model(X) is model.predict(X): (n_samples, n_in) -> (n_samples, n_out)."""
+        return self.predict(X)
+
+    def evaluate(self, X, y=None, batch_size: Optional[int] = None, verbose: int = 0, sample_weight=None,
+                 return_dict: bool = True):
+        """{"loss": mean loss over X, "accuracy": ... (classification losses), other compiled
+        metrics}, computed by the training step (without updating anything); with
+        return_dict=False, Keras' form: the loss alone, or [loss, metric, ...]. verbose=1 prints
+        them too. X may be a fastnn.trainer.Data, y None."""
         self._require_compiled("evaluate")
-        data = self._data(X, y, "evaluate")
-        return self._evaluate(self._evaluator(data, batch_size), data.n)
+        data = self._data(X, y, "evaluate", sample_weight=sample_weight)
+        result = self._evaluate(self._evaluator(data, batch_size), data.n)
+        if verbose:
+            print(" - ".join(f"{key}: {value:.4f}" for key, value in result.items()))
+        return _results(result, return_dict)
 
     def _evaluator(self, data: Data, batch_size: Optional[int]) -> Trainer:
         rows = min(PREDICT_ROWS if batch_size is None else check_positive_int("batch_size", batch_size), data.n)
@@ -354,10 +505,35 @@ class Sequential:
 
     def save(self, path) -> None:
         """Write the architecture and weights to an .npz file (atomically; no pickle): fastnn.saving."""
+        self._require_built("save")
         architecture = {"dtype": self.dtype.name, "layers": [layer.config() for layer in self._layers],
                         "loss": self.loss,
                         "optimizer": self.optimizer.config() if self.optimizer is not None else None}
         saving.write(path, architecture, self.get_weights())
+
+
+def _callback_list(callbacks) -> list:
+    """fit's callbacks as a list, each checked to be a callback."""
+    if callbacks is not None and (callable(callbacks) or hasattr(callbacks, "on_epoch_end")):
+        raise TypeError(f"callbacks must be a list of callbacks, got one {type(callbacks).__name__}: "
+                        f"pass callbacks=[{type(callbacks).__name__}(...)]")
+    try:
+        callbacks = list(callbacks or [])
+    except TypeError:
+        raise TypeError(f"callbacks must be a list of callbacks, got {type(callbacks).__name__}") from None
+    for cb in callbacks:
+        if not (callable(cb) or hasattr(cb, "on_epoch_end")):
+            raise TypeError(f"callbacks must be callables fn(epoch, logs) or objects with on_epoch_end, "
+                            f"got {cb!r}")
+    return callbacks
+
+
+def _results(logs: dict, return_dict: bool):
+    """logs as evaluate and train_on_batch return them: the dict, or Keras' scalar loss / list."""
+    if return_dict:
+        return logs
+    values = list(logs.values())
+    return values[0] if len(values) == 1 else values
 
 
 def _weight_shapes(architecture: dict) -> list:

@@ -15,6 +15,7 @@ A stop request or Ctrl-C ends a kernel call after the batch it is in; `epochs` r
 (`stopped`), and the callers raise KeyboardInterrupt once their bookkeeping matches the
 parameters (the last finished batch).
 """
+import math
 from dataclasses import dataclass
 from typing import NamedTuple, Optional
 
@@ -23,7 +24,7 @@ import numpy as np
 from . import _contract
 from .backend import ops
 from .network import Network
-from .validation import as_features, as_targets
+from .validation import as_features, as_sample_weight, as_targets, class_weights
 
 
 @dataclass(frozen=True)
@@ -43,15 +44,43 @@ class Data:
         return model.dtype, model.n_in, model.n_out, model.loss_code
 
     @classmethod
-    def for_model(cls, model, X, y, x_name: str = "X", y_name: str = "y") -> "Data":
+    def for_model(cls, model, X, y, x_name: str = "X", y_name: str = "y", sample_weight=None,
+                  class_weight=None) -> "Data":
         """X and y checked (shapes, finite values in the model's dtype, targets in the loss's
-        domain, labels in range) and converted for a compiled model."""
+        domain, labels in range) and converted for a compiled model. sample_weight (n,) weights
+        rows; class_weight {class: weight} multiplies each row's weight by its class's (the label,
+        the rounded target of a one-output model, or the argmax of a row of targets; classes it
+        leaves out weigh 1)."""
         row = _contract.LOSSES[model.loss_code]
         sparse = model.loss_code == _contract.SPARSE_CATEGORICAL_CROSSENTROPY
         X = as_features(x_name, X, model.dtype, model.n_in)
         y = as_targets(y_name, y, model.dtype, X.shape[0], model.n_out, sparse=sparse, domain=row.targets,
                        loss=row.name)
-        return cls(X, y, checked_for=cls.kind_of(model))
+        weights = None if sample_weight is None else as_sample_weight("sample_weight", sample_weight, model.dtype,
+                                                                       X.shape[0])
+        if class_weight is not None:
+            if row.counts is None:
+                raise ValueError(f"class_weight needs a classification loss; {row.name} has no classes "
+                                 f"(weigh rows with sample_weight)")
+            classes = y if sparse else (np.rint(y[:, 0]) if y.shape[1] == 1 else np.argmax(y, axis=1))
+            per_row = class_weights("class_weight", class_weight, classes, max(2, model.n_out), model.dtype)
+            weights = per_row if weights is None else weights * per_row
+            if not np.any(weights):
+                raise ValueError("class_weight and sample_weight leave every row with weight 0: nothing to learn from")
+        return cls(X, y, weights, checked_for=cls.kind_of(model))
+
+    def split(self, fraction: float) -> tuple["Data", "Data"]:
+        """(the first rows, the last `fraction` of them), as Keras' validation_split cuts them:
+        before any shuffling. ValueError if either part would be empty."""
+        at = int(math.floor(self.n * (1.0 - fraction)))
+        if at < 1 or at >= self.n:
+            raise ValueError(f"validation_split={fraction} leaves {at} of {self.n} rows to train on and "
+                             f"{self.n - at} to validate on: each needs at least one")
+
+        def part(rows: slice) -> "Data":
+            weights = None if self.sample_weight is None else self.sample_weight[rows]
+            return Data(self.X[rows], self.y[rows], weights, self.checked_for)
+        return part(slice(0, at)), part(slice(at, None))
 
     def fits(self, model) -> bool:
         """Whether for_model made this data for a model of the kind of `model`."""

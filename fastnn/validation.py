@@ -160,3 +160,32 @@ def as_weights(name: str, value, shape: tuple, dtype: np.dtype) -> np.ndarray:
         return as_finite(name, arr, dtype)
     except ValueError as exc:
         raise ValueError(f"{name} must hold finite numbers in {np.dtype(dtype).name}: {exc}") from None
+
+
+def as_sample_weight(name: str, value, dtype: np.dtype, n_rows: int) -> np.ndarray:
+    """Row weights (n_rows,) of `dtype`: finite, >= 0, not all 0."""
+    arr = _numeric_array(name, value)
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    if arr.shape != (n_rows,):
+        raise ValueError(f"{name} must hold one weight per row of X, shape ({n_rows},), got shape {arr.shape}")
+    weights = as_finite(name, arr, dtype)
+    if (weights < 0).any():
+        raise ValueError(f"{name} must be >= 0; row {int(np.argmax(weights < 0))} has {weights[weights < 0][0]}")
+    if not weights.any():
+        raise ValueError(f"{name} is 0 for every row: nothing to learn from")
+    return weights
+
+
+def class_weights(name: str, class_weight, classes: np.ndarray, n_classes: int, dtype: np.dtype) -> np.ndarray:
+    """Row weights (n,) of `dtype` from {class: weight} and each row's class (n,) in [0, n_classes);
+    a class the dict leaves out weighs 1. Keys must be classes, values finite and >= 0."""
+    if not isinstance(class_weight, dict):
+        raise TypeError(f"{name} must be a dict {{class: weight}}, got {type(class_weight).__name__}")
+    lookup = np.ones(n_classes, dtype)
+    for key, weight in class_weight.items():
+        if (isinstance(key, (bool, np.bool_)) or not isinstance(key, numbers.Integral)
+                or not 0 <= key < n_classes):
+            raise ValueError(f"{name} keys must be the model's classes, ints in [0, {n_classes}), got {key!r}")
+        lookup[int(key)] = check_real(f"{name}[{key}]", weight, low=0.0)
+    return np.ascontiguousarray(lookup[classes.astype(np.int64)])

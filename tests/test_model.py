@@ -272,19 +272,23 @@ def test_momentum_and_adam_learn(backend):
         np.testing.assert_array_equal(model.predict(X).round(), y)
 
 
-def test_optimizer_instance_not_shared(backend):
-    """One optimizer passed to two models: each model gets its own state."""
+def test_optimizer_instance_is_the_models(backend):
+    """compile uses the optimizer it is given: its iterations count the model's steps, and it
+    cannot be compiled into a second model (its state belongs to the first one's parameters)."""
     X, y = data.xor()
     opt = fnn.SGD(lr=0.5, momentum=0.9)
-    a, b, c = (make_model([2, 3, 1], seed=0) for _ in range(3))
+    a, b = make_model([2, 3, 1], seed=0), make_model([2, 3, 1], seed=0)
     a.compile("binary_crossentropy", opt)
+    assert a.optimizer is opt
+    with pytest.raises(ValueError, match="already compiled into another model"):
+        b.compile("binary_crossentropy", opt)
+    a.fit(X, y, epochs=5, batch_size=2, verbose=0)
+    assert opt.iterations == 10
+    a.compile("binary_crossentropy", opt)  # the same model again: allowed, the state starts over
+    assert opt.iterations == 0
+    a.compile("binary_crossentropy", fnn.SGD(lr=0.5))  # a new optimizer frees the old one
     b.compile("binary_crossentropy", opt)
-    c.compile("binary_crossentropy", fnn.SGD(lr=0.5, momentum=0.9))
-    a.fit(X, y, epochs=5, batch_size=None, verbose=0)
-    b.fit(X, y, epochs=5, batch_size=None, verbose=0)
-    c.fit(X, y, epochs=5, batch_size=None, verbose=0)
-    for wb, wc in zip(b.get_weights(), c.get_weights()):
-        np.testing.assert_array_equal(wb, wc)
+    assert b.optimizer is opt
 
 
 # ---------------------------------------------------------------- weights, callbacks
@@ -339,8 +343,8 @@ def test_verbose_progress(backend, capsys):
     assert capsys.readouterr().err == ""
 
 
-@pytest.mark.parametrize("optimizer", [fnn.SGD(lr=0.1), fnn.SGD(lr=0.1, momentum=0.9), fnn.Adam(lr=0.01)],
-                         ids=["sgd", "momentum", "adam"])
+@pytest.mark.parametrize("optimizer", [dict(name="sgd", lr=0.1), dict(name="sgd", lr=0.1, momentum=0.9),
+                                       dict(name="adam", lr=0.01)], ids=["sgd", "momentum", "adam"])
 @pytest.mark.parametrize("loss", sorted(OUTPUT_FOR_LOSS))
 def test_fit_equals_step_by_step(backend, simd, loss, optimizer, loss_targets, assert_close):
     """fit hands whole runs of epochs to one kernel call; the result equals calling the kernels
@@ -351,10 +355,12 @@ def test_fit_equals_step_by_step(backend, simd, loss, optimizer, loss_targets, a
     X = rng.normal(size=(23, 3))
     y = loss_targets(loss, rng, 23, 2 if loss != "binary_crossentropy" else 1)
     n_out = 1 if loss == "binary_crossentropy" else 2
-    fused = make_model([3, 5, n_out], out=OUTPUT_FOR_LOSS[loss], loss=loss, optimizer=optimizer, seed=4)
+    fused = make_model([3, 5, n_out], out=OUTPUT_FOR_LOSS[loss], loss=loss,
+                       optimizer=fnn.optimizers.from_config(optimizer), seed=4)
     history = fused.fit(X, y, epochs=3, batch_size=5, verbose=0)
 
-    stepped = make_model([3, 5, n_out], out=OUTPUT_FOR_LOSS[loss], loss=loss, optimizer=optimizer, seed=4)
+    stepped = make_model([3, 5, n_out], out=OUTPUT_FOR_LOSS[loss], loss=loss,
+                         optimizer=fnn.optimizers.from_config(optimizer), seed=4)
     data = trainer.Data.for_model(stepped, X, y)
     losses = []
     for _ in range(3):
