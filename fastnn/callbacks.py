@@ -1,4 +1,4 @@
-"""What fit reports to: the History it returns, callbacks run at each epoch's end, the progress bar.
+"""What fit reports to: the History it returns, and callbacks run at each epoch's end.
 
 A callback is either an object with `on_epoch_end(epoch, logs)` (and optionally
 `on_train_begin(model)` / `on_train_end(model)`), or any callable `fn(epoch, logs)`.
@@ -6,8 +6,6 @@ Setting `model.stop_training = True` from a callback ends fit after that epoch, 
 """
 import math
 import numbers
-import sys
-import time
 
 
 class History:
@@ -101,41 +99,3 @@ class EarlyStopping:
     def on_train_end(self, model) -> None:
         if self.restore_best_weights and self.best_weights is not None:
             model.set_weights(self.best_weights)
-
-
-class Progress:
-    """verbose=1: a tqdm bar over epochs with the running loss, or a one-line text bar without tqdm.
-    epochs: the epoch the fit ends on; initial: the one it starts from (fit's initial_epoch)."""
-
-    def __init__(self, epochs: int, enabled: bool, initial: int = 0):
-        self.epochs = epochs
-        self.bar = None
-        self.enabled = enabled
-        self.last = 0.0
-        self.start = time.perf_counter()
-        if enabled:
-            try:
-                from tqdm.auto import tqdm
-                self.bar = tqdm(total=epochs, initial=initial, unit="epoch", leave=True)
-            except ImportError:
-                pass
-
-    def update(self, done: int, logs: dict) -> None:
-        if not self.enabled:
-            return
-        text = " ".join(f"{k}={v:.4g}" for k, v in logs.items())
-        if self.bar is not None:
-            self.bar.n = done
-            self.bar.set_postfix_str(text, refresh=False)
-            self.bar.refresh()
-            return
-        now = time.perf_counter()
-        if now - self.last >= 0.1 or done == self.epochs:  # redraw at most 10 times a second
-            self.last = now
-            print(f"\repoch {done}/{self.epochs} [{now - self.start:.1f}s] {text}", end="", file=sys.stderr)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-        elif self.enabled:
-            print(file=sys.stderr)

@@ -14,7 +14,8 @@ import numpy as np
 
 from . import _contract, activations, losses, optimizers, saving
 from . import metrics as fnn_metrics
-from .callbacks import History, Progress
+from .callbacks import History
+from .progress import Progress
 from .layers import Dense, Input
 from .network import PREDICT_ROWS, Network
 from .trainer import Data, Trainer, evaluator
@@ -356,9 +357,9 @@ class Sequential:
         trainer = Trainer(self.network, self.loss_code, data, batch, update=self.optimizer.update())
         validating = self._evaluator(validation, None) if validation is not None else None
         classification = self._classification()
-        every_epoch = bool(callbacks) or validation is not None
+        every_epoch = bool(callbacks) or validation is not None or verbose == 2
         history = History()
-        progress = Progress(epochs.stop, enabled=bool(verbose), initial=epochs.start)
+        progress = Progress(epochs, verbose)
         self.stop_training = False
         for cb in callbacks:
             if hasattr(cb, "on_train_begin"):
@@ -384,6 +385,7 @@ class Sequential:
                             val = self._evaluate(validating, validation.n)
                             logs.update({"val_" + key: value for key, value in val.items()})
                         history.append(epoch, logs)
+                        progress.epoch_end(epoch, logs, seconds)
                         last_logs = logs
                         for cb in callbacks:
                             if hasattr(cb, "on_epoch_end"):
@@ -403,7 +405,7 @@ class Sequential:
                 if every_epoch:
                     progress.update(done, last_logs)
                 else:
-                    if progress.enabled:  # the last epoch's logs are gathered only for a bar that shows them
+                    if verbose:  # the last epoch's logs are gathered only for a bar that shows them
                         progress.update(done, {key: values[-1] for key, values in run_logs.items()})
                     # Aim the next run at _CHUNK_SECONDS in one step: the time measured includes
                     # the call's fixed cost, so the aim errs on the short side.
