@@ -6,16 +6,17 @@
     model.compile(loss="binary_crossentropy", optimizer=fnn.SGD(lr=0.5))
     model.fit(X, y, epochs=10_000, batch_size=None, verbose=0)
 """
-from . import callbacks, data, layers, metrics, optimizers
+from . import callbacks, data, layers, metrics, optimizers, regularizers, schedules
 from .backend import available_backends, get_backend, set_backend, use_backend
 from .callbacks import EarlyStopping, History
 from .gradcheck import gradcheck
-from .layers import Dense, Input
+from .layers import Dense, Dropout, Input
 from .model import Sequential, TrainingDivergedError, load
-from .optimizers import SGD, Adam
+from .optimizers import SGD, Adam, AdamW, RMSprop
 from .parallel import fit_parallel, get_num_threads, set_num_threads
 
 __version__ = "0.1.0"
-__all__ = ["Adam", "Dense", "EarlyStopping", "History", "Input", "SGD", "Sequential", "TrainingDivergedError",
-           "available_backends", "callbacks", "data", "layers", "metrics", "optimizers", "fit_parallel", "get_backend", "get_num_threads", "gradcheck", "load",
-           "set_backend", "set_num_threads", "use_backend"]
+__all__ = ["Adam", "AdamW", "Dense", "Dropout", "EarlyStopping", "History", "Input", "RMSprop", "Sequential",
+           "SGD", "TrainingDivergedError", "available_backends", "callbacks", "data", "fit_parallel",
+           "get_backend", "get_num_threads", "gradcheck", "layers", "load", "metrics", "optimizers",
+           "regularizers", "schedules", "set_backend", "set_num_threads", "use_backend"]

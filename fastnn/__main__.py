@@ -108,7 +108,7 @@ def _xor_figure(model, history, X, y, path) -> None:
     plot.history(history, ax=ax_loss, log=True)
     ax_loss.set_title(f"loss per epoch (η = {model.optimizer.lr:g})")
     plot.decision_boundary(model, X, y, ax=ax_plane)
-    ax_plane.set_title(f"output and the {model.layers[0].n_out} hidden neurons' lines")
+    ax_plane.set_title(f"output and the {model.dense_layers[0].n_out} hidden neurons' lines")
     p = model.predict(X)[:, 0]
     ok = right_side(p, y[:, 0])
     rows = [[f"{a:g}", f"{b:g}", f"{t:g}", f"{pi:.3f}", "ok" if good else "WRONG"]

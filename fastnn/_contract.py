@@ -58,8 +58,54 @@ LOSSES = {
 
 # ----------------------------------------------------------------------------- optimizers
 
-SGD, MOMENTUM, ADAM, NESTEROV = range(4)
-OPTIMIZERS = {"sgd": SGD, "momentum": MOMENTUM, "adam": ADAM, "nesterov": NESTEROV}
+SGD, MOMENTUM, ADAM, NESTEROV, ADAMW, RMSPROP = range(6)
+OPTIMIZERS = {"sgd": SGD, "momentum": MOMENTUM, "adam": ADAM, "nesterov": NESTEROV, "adamw": ADAMW,
+              "rmsprop": RMSPROP}
+# The optimizer state each one updates: Update's arrays by name. RMSPROP's velocity only with momentum > 0.
+STATE = {SGD: (), MOMENTUM: ("velocity",), NESTEROV: ("velocity",), ADAM: ("m", "v"), ADAMW: ("m", "v"),
+         RMSPROP: ("v",)}
+
+# Learning-rate schedules, evaluated per step inside the run: code -> the meaning of Update.schedule_args.
+# `it` is the number of steps taken before this one (0 for the first), Keras' `iterations`.
+CONSTANT, EXPONENTIAL, PIECEWISE, COSINE = range(4)
+SCHEDULES = {
+    CONSTANT: (),                    # lr
+    EXPONENTIAL: ("initial", "decay_steps", "decay_rate", "staircase"),
+    #   initial * decay_rate ** (it / decay_steps), the exponent floored when staircase (1.0)
+    PIECEWISE: ("boundaries...", "values..."),
+    #   k boundaries then k + 1 values: values[0] while it <= b[0], values[i] while b[i-1] < it <= b[i], ...
+    COSINE: ("initial", "decay_steps", "alpha", "warmup_target", "warmup_steps"),
+    #   s = min(it, warmup_steps + decay_steps); below warmup_steps: initial + (warmup_target - initial)
+    #   s / warmup_steps; then warmup_target ((1 - alpha) (1 + cos(pi (s - warmup_steps) / decay_steps)) / 2 + alpha)
+}
+
+# ----------------------------------------------------------------------------- metrics
+# Computed on each training batch's predictions (the output activation applied to logits), before
+# the batch's step, as Keras computes a fit's metrics; unweighted (Keras' `metrics`, not
+# `weighted_metrics`). train_epochs reports each epoch's sum; the mean divides by the rows, or by
+# the elements (rows * outputs) where `per_element`.
+
+(BINARY_ACCURACY, CATEGORICAL_ACCURACY, SPARSE_CATEGORICAL_ACCURACY, TOP_K_CATEGORICAL_ACCURACY,
+ SPARSE_TOP_K_CATEGORICAL_ACCURACY, MEAN_ABSOLUTE_ERROR, MEAN_SQUARED_ERROR) = range(7)
+
+
+class Metric(NamedTuple):
+    """One row of the metric table."""
+    name: str
+    per_element: bool
+    sparse: bool  # takes class labels (the sparse loss's targets); else targets shaped like the outputs
+
+
+METRICS = {
+    BINARY_ACCURACY: Metric("binary_accuracy", True, False),             # (p > 0.5) == (y > 0.5)
+    CATEGORICAL_ACCURACY: Metric("categorical_accuracy", False, False),  # argmax p == argmax y
+    SPARSE_CATEGORICAL_ACCURACY: Metric("sparse_categorical_accuracy", False, True),  # argmax p == label
+    # the true class (argmax y, or the label) among the k largest p: fewer than k classes score higher
+    TOP_K_CATEGORICAL_ACCURACY: Metric("top_k_categorical_accuracy", False, False),
+    SPARSE_TOP_K_CATEGORICAL_ACCURACY: Metric("sparse_top_k_categorical_accuracy", False, True),
+    MEAN_ABSOLUTE_ERROR: Metric("mean_absolute_error", True, False),     # |p - y|
+    MEAN_SQUARED_ERROR: Metric("mean_squared_error", True, False),       # (p - y)²
+}
 
 # ----------------------------------------------------------------------------- the flat parameter buffer
 
@@ -86,12 +132,23 @@ def layout(sizes) -> tuple[list[LayerSlice], int]:
 @dataclass(kw_only=True)
 class Update:
     """The optimizer step after each batch; its state arrays ((n_params,), the run's dtype) are
-    updated in place.
+    updated in place. At step t (1 for the first update), in this order:
 
-    SGD: param -= lr g. MOMENTUM (Keras' and scikit-learn's form): velocity = momentum velocity - lr g;
-    param += velocity. NESTEROV: the same velocity, param += momentum velocity - lr g.
-    ADAM (Kingma & Ba's efficient form, as Keras and scikit-learn write it), at step t:
-    m = beta1 m + (1-beta1) g; v = beta2 v + (1-beta2) g²; param -= lr sqrt(1-beta2^t)/(1-beta1^t) m/(sqrt(v)+eps).
+    1. the learning rate: lr, or the schedule `schedule` (a code of SCHEDULES, its numbers in
+       schedule_args) at it = t - 1;
+    2. gradient clipping, at most one of: clipvalue > 0, each g to [-clipvalue, clipvalue];
+       clipnorm > 0, each layer's W and b gradient (separately, Keras' clipnorm) scaled by
+       clipnorm / norm where its norm exceeds clipnorm; global_clipnorm > 0, the same over all of g
+       at once (norms summed in float64);
+    3. the step, g the clipped gradient:
+       SGD: param -= lr g. MOMENTUM (Keras' and scikit-learn's form): velocity = momentum velocity - lr g;
+       param += velocity. NESTEROV: the same velocity, param += momentum velocity - lr g.
+       ADAM (Kingma & Ba's efficient form, as Keras and scikit-learn write it):
+       m = beta1 m + (1-beta1) g; v = beta2 v + (1-beta2) g²; param -= lr sqrt(1-beta2^t)/(1-beta1^t) m/(sqrt(v)+eps).
+       ADAMW: param -= lr weight_decay param (decoupled weight decay, on every parameter, as Keras
+       and PyTorch do), then ADAM.
+       RMSPROP (Keras' form): v = rho v + (1-rho) g²; step = lr g / sqrt(v + eps); with momentum > 0,
+       velocity = momentum velocity + step, param -= velocity; else param -= step.
     """
     optimizer: int
     lr: float
@@ -99,9 +156,16 @@ class Update:
     beta1: float = 0.9
     beta2: float = 0.999
     eps: float = 1e-8
-    velocity: Optional[np.ndarray] = None  # MOMENTUM, NESTEROV
-    m: Optional[np.ndarray] = None         # ADAM
-    v: Optional[np.ndarray] = None         # ADAM
+    rho: float = 0.9
+    weight_decay: float = 0.0
+    clipvalue: float = 0.0
+    clipnorm: float = 0.0
+    global_clipnorm: float = 0.0
+    schedule: int = CONSTANT
+    schedule_args: Optional[np.ndarray] = None  # (k,) float64, SCHEDULES[schedule]; None for CONSTANT
+    velocity: Optional[np.ndarray] = None  # MOMENTUM, NESTEROV, RMSPROP with momentum > 0
+    m: Optional[np.ndarray] = None         # ADAM, ADAMW
+    v: Optional[np.ndarray] = None         # ADAM, ADAMW, RMSPROP
 
 
 @dataclass(kw_only=True)
@@ -119,6 +183,19 @@ class TrainingRun:
 
     stop: a (1,) int8 array, or None: another thread sets stop[0] to 1 to end the run after the
     batch it is in (fit_parallel on Ctrl-C). A signal (Ctrl-C in the main thread) does the same.
+
+    metrics: (k,) int64 codes of METRICS, or None; their per-epoch sums go to train_epochs'
+    epoch_metrics (epochs, k). top_k: the k of the top-k accuracies.
+
+    dropout: (L,) float64 rates in [0, 1), or None: each batch, every element of layer l's input
+    (the data for l = 0, layer l-1's output after it) is kept with probability 1 - rate and then
+    divided by 1 - rate (inverted dropout), or set to 0; the backward pass goes through the same
+    mask. Whether element e (row-major in the batch) of layer l's input is kept at step t (the
+    update the batch precedes, 1-based; for a run without updates, step + 1 throughout) is
+    keep_bits(dropout_seed, t, l, e) >= rate * 2**64: splitmix64 applied twice, see `keep_bits`.
+
+    penalties: (L, 2) float64 (l1, l2) per layer, or None: Keras' kernel regularizers, adding
+    l1 sum|W| + l2 sum W² to each batch's loss and l1 sign(W) + 2 l2 W to W's gradient.
 
     Two options change the loss of each batch, both documented here once:
     - loss_scale: the batch's loss and its gradient are multiplied by it (to put a loss in another
@@ -140,6 +217,33 @@ class TrainingRun:
     l2: float = 0.0
     loss_scale: float = 1.0
     stop: Optional[np.ndarray] = None
+    metrics: Optional[np.ndarray] = None
+    top_k: int = 5
+    dropout: Optional[np.ndarray] = None
+    dropout_seed: int = 0
+    penalties: Optional[np.ndarray] = None
+
+
+_MASK64 = (1 << 64) - 1
+
+
+def splitmix64(x: int) -> int:
+    """One output of Steele, Lea and Flood's SplitMix64 for state x (uint64 arithmetic)."""
+    z = (x + 0x9E3779B97F4A7C15) & _MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return z ^ (z >> 31)
+
+
+def mask_base(seed: int, step: int, layer: int) -> int:
+    """The dropout stream of (seed, step, layer): keep_bits(seed, t, l, e) = splitmix64(mask_base(seed, t, l) + e)."""
+    return splitmix64((splitmix64((seed + step) & _MASK64) + layer) & _MASK64)
+
+
+def keep_threshold(rate: float) -> int:
+    """The uint64 that keep_bits must reach for an element to be kept: rate * 2**64, rounded down
+    (exactly representable steps: rate is a double)."""
+    return min(int(rate * 2.0 ** 64), _MASK64)
 
 
 # ----------------------------------------------------------------------------- checks and their messages
@@ -178,6 +282,11 @@ def empty_mean_error() -> ZeroDivisionError:
     return ZeroDivisionError("float division by zero")
 
 
+def metric_error(code, sparse: bool) -> ValueError:
+    return ValueError(f"metric code {code!r} is not one of the {'sparse ' if sparse else ''}metrics "
+                      f"{sorted(c for c, m in METRICS.items() if m.sparse == sparse)}")
+
+
 def label_range_error(n_classes: int) -> ValueError:
     return ValueError(f"labels must lie in [0, {n_classes})")
 
@@ -196,7 +305,40 @@ def _check_array(name: str, a, dims: int, dtype) -> None:
         raise ValueError(f"{name} must be a {dims}-d {np.dtype(dtype).name} array, got {kind}")
 
 
-def check_run(run: TrainingRun, order, step: int, epoch_loss, epoch_correct, check_values: bool = True) -> int:
+def _check_update(update, dtype, n_params: int, step: int) -> None:
+    if not isinstance(update, Update):
+        raise TypeError(f"update must be a fastnn._contract.Update or None, got {type(update).__name__}")
+    if update.optimizer not in OPTIMIZERS.values():
+        raise ValueError(f"unknown optimizer code {update.optimizer!r}")
+    state = STATE[update.optimizer]
+    if update.optimizer == RMSPROP and update.momentum > 0:
+        state = state + ("velocity",)
+    for name in state:
+        _check_array(f"update.{name}", getattr(update, name), 1, dtype)
+        same_shape(f"update.{name}", getattr(update, name), (n_params,))
+    if update.optimizer in (ADAM, ADAMW) and step + 1 < 1:  # what the first Adam step would raise
+        raise step_error(step + 1)
+    clips = [name for name in ("clipvalue", "clipnorm", "global_clipnorm") if getattr(update, name) != 0.0]
+    if len(clips) > 1:
+        raise ValueError(f"update: at most one of clipvalue, clipnorm and global_clipnorm, got {clips}")
+    for name in clips:
+        if not getattr(update, name) > 0 or not np.isfinite(getattr(update, name)):
+            raise ValueError(f"update.{name} must be a finite number > 0 (or 0: off), got {getattr(update, name)}")
+    if update.schedule not in SCHEDULES:
+        raise ValueError(f"unknown schedule code {update.schedule!r}")
+    if update.schedule == CONSTANT:
+        if update.schedule_args is not None:
+            raise ValueError("update.schedule_args must be None for a constant learning rate")
+        return
+    _check_array("update.schedule_args", update.schedule_args, 1, np.float64)
+    k = update.schedule_args.shape[0]
+    fits = k % 2 == 1 if update.schedule == PIECEWISE else k == len(SCHEDULES[update.schedule])
+    if not fits:
+        raise ValueError(f"update.schedule_args has {k} numbers, which do not fit schedule {update.schedule}")
+
+
+def check_run(run: TrainingRun, order, step: int, epoch_loss, epoch_correct, epoch_metrics,
+              check_values: bool = True) -> int:
     """train_epochs' checks of its arguments, shared by both twins; returns the number of epochs.
     The compiled twin checks the values of labels and order itself (check_values=False), with
     label_range_error and order_range_error: its loops are cheaper than NumPy reductions for a
@@ -223,7 +365,8 @@ def check_run(run: TrainingRun, order, step: int, epoch_loss, epoch_correct, che
     if n < 1 or run.batch < 1:
         raise ValueError(f"need n >= 1 rows and batch >= 1, got n={n}, batch={run.batch}")
     same_shape("X", run.X, (n, sizes[0]))
-    if run.loss == SPARSE_CATEGORICAL_CROSSENTROPY:
+    sparse = run.loss == SPARSE_CATEGORICAL_CROSSENTROPY
+    if sparse:
         if run.Y is not None:
             raise ValueError("Y must be None for the sparse loss, whose targets are labels")
         _check_array("labels", run.labels, 1, np.int64)
@@ -248,21 +391,39 @@ def check_run(run: TrainingRun, order, step: int, epoch_loss, epoch_correct, che
     same_shape("params", run.params, (n_params,))
     _check_array("grads", run.grads, 1, dtype)
     same_shape("grads", run.grads, (n_params,))
-    update = run.update
-    if update is not None:
-        if not isinstance(update, Update):
-            raise TypeError(f"update must be a fastnn._contract.Update or None, got {type(update).__name__}")
-        if update.optimizer not in OPTIMIZERS.values():
-            raise ValueError(f"unknown optimizer code {update.optimizer!r}")
-        state = {MOMENTUM: ("velocity",), NESTEROV: ("velocity",), ADAM: ("m", "v")}.get(update.optimizer, ())
-        for name in state:
-            _check_array(f"update.{name}", getattr(update, name), 1, dtype)
-            same_shape(f"update.{name}", getattr(update, name), (n_params,))
-        if update.optimizer == ADAM and step + 1 < 1:  # what the first adam_step would raise
-            raise step_error(step + 1)
+    if run.update is not None:
+        _check_update(run.update, dtype, n_params, step)
     if run.stop is not None:
         _check_array("stop", run.stop, 1, np.int8)
         same_shape("stop", run.stop, (1,))
+    k = 0
+    if run.metrics is not None:
+        _check_array("metrics", run.metrics, 1, np.int64)
+        k = run.metrics.shape[0]
+        for code in run.metrics.tolist():
+            if code not in METRICS:
+                raise ValueError(f"unknown metric code {code!r}")
+            if METRICS[code].sparse != sparse:
+                raise ValueError(f"metric {METRICS[code].name} takes {'labels' if METRICS[code].sparse else 'targets Y'}, "
+                                 f"which this run does not have")
+    if isinstance(run.top_k, bool) or not isinstance(run.top_k, (int, np.integer)) or run.top_k < 1:
+        raise ValueError(f"top_k must be an int >= 1, got {run.top_k!r}")
+    L = len(codes)
+    if run.dropout is not None:
+        _check_array("dropout", run.dropout, 1, np.float64)
+        same_shape("dropout", run.dropout, (L,))
+        if not np.all((run.dropout >= 0) & (run.dropout < 1)):
+            raise ValueError(f"dropout rates must lie in [0, 1), got {run.dropout.tolist()}")
+    if (isinstance(run.dropout_seed, bool) or not isinstance(run.dropout_seed, (int, np.integer))
+            or not 0 <= run.dropout_seed <= _MASK64):
+        raise ValueError(f"dropout_seed must be an int in [0, 2**64), got {run.dropout_seed!r}")
+    if run.penalties is not None:
+        _check_array("penalties", run.penalties, 2, np.float64)
+        same_shape("penalties", run.penalties, (L, 2))
+        if not np.all(np.isfinite(run.penalties) & (run.penalties >= 0)):
+            raise ValueError(f"penalties must be finite and >= 0, got {run.penalties.tolist()}")
     _check_array("epoch_correct", epoch_correct, 1, np.int64)
     same_shape("epoch_correct", epoch_correct, (epochs,))
+    _check_array("epoch_metrics", epoch_metrics, 2, np.float64)
+    same_shape("epoch_metrics", epoch_metrics, (epochs, k))
     return epochs

@@ -9,7 +9,7 @@ from typing import Literal, Optional, TypeVar
 import numpy as np
 from numpy.typing import NDArray
 
-from fastnn._contract import TrainingRun
+from fastnn._contract import TrainingRun, Update
 
 _F = TypeVar("_F", np.float32, np.float64)
 
@@ -62,26 +62,30 @@ def categorical_correct(Z: NDArray[_F], Y: NDArray[_F]) -> int:
 def sparse_correct(Z: NDArray[_F], labels: NDArray[np.int64]) -> int:
     """Count of rows with argmax Z == label. Z: (batch, n), labels: (batch,) int64."""
 
+def metric_sum(P: NDArray[_F], Y: NDArray[_F], metric: int, k: int = 5) -> float:
+    """Sum over a batch of a metric on targets (fastnn._contract.METRICS): per element or per row.
+    P, Y: (batch, n); k: top-k's k."""
+
+def sparse_metric_sum(P: NDArray[_F], labels: NDArray[np.int64], metric: int, k: int = 5) -> float:
+    """metric_sum of a metric on class labels. P: (batch, n), labels: (batch,) int64 in [0, n)."""
+
 # ----------------------------------------------------------------------------- optimizer steps
 
-def sgd_step(param: NDArray[_F], grad: NDArray[_F], lr: float) -> None:
-    """param -= lr * grad. param, grad: (n,)."""
+def scheduled_lr(update: Update, step: int) -> float:
+    """The learning rate of update at step number step >= 1 (its schedule at step - 1)."""
 
-def momentum_step(param: NDArray[_F], grad: NDArray[_F], velocity: NDArray[_F], lr: float,
-                  momentum: float, nesterov: bool = False) -> None:
-    """velocity = momentum * velocity - lr * grad; param += velocity (Nesterov: += momentum * velocity
-    - lr * grad). All (n,)."""
-
-def adam_step(param: NDArray[_F], grad: NDArray[_F], m: NDArray[_F], v: NDArray[_F], lr: float, beta1: float,
-              beta2: float, eps: float, step: int) -> None:
-    """One Adam update at step number step >= 1 (Keras' and scikit-learn's form). param, grad, m, v: (n,)."""
+def optimizer_step(update: Update, params: NDArray[_F], grads: NDArray[_F], step: int,
+                   sizes: NDArray[np.int64]) -> None:
+    """One step of update at step number step >= 1: learning rate, clipping of grads (in place), the
+    optimizer's formula. params, grads: (n_params,) of the network with layer widths sizes (L+1,)."""
 
 # ----------------------------------------------------------------------------- whole training runs
 
 def train_epochs(run: TrainingRun, order: Optional[NDArray[np.int64]], step: int, epoch_loss: NDArray[np.float64],
-                 epoch_correct: NDArray[np.int64]) -> tuple[int, int]:
-    """len(epoch_loss) epochs of run in one call -> (epochs finished, step). order: (epochs, n) or None
-    (rows in order); epoch_loss, epoch_correct: (epochs,) per-epoch mean loss and correct count."""
+                 epoch_correct: NDArray[np.int64], epoch_metrics: NDArray[np.float64]) -> tuple[int, int, bool]:
+    """len(epoch_loss) epochs of run in one call -> (epochs finished, step, stopped). order: (epochs, n)
+    or None (rows in order); epoch_loss, epoch_correct: (epochs,) per-epoch mean loss and correct
+    count; epoch_metrics: (epochs, len(run.metrics)) per-epoch sums of the run's metrics."""
 
 def step_path(run: TrainingRun) -> Literal["layers", "lanes"]:
     """The specialisation of the step train_epochs takes for run: "lanes" for tiny networks on CPUs

@@ -10,8 +10,8 @@ One extension, written by family in fastnn/_compiled/ and included here in depen
   matmul.pxi       the three products of a dense layer and the one chooser of their path
   dense.pxi        dense_forward, dense_backward
   losses.pxi       sigmoid_bce, softmax_cce, softmax_sparse_cce, mse, poisson_nll
-  metrics.pxi      binary_correct, categorical_correct, sparse_correct
-  optimizers.pxi   sgd_step, momentum_step, adam_step
+  metrics.pxi      binary_correct, categorical_correct, sparse_correct, metric_sum, sparse_metric_sum
+  optimizers.pxi   optimizer_step, scheduled_lr
   trainer.pxi      train_epochs, step_path: the training step, and its lanes (lanes.h) for tiny networks
 
 Textual inclusion, not separate extensions: the trainer's nogil loop calls the families' workers

@@ -14,8 +14,8 @@ from . import trainer
 
 def _neuron_names(model) -> list[list[str]]:
     names = []
-    for l, layer in enumerate(model.layers):
-        last = l == len(model.layers) - 1
+    for l, layer in enumerate(model.dense_layers):
+        last = l == len(model.dense_layers) - 1
         names.append([("o" if last else "h") + (str(j + 1) if layer.n_out > 1 or not last else "")
                       for j in range(layer.n_out)])
     return names
@@ -31,7 +31,7 @@ def _forward(model, X: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
 
 
 def _print_parameters(model, names, out) -> None:
-    for l, layer in enumerate(model.layers):
+    for l, layer in enumerate(model.dense_layers):
         for j, name in enumerate(names[l]):
             w = ", ".join(f"{v:+.4f}" for v in layer.W[:, j])
             out(f"  {name:>3}: w = [{w}]  b = {layer.b[j]:+.4f}")
@@ -43,7 +43,7 @@ def _deltas(model, X: np.ndarray, y: np.ndarray) -> list[np.ndarray]:
     n = X.shape[0]
     network = model.network
     scratch = np.empty_like(network.grads)
-    deltas = [np.empty((n, layer.n_out)) for layer in model.layers]
+    deltas = [np.empty((n, layer.n_out)) for layer in model.dense_layers]
     for i in range(n):
         trainer.gradient(network, model.loss_code, trainer.Data(X[i:i + 1], y[i:i + 1]), loss_scale=1.0 / n,
                          grads=scratch)
@@ -64,7 +64,7 @@ def explain_step(model, X: np.ndarray, y: np.ndarray, step: int, out: Callable[[
     zs, acts = _forward(model, data.X)
     for i in range(n):
         cells = []
-        for l in range(len(model.layers)):
+        for l in range(len(model.dense_layers)):
             for j, name in enumerate(names[l]):
                 cells.append(f"{name} z={zs[l][i, j]:+.3f} a={acts[l][i, j]:.3f}")
         x = ", ".join(f"{v:g}" for v in X[i])
@@ -76,7 +76,7 @@ def explain_step(model, X: np.ndarray, y: np.ndarray, step: int, out: Callable[[
     before = [(W.copy(), b.copy(), dW.copy(), db.copy())
               for W, b, dW, db in zip(network.W, network.b, network.dW, network.db)]
     deltas = _deltas(model, data.X, data.y)
-    for l in range(len(model.layers) - 1, -1, -1):
+    for l in range(len(model.dense_layers) - 1, -1, -1):
         for j, name in enumerate(names[l]):
             d = ", ".join(f"{v:+.4f}" for v in deltas[l][:, j])
             out(f"  {name:>3}: δ per pattern = [{d}]")
@@ -86,7 +86,7 @@ def explain_step(model, X: np.ndarray, y: np.ndarray, step: int, out: Callable[[
     model.optimizer.iterations = result.step
     if result.stopped:
         raise KeyboardInterrupt
-    for l, layer in enumerate(model.layers):
+    for l, layer in enumerate(model.dense_layers):
         W0, b0, dW, db = before[l]
         inputs = names[l - 1] if l else [f"x{i + 1}" for i in range(layer.n_in)]
         for j, name in enumerate(names[l]):

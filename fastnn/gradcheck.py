@@ -50,7 +50,7 @@ class GradcheckResult:
 
 def _float64_twin(model: Sequential) -> Sequential:
     """The same network in float64 with the same weights, for the finite differences."""
-    twin = Sequential([Dense(**layer.config()) for layer in model.layers], seed=0, dtype="float64")
+    twin = Sequential([Dense(**layer.config()) for layer in model.dense_layers], seed=0, dtype="float64")
     twin.set_weights(model.get_weights())
     twin.compile(loss=model.loss, optimizer="sgd")
     return twin
@@ -85,10 +85,12 @@ def gradcheck(model: Sequential, X, y, eps: Optional[float] = None,
     tolerance = TOLERANCE[model.dtype] if tolerance is None else check_real("tolerance", tolerance, low=0.0)
 
     data = trainer.Data.for_model(model, X, y)
+    # Dropout's masks are those of step 1 in every pass, so the loss differentiated is one function.
+    options = model.step_options()
     # The gradient pass writes the model's gradient buffer, which a fit in another thread is using.
     network = model.network
     with network.fitting("gradcheck"):
-        step = trainer.Trainer(network, model.loss_code, data, batch=data.n)
+        step = trainer.Trainer(network, model.loss_code, data, batch=data.n, **options)
         step.loss_and_count()
         analytic = network.grads.copy()
 
@@ -103,9 +105,9 @@ def gradcheck(model: Sequential, X, y, eps: Optional[float] = None,
         w = params[i]
         h = eps if eps is not None else _STEP * max(1.0, abs(w))
         params[i] = w + h
-        up = trainer.gradient(twin.network, twin.loss_code, data64, grads=scratch)[0]
+        up = trainer.gradient(twin.network, twin.loss_code, data64, grads=scratch, **options)[0]
         params[i] = w - h
-        down = trainer.gradient(twin.network, twin.loss_code, data64, grads=scratch)[0]
+        down = trainer.gradient(twin.network, twin.loss_code, data64, grads=scratch, **options)[0]
         params[i] = w
         numeric[i] = (up - down) / (2 * h)
 

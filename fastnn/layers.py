@@ -1,5 +1,5 @@
-"""The layers of a Sequential: Dense (A = f(X @ W + b)), and Input, which only names the width of
-the data.
+"""The layers of a Sequential: Dense (A = f(X @ W + b)); Dropout, which zeroes a random part of
+what the next Dense receives while training; and Input, which only names the width of the data.
 
 A layer holds its configuration; its parameters W (n_in, n_out) and b (n_out,) are views into
 the owning Sequential's one flat parameter buffer, so the optimizer updates the whole network
@@ -10,8 +10,8 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
-from . import activations
-from .validation import as_weights, check_positive_int
+from . import activations, regularizers
+from .validation import as_weights, check_positive_int, check_real
 
 INITS = ("auto", "glorot_uniform", "he_uniform", "zeros")
 MAX_WIDTH = 2 ** 31 - 1
@@ -41,16 +41,33 @@ class Input:
         return f"Input(shape=({self.n_in},))"
 
 
+class Dropout:
+    """Inverted dropout on the input of the Dense layer after it: while training, each element
+    is kept with probability 1 - rate and divided by 1 - rate, or set to 0 (a new mask every
+    batch, drawn in the training step from the model's seed); predict and evaluate use every
+    element as it is. rate in [0, 1). Dropouts in a row combine: 1 - (1 - r1)(1 - r2)."""
+
+    def __init__(self, rate: float):
+        self.rate = check_real("rate", rate, low=0.0, high=1.0, high_open=True)
+
+    def config(self) -> dict:
+        return {"rate": self.rate}
+
+    def __repr__(self) -> str:
+        return f"Dropout({self.rate})"
+
+
 class Dense:
     """Fully connected layer: A = activation(X @ W + b), X: (batch, n_in) -> A: (batch, n_out).
 
     Dense(units, activation=...) as in Keras, n_in taken from the layer before it or, for the first
     layer, from the data (or `input_dim=`); or Dense(n_in, n_out, activation=...) with both widths.
+    kernel_regularizer: a penalty on W (fastnn.regularizers: l1, l2, l1_l2), or None.
     """
 
     def __init__(self, *sizes: Union[int, str], activation: Optional[str] = None, init: str = "auto",
                  units: Optional[int] = None, n_in: Optional[int] = None, n_out: Optional[int] = None,
-                 input_dim: Optional[int] = None):
+                 input_dim: Optional[int] = None, kernel_regularizer=None):
         at = next((i for i, s in enumerate(sizes) if s is None or isinstance(s, str)), len(sizes))
         widths, words = list(sizes[:at]), list(sizes[at:])  # Dense(2, 1, "sigmoid"), Dense(8, "relu", "he_uniform")
         if len(widths) > 2 or len(words) > 2 or not all(w is None or isinstance(w, str) for w in words):
@@ -83,6 +100,7 @@ class Dense:
         if init not in INITS:
             raise ValueError(f"init must be one of {list(INITS)}, got {init!r}")
         self.init = activations.DEFAULT_INIT[self.activation] if init == "auto" else init
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
         self._W: Optional[np.ndarray] = None
         self._b: Optional[np.ndarray] = None
         self.owner = None  # the Sequential this layer belongs to
@@ -158,7 +176,10 @@ class Dense:
         self._b[...] = 0.0
 
     def config(self) -> dict:
-        return {"n_in": self.n_in, "n_out": self.n_out, "activation": self.activation, "init": self.init}
+        config = {"n_in": self.n_in, "n_out": self.n_out, "activation": self.activation, "init": self.init}
+        if self.kernel_regularizer is not None:
+            config["kernel_regularizer"] = self.kernel_regularizer.config()
+        return config
 
     def __repr__(self) -> str:
         if self.n_in is None:

@@ -16,7 +16,7 @@ from . import _contract, activations, losses, optimizers, saving
 from . import metrics as fnn_metrics
 from .callbacks import History
 from .progress import Progress
-from .layers import Dense, Input
+from .layers import Dense, Dropout, Input
 from .network import PREDICT_ROWS, Network
 from .trainer import Data, Trainer, evaluator
 from .validation import as_features, as_weights, check_dtype, check_positive_int, check_real
@@ -64,14 +64,16 @@ class Sequential:
         self.dtype = check_dtype(dtype)
         self.seed = seed
         self._rng = np.random.default_rng(seed)
-        self._layers: list[Dense] = []
+        self._sequence: list[Union[Dense, Dropout]] = []  # the layers as given
+        self._layers: list[Dense] = []  # the Dense ones, which the network holds
         self._input: Optional[int] = None  # the width an Input gave
+        self._dropout_seed: Optional[int] = None  # drawn from the seed when a fit first needs masks
         self.network: Optional[Network] = None
         self.loss: Optional[str] = None
         self.loss_code: Optional[int] = None
         self.optimizer: Optional[optimizers.Optimizer] = None
         self.stop_training = False
-        layers = [] if layers is None else [layers] if isinstance(layers, (Dense, Input)) else list(layers)
+        layers = [] if layers is None else [layers] if isinstance(layers, (Dense, Dropout, Input)) else list(layers)
         for i, layer in enumerate(layers):
             self._add(layer, f"layers[{i}]")
         self._build_if_ready()
@@ -104,12 +106,15 @@ class Sequential:
 
     def _add(self, layer, name: str) -> None:
         if isinstance(layer, Input):
-            if self._layers or self._input is not None:
+            if self._sequence or self._input is not None:
                 raise ValueError(f"{name}: an Input can only come first")
             self._input = layer.n_in
             return
+        if isinstance(layer, Dropout):
+            self._sequence.append(layer)
+            return
         if not isinstance(layer, Dense):
-            raise TypeError(f"{name} must be a fastnn.Dense or fastnn.Input, got {type(layer).__name__}")
+            raise TypeError(f"{name} must be a fastnn.Dense, Dropout or Input, got {type(layer).__name__}")
         if layer.owner is not None or layer.built:
             raise ValueError(f"{name} already belongs to a model; create a new Dense")
         before = self._layers[-1].n_out if self._layers else self._input
@@ -117,11 +122,12 @@ class Sequential:
             layer.n_in = before
         elif before is not None and layer.n_in != before:
             if self._layers:
-                raise ValueError(f"layer sizes disagree: layers[{len(self._layers) - 1}] has n_out={before} but "
-                                 f"{name} has n_in={layer.n_in}")
+                raise ValueError(f"layer sizes disagree: layers[{self._sequence.index(self._layers[-1])}] has "
+                                 f"n_out={before} but {name} has n_in={layer.n_in}")
             raise ValueError(f"{name} has n_in={layer.n_in} but the Input has shape ({before},)")
         layer.owner = self
         self._layers.append(layer)
+        self._sequence.append(layer)
 
     def build(self, n_in: Optional[int] = None) -> None:
         """Create the parameters for inputs of width n_in (Keras' model.build): initialised from
@@ -177,9 +183,32 @@ class Sequential:
                              f"model.build(n_in), or fit or predict first")
 
     @property
-    def layers(self) -> list[Dense]:
-        """The Dense layers, in order."""
+    def layers(self) -> list[Union[Dense, Dropout]]:
+        """The layers, in order (Dense and Dropout; an Input is not a layer)."""
+        return list(self._sequence)
+
+    @property
+    def dense_layers(self) -> list[Dense]:
+        """The Dense layers, in order: the ones with parameters."""
         return list(self._layers)
+
+    def _dropout_rates(self) -> Optional[np.ndarray]:
+        """(L,) the dropout on each Dense layer's input, or None without Dropout layers."""
+        rates, keep = [], 1.0
+        for layer in self._sequence:
+            if isinstance(layer, Dropout):
+                keep *= 1.0 - layer.rate
+            else:
+                rates.append(1.0 - keep)
+                keep = 1.0
+        if keep != 1.0:
+            raise ValueError("a Dropout must be followed by a Dense: it acts on the next layer's input")
+        return np.array(rates) if any(rates) else None
+
+    def _penalties(self) -> Optional[np.ndarray]:
+        """(L, 2) each Dense layer's (l1, l2) kernel penalty, or None without regularizers."""
+        rows = [(r.l1, r.l2) if (r := layer.kernel_regularizer) is not None else (0.0, 0.0) for layer in self._layers]
+        return np.array(rows, np.float64) if any(a or b for a, b in rows) else None
 
     @property
     def n_in(self) -> Optional[int]:
@@ -214,7 +243,7 @@ class Sequential:
         print_fn("\n".join(out))
 
     def __repr__(self) -> str:
-        return f"Sequential({self._layers!r}, dtype={self.dtype.name!r})"
+        return f"Sequential({self._sequence!r}, dtype={self.dtype.name!r})"
 
     # ------------------------------------------------------------------ weights
 
@@ -252,6 +281,7 @@ class Sequential:
         fastnn.metrics; classification losses report "accuracy" whether asked or not."""
         if not self._layers:
             raise ValueError("compile: the model has no layers; add a Dense first")
+        self._dropout_rates()  # a Dropout at the end is an error here, not at the first fit
         code = losses.code(loss)
         fused = _contract.LOSSES[code].fused
         last = self._layers[-1]
@@ -262,7 +292,7 @@ class Sequential:
         if fused == activations.SOFTMAX and last.n_out < 2:
             raise ValueError(f"loss {loss!r} needs an output layer with at least 2 units (one per class), "
                              f"the last layer has {last.n_out}")
-        reported = fnn_metrics.resolve(metrics, code)
+        reported, top_k = fnn_metrics.resolve(metrics, code)
         optimizer = optimizers.get(optimizer)
         optimizer.attach(self)
         if self.optimizer is not None and self.optimizer is not optimizer:
@@ -272,7 +302,15 @@ class Sequential:
             optimizer.build(self.network.n_params, self.dtype)
         self.loss = loss
         self.loss_code = code
-        self.metrics = reported
+        self._reported = reported
+        self._top_k = top_k
+        self._metric_codes = np.array(list(dict.fromkeys(r.code for r in reported if r.code is not None)), np.int64)
+
+    @property
+    def metrics_names(self) -> list[str]:
+        """The keys of what fit and evaluate report: "loss" and the compiled metrics."""
+        self._require_compiled("metrics_names")
+        return ["loss"] + [r.key for r in self._reported]
 
     def _require_compiled(self, what: str) -> None:
         if self.loss is None:
@@ -280,12 +318,36 @@ class Sequential:
 
     # ------------------------------------------------------------------ fit
 
-    def _metric_counts(self, rows: int) -> int:
-        """How many predictions a batch of `rows` makes (the accuracy's denominator)."""
-        return rows * self.n_out if self.loss_code == losses.BINARY_CROSSENTROPY else rows
+    def _logs(self, result, n: int, count: Optional[int] = None) -> dict[str, np.ndarray]:
+        """{"loss": (count,), each reported metric: (count,)} of a Trainer's Epochs over n rows, for
+        its first `count` epochs (default: those finished): the kernels' counts and sums divided by
+        the rows, or by the elements for per-element ones."""
+        finished = result.finished if count is None else count
+        logs = {"loss": result.loss[:finished]}
+        codes = self._metric_codes.tolist()
+        for key, code in self._reported:
+            if code is None:  # the loss's own correct count
+                per_row = self.loss_code == losses.BINARY_CROSSENTROPY
+                logs[key] = result.correct[:finished] / (n * self.n_out if per_row else n)
+            else:
+                per_element = _contract.METRICS[code].per_element
+                logs[key] = result.metrics[:finished, codes.index(code)] / (n * self.n_out if per_element else n)
+        return logs
 
-    def _classification(self) -> bool:
-        return _contract.LOSSES[self.loss_code].counts is not None
+    def step_options(self) -> dict:
+        """What the training step does besides the loss and the optimizer, in
+        fastnn._contract.TrainingRun's names: dropout (each Dense layer's input), dropout_seed
+        (drawn from the model's generator the first time it is needed), penalties (kernel
+        regularizers). gradcheck differentiates the step with them."""
+        rates = self._dropout_rates()
+        if rates is not None and self._dropout_seed is None:
+            self._dropout_seed = int(self._rng.integers(2 ** 63))
+        return {"dropout": rates, "dropout_seed": self._dropout_seed or 0, "penalties": self._penalties()}
+
+    def _trainer(self, data: Data, batch: int) -> Trainer:
+        """The training run of this model on `data`: its optimizer, metrics, dropout and penalties."""
+        return Trainer(self.network, self.loss_code, data, batch, update=self.optimizer.update(),
+                       metrics=self._metric_codes, top_k=self._top_k, **self.step_options())
 
     def _data(self, X, y, what: str, x_name: str = "X", y_name: str = "y", sample_weight=None,
               class_weight=None) -> Data:
@@ -354,9 +416,8 @@ class Sequential:
         _CHUNK_SECONDS, so Python is visited a few times a second (progress bar, Ctrl-C). Before
         each run the optimizer's settings are read again: a callback's change takes effect there."""
         n = data.n
-        trainer = Trainer(self.network, self.loss_code, data, batch, update=self.optimizer.update())
+        trainer = self._trainer(data, batch)
         validating = self._evaluator(validation, None) if validation is not None else None
-        classification = self._classification()
         every_epoch = bool(callbacks) or validation is not None or verbose == 2
         history = History()
         progress = Progress(epochs, verbose)
@@ -372,12 +433,10 @@ class Sequential:
                 trainer.run.update = self.optimizer.update()
                 started = time.perf_counter()
                 result = trainer.epochs(run, order, self.optimizer.iterations)
-                finished, epoch_loss, epoch_correct = result.finished, result.loss, result.correct
+                finished, epoch_loss = result.finished, result.loss
                 self.optimizer.iterations = result.step
                 seconds = time.perf_counter() - started
-                run_logs = {"loss": epoch_loss[:finished]}
-                if classification:
-                    run_logs["accuracy"] = epoch_correct[:finished] / self._metric_counts(n)
+                run_logs = self._logs(result, n)
                 if every_epoch:
                     for epoch in range(done, done + finished):
                         logs = {key: values[epoch - done].item() for key, values in run_logs.items()}
@@ -439,18 +498,14 @@ class Sequential:
         self._require_compiled("train_on_batch")
         data = self._data(X, y, "train_on_batch", sample_weight=sample_weight, class_weight=class_weight)
         with self.network.fitting("train_on_batch"):
-            trainer = Trainer(self.network, self.loss_code, data, data.n, update=self.optimizer.update())
-            result = trainer.epochs(1, None, self.optimizer.iterations)
+            result = self._trainer(data, data.n).epochs(1, None, self.optimizer.iterations)
             self.optimizer.iterations = result.step
             if result.stopped:
                 raise KeyboardInterrupt
             if result.finished < 1:
                 raise TrainingDivergedError(f"train_on_batch diverged: the loss is {result.loss[0]}; the model "
                                             f"keeps the weights it had", History())
-        logs = {"loss": float(result.loss[0])}
-        if self._classification():
-            logs["accuracy"] = int(result.correct[0]) / self._metric_counts(data.n)
-        return _results(logs, return_dict)
+        return _results({key: values[0].item() for key, values in self._logs(result, data.n).items()}, return_dict)
 
     def test_on_batch(self, X, y=None, sample_weight=None, return_dict: bool = False):
         """The loss and metrics on X, y as one batch, updating nothing (Keras' test_on_batch);
@@ -492,16 +547,13 @@ class Sequential:
 
     def _evaluator(self, data: Data, batch_size: Optional[int]) -> Trainer:
         rows = min(PREDICT_ROWS if batch_size is None else check_positive_int("batch_size", batch_size), data.n)
-        return evaluator(self.network, self.loss_code, data, rows)
+        return evaluator(self.network, self.loss_code, data, rows, metrics=self._metric_codes, top_k=self._top_k)
 
     def _evaluate(self, step: Trainer, n: int) -> dict:
-        """{"loss", "accuracy"} of the evaluating pass `step` over n rows."""
-        loss, correct = step.loss_and_count()
-        _require_finite(math.isfinite(loss), "evaluate", "loss")
-        result = {"loss": loss}
-        if self._classification():
-            result["accuracy"] = correct / self._metric_counts(n)
-        return result
+        """{"loss", the reported metrics} of the evaluating pass `step` over n rows."""
+        logs = {key: values[0].item() for key, values in self._logs(step.one_pass(), n, count=1).items()}
+        _require_finite(math.isfinite(logs["loss"]), "evaluate", "loss")
+        return logs
 
     # ------------------------------------------------------------------ files
 

@@ -81,12 +81,12 @@ def _check_model(model) -> None:
         elif hasattr(model, "fit") and hasattr(model, "get_params"):
             hint = "; a fastnn.sklearn estimator must be fitted first, then pass est.model_"
         raise TypeError(f"model must be a fastnn.Sequential, got {type(model).__name__}{hint}")
-    for i, layer in enumerate(model.layers):
+    for i, layer in enumerate(model.dense_layers):
         if layer.activation not in ACTIVATIONS:
-            raise ValueError(f"model.layers[{i}] has activation {layer.activation!r}, which has no ONNX "
+            raise ValueError(f"model.dense_layers[{i}] has activation {layer.activation!r}, which has no ONNX "
                              f"mapping in fastnn.onnx (supported: {sorted(ACTIVATIONS)})")
         if not (np.all(np.isfinite(layer.W)) and np.all(np.isfinite(layer.b))):
-            raise ValueError(f"model.layers[{i}] has NaN or inf weights: nothing to deploy")
+            raise ValueError(f"model.dense_layers[{i}] has NaN or inf weights: nothing to deploy")
 
 
 def to_onnx(model: Sequential) -> onnx.ModelProto:
@@ -99,8 +99,8 @@ def to_onnx(model: Sequential) -> onnx.ModelProto:
     dtype = model.dtype
     nodes, weights = [], []
     x = INPUT_NAME
-    for i, layer in enumerate(model.layers):
-        out = OUTPUT_NAME if i == len(model.layers) - 1 else f"a{i}"
+    for i, layer in enumerate(model.dense_layers):
+        out = OUTPUT_NAME if i == len(model.dense_layers) - 1 else f"a{i}"
         build = ACTIVATIONS[layer.activation]
         z = out if build is None else f"z{i}"
         weights += [numpy_helper.from_array(layer.W.copy(), f"W{i}"),

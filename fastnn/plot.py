@@ -144,7 +144,7 @@ def decision_boundary(model: Sequential, X, y, ax=None, neuron_lines: Optional[b
     g1, g2 = np.meshgrid(np.linspace(*xlim, _GRID), np.linspace(*ylim, _GRID))
     out = model.predict(np.column_stack([g1.ravel(), g2.ravel()])).astype(np.float64)
 
-    last = model.layers[-1]
+    last = model.dense_layers[-1]
     entries = []  # legend handles beyond the neuron lines
     title = "decision boundary"
     if model.n_out == 1 and last.activation not in ("sigmoid", "softmax"):  # regression: the surface
@@ -175,9 +175,9 @@ def decision_boundary(model: Sequential, X, y, ax=None, neuron_lines: Optional[b
     size = float(np.clip(3000 / X.shape[0], 8, 150))
     ax.scatter(X[:, 0], X[:, 1], c=point_colors, s=size, edgecolors="k", linewidths=0.6, zorder=3)
 
-    first = model.layers[0]
+    first = model.dense_layers[0]
     if neuron_lines or (neuron_lines is None and first.n_out <= _MAX_AUTO_LINES):
-        prefix = "h" if len(model.layers) > 1 else "o"  # hidden neurons, or a one-layer model's outputs
+        prefix = "h" if len(model.dense_layers) > 1 else "o"  # hidden neurons, or a one-layer model's outputs
         coloured = first.n_out <= len(_LINE_COLORS)
         for j in range(first.n_out):
             label = (f"{prefix}{j + 1}: w·x + b = 0" if coloured

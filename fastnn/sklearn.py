@@ -155,15 +155,15 @@ class _BaseMLP(BaseEstimator):
                      else SGD(self.learning_rate_init, min(self.momentum, 0.999), self.nesterovs_momentum))
         model.compile(_LOSSES[self.out_activation_], optimizer)
         self.model_ = model
-        self.coefs_ = [layer.W for layer in model.layers]
-        self.intercepts_ = [layer.b for layer in model.layers]
+        self.coefs_ = [layer.W for layer in model.dense_layers]
+        self.intercepts_ = [layer.b for layer in model.dense_layers]
 
     def _sync_model(self, dtype=None):
         """Make model_ hold coefs_ and intercepts_ (rebuilt if they were assigned or unpickled)."""
         model = getattr(self, "model_", None)
-        if (model is not None and len(model.layers) == len(self.coefs_)
+        if (model is not None and len(model.dense_layers) == len(self.coefs_)
                 and all(c is layer.W and b is layer.b
-                        for c, b, layer in zip(self.coefs_, self.intercepts_, model.layers))):
+                        for c, b, layer in zip(self.coefs_, self.intercepts_, model.dense_layers))):
             return
         dtype = dtype or (model.dtype if model is not None else np.float64)
         weights = [np.asarray(a, dtype) for pair in zip(self.coefs_, self.intercepts_) for a in pair]
@@ -173,8 +173,8 @@ class _BaseMLP(BaseEstimator):
     def __setstate__(self, state):
         super().__setstate__(state)
         if "model_" in state:  # pickled views come back as copies: point them at the model again
-            self.coefs_ = [layer.W for layer in self.model_.layers]
-            self.intercepts_ = [layer.b for layer in self.model_.layers]
+            self.coefs_ = [layer.W for layer in self.model_.dense_layers]
+            self.intercepts_ = [layer.b for layer in self.model_.dense_layers]
 
     # ------------------------------------------------------------------ fit
 

@@ -93,12 +93,14 @@ class Data:
 
 class Epochs(NamedTuple):
     """What one kernel call of `Trainer.epochs` did: epochs finished, the optimizer's step count,
-    each epoch's mean loss (count,) float64 and correct predictions (count,) int64 (those past
-    `finished` not filled), and whether a stop request or Ctrl-C ended it after a batch."""
+    each epoch's mean loss (count,) float64, correct predictions (count,) int64 and sums of the
+    run's metrics (count, k) float64 (those past `finished` not filled), and whether a stop
+    request or Ctrl-C ended it after a batch."""
     finished: int
     step: int
     loss: np.ndarray
     correct: np.ndarray
+    metrics: np.ndarray
     stopped: bool
 
 
@@ -106,28 +108,36 @@ class Trainer:
     """The TrainingRun of `network` with loss `loss` (a code) on `data`, made once; `epochs` runs it.
 
     batch: rows per batch. update: a fastnn._contract.Update (an optimizer's `update()`), or None
-    for passes that only compute the loss and its gradient. l2, loss_scale: the step's options, as
-    TrainingRun documents them. grads: the gradient buffer to write, network.grads by default (a
-    pass that must not disturb a fit, such as evaluate, brings its own).
-    The run's stop flag is network.stop.
+    for passes that only compute the loss and its gradient. grads: the gradient buffer to write,
+    network.grads by default (a pass that must not disturb a fit, such as evaluate, brings its
+    own). The other options are TrainingRun's: l2, loss_scale; metrics (codes), top_k; dropout
+    (per layer), dropout_seed; penalties (per layer). The run's stop flag is network.stop.
     """
 
     def __init__(self, network: Network, loss: int, data: Data, batch: int, update: Optional[_contract.Update] = None,
-                 l2: float = 0.0, loss_scale: float = 1.0, grads: Optional[np.ndarray] = None):
+                 l2: float = 0.0, loss_scale: float = 1.0, grads: Optional[np.ndarray] = None,
+                 metrics: Optional[np.ndarray] = None, top_k: int = 5, dropout: Optional[np.ndarray] = None,
+                 dropout_seed: int = 0, penalties: Optional[np.ndarray] = None):
         sparse = loss == _contract.SPARSE_CATEGORICAL_CROSSENTROPY
         self.run = _contract.TrainingRun(
             sizes=network.sizes, codes=network.loss_codes(loss), params=network.params,
             grads=network.grads if grads is None else grads, loss=loss, X=data.X,
             Y=None if sparse else data.y, labels=data.y if sparse else None, sample_weight=data.sample_weight,
-            batch=batch, update=update, l2=l2, loss_scale=loss_scale, stop=network.stop)
+            batch=batch, update=update, l2=l2, loss_scale=loss_scale, stop=network.stop, metrics=metrics,
+            top_k=top_k, dropout=dropout, dropout_seed=dropout_seed, penalties=penalties)
 
     def loss_and_count(self) -> tuple[float, int]:
         """(mean loss, correct count) of one epoch that updates nothing (the gradient of its last
         batch is left in the run's grads); KeyboardInterrupt on Ctrl-C."""
+        run = self.one_pass()
+        return float(run.loss[0]), int(run.correct[0])
+
+    def one_pass(self) -> Epochs:
+        """One epoch in order, as `epochs(1)` reports it; KeyboardInterrupt on Ctrl-C."""
         run = self.epochs(1)
         if run.stopped:
             raise KeyboardInterrupt
-        return float(run.loss[0]), int(run.correct[0])
+        return run
 
     @property
     def path(self) -> str:
@@ -141,18 +151,24 @@ class Trainer:
         loss[finished]); a stop request or Ctrl-C ends it after a batch (stopped)."""
         epoch_loss = np.zeros(count)
         epoch_correct = np.zeros(count, np.int64)
-        finished, step, stopped = ops().train_epochs(self.run, order, step, epoch_loss, epoch_correct)
-        return Epochs(finished, step, epoch_loss, epoch_correct, stopped)
+        epoch_metrics = np.zeros((count, 0 if self.run.metrics is None else len(self.run.metrics)))
+        finished, step, stopped = ops().train_epochs(self.run, order, step, epoch_loss, epoch_correct, epoch_metrics)
+        return Epochs(finished, step, epoch_loss, epoch_correct, epoch_metrics, stopped)
 
 
 def gradient(network: Network, loss: int, data: Data, l2: float = 0.0, loss_scale: float = 1.0,
-             grads: Optional[np.ndarray] = None) -> tuple[float, int]:
+             grads: Optional[np.ndarray] = None, **options) -> tuple[float, int]:
     """The loss on all of `data` as one batch, and its gradient, written into network.grads (or
-    `grads`): one pass of the training step that updates nothing. Returns (loss, correct count)."""
-    return Trainer(network, loss, data, batch=data.n, l2=l2, loss_scale=loss_scale, grads=grads).loss_and_count()
+    `grads`): one pass of the training step that updates nothing (with dropout, the masks of
+    step 1 every time). options: Trainer's dropout, dropout_seed, penalties. Returns (loss,
+    correct count)."""
+    return Trainer(network, loss, data, batch=data.n, l2=l2, loss_scale=loss_scale, grads=grads,
+                   **options).loss_and_count()
 
 
-def evaluator(network: Network, loss: int, data: Data, rows: int) -> Trainer:
-    """The pass that evaluates `data` in batches of `rows` (`loss_and_count()`): the training step
-    on a gradient buffer of its own, so that it may run while the network is being fitted."""
-    return Trainer(network, loss, data, batch=rows, grads=np.empty_like(network.grads))
+def evaluator(network: Network, loss: int, data: Data, rows: int, metrics: Optional[np.ndarray] = None,
+              top_k: int = 5) -> Trainer:
+    """The pass that evaluates `data` in batches of `rows` (`loss_and_count()`, `one_pass()`): the
+    training step, without dropout, on a gradient buffer of its own, so that it may run while the
+    network is being fitted."""
+    return Trainer(network, loss, data, batch=rows, grads=np.empty_like(network.grads), metrics=metrics, top_k=top_k)

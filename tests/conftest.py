@@ -20,7 +20,8 @@ import fastnn
 import fastnn.backend as fnn_backend
 from fastnn import data as fnn_data
 from fastnn import _fallback
-from fastnn._contract import ADAM, CATEGORICAL_CROSSENTROPY, LINEAR, SIGMOID, TrainingRun, Update
+from fastnn._contract import (ADAM, CATEGORICAL_CROSSENTROPY, COSINE, LINEAR, MEAN_ABSOLUTE_ERROR, SGD, SIGMOID,
+                              SPARSE_TOP_K_CATEGORICAL_ACCURACY, TOP_K_CATEGORICAL_ACCURACY, TrainingRun, Update)
 
 PACKAGE_DIR = Path(fastnn.__file__).resolve().parent
 REQUIRE_EXTENSION = os.environ.get("FASTNN_REQUIRE_EXTENSION", "").strip().lower() in {"1", "true", "yes", "on"}
@@ -168,8 +169,8 @@ def _make_call(name, dtype, rng, batch=5, n_in=4, n_out=3, activation=SIGMOID):
     """Random valid arguments (a dict in parameter order) for kernel `name`, and the names of the
     arrays it writes. A = f(Z) and softmax/probability inputs are realistic, labels are in range.
     train_epochs gets a network n_in -> 4 (activation) -> n_out (logits), categorical
-    cross-entropy, Adam, an L2 penalty, two shuffled epochs of `batch` weighted rows in mini-batches
-    of 2. Some loss calls pass sample_weight, some leave it out."""
+    cross-entropy, Adam, an L2 penalty, two metrics, dropout on both layers' inputs, kernel
+    penalties, two shuffled epochs of `batch` weighted rows in mini-batches of 2. Some loss calls pass sample_weight, some leave it out."""
     def rand(*shape, scale=1.0):
         return (scale * rng.standard_normal(shape)).astype(dtype)
 
@@ -201,19 +202,27 @@ def _make_call(name, dtype, rng, batch=5, n_in=4, n_out=3, activation=SIGMOID):
         "binary_correct": (dict(Z=Z, Y=np.round(Y)), []),
         "categorical_correct": (dict(Z=Z, Y=Y), []),
         "sparse_correct": (dict(Z=Z, labels=labels), []),
-        "sgd_step": (dict(param=rand(n_flat), grad=rand(n_flat), lr=0.1), ["param"]),
-        "momentum_step": (dict(param=rand(n_flat), grad=rand(n_flat), velocity=rand(n_flat), lr=0.1,
-                               momentum=0.9, nesterov=True), ["param", "velocity"]),
-        "adam_step": (dict(param=rand(n_flat), grad=rand(n_flat), m=rand(n_flat), v=rand(n_flat) ** 2,
-                           lr=0.01, beta1=0.9, beta2=0.999, eps=1e-8, step=3), ["param", "m", "v"]),
+        "optimizer_step": (dict(update=Update(optimizer=ADAM, lr=0.01, eps=1e-8, clipnorm=0.5, m=rand(n_flat),
+                                              v=rand(n_flat) ** 2),
+                                params=rand(n_flat), grads=rand(n_flat), step=3, sizes=np.array([n_in, n_out])),
+                           ["update.m", "update.v", "params", "grads"]),
+        "scheduled_lr": (dict(update=Update(optimizer=SGD, lr=0.0, schedule=COSINE,
+                                            schedule_args=np.array([0.0, 10.0, 0.1, 0.5, 3.0])), step=2), []),
+        "metric_sum": (dict(P=A, Y=Y, metric=MEAN_ABSOLUTE_ERROR, k=2), []),
+        "sparse_metric_sum": (dict(P=A, labels=labels, metric=SPARSE_TOP_K_CATEGORICAL_ACCURACY, k=2), []),
         "train_epochs": (dict(run=TrainingRun(sizes=np.array([n_in, 4, n_out]), codes=np.array([activation, LINEAR]),
                                               params=rand(n_net, scale=0.5), grads=zeros(n_net),
                                               loss=CATEGORICAL_CROSSENTROPY, X=X, Y=Y / Y.sum(axis=1, keepdims=True),
                                               sample_weight=weights, batch=2, l2=0.1,
-                                              update=Update(optimizer=ADAM, lr=0.01, m=zeros(n_net), v=zeros(n_net))),
+                                              update=Update(optimizer=ADAM, lr=0.01, m=zeros(n_net), v=zeros(n_net)),
+                                              metrics=np.array([MEAN_ABSOLUTE_ERROR, TOP_K_CATEGORICAL_ACCURACY]),
+                                              top_k=2, dropout=np.array([0.25, 0.5]), dropout_seed=3,
+                                              penalties=np.array([[0.01, 0.02], [0.0, 0.03]])),
                               order=np.stack([rng.permutation(batch) for _ in range(2)]), step=0,
-                              epoch_loss=np.zeros(2), epoch_correct=np.zeros(2, np.int64)),
-                         ["run.params", "run.grads", "run.update.m", "run.update.v", "epoch_loss", "epoch_correct"]),
+                              epoch_loss=np.zeros(2), epoch_correct=np.zeros(2, np.int64),
+                              epoch_metrics=np.zeros((2, 2))),
+                         ["run.params", "run.grads", "run.update.m", "run.update.v", "epoch_loss", "epoch_correct",
+                          "epoch_metrics"]),
         "step_path": (dict(run=TrainingRun(sizes=np.array([n_in, 4, n_out]), codes=np.array([activation, LINEAR]),
                                            params=rand(n_net), grads=zeros(n_net), loss=CATEGORICAL_CROSSENTROPY,
                                            X=X, Y=Y, batch=2)), []),

@@ -52,8 +52,8 @@ def wrong_gradient(backend, monkeypatch, target, spoil):
     after the real pass, spoil(target) when the pass wrote the buffer target lies in."""
     real = backend.train_epochs
 
-    def wrong_train_epochs(run, order, step, epoch_loss, epoch_correct):
-        result = real(run, order, step, epoch_loss, epoch_correct)
+    def wrong_train_epochs(run, order, step, epoch_loss, epoch_correct, epoch_metrics):
+        result = real(run, order, step, epoch_loss, epoch_correct, epoch_metrics)
         if run.update is None and np.shares_memory(run.grads, target):
             spoil(target)
         return result

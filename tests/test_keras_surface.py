@@ -251,8 +251,8 @@ def test_a_regression_model_returns_a_scalar_loss(backend):
 
 @pytest.mark.parametrize("loss, names, reported", [
     ("binary_crossentropy", ["accuracy"], ["accuracy"]),
-    ("binary_crossentropy", ["acc", "binary_accuracy"], ["accuracy"]),
-    ("sparse_categorical_crossentropy", ["sparse_categorical_accuracy"], ["accuracy"]),
+    ("binary_crossentropy", ["acc", "binary_accuracy"], ["accuracy", "acc", "binary_accuracy"]),
+    ("sparse_categorical_crossentropy", ["sparse_categorical_accuracy"], ["accuracy", "sparse_categorical_accuracy"]),
     ("mse", [], []),
 ])
 def test_compiled_accuracy_names(backend, loss, names, reported):
@@ -265,12 +265,14 @@ def test_compiled_accuracy_names(backend, loss, names, reported):
 
 
 @pytest.mark.parametrize("loss, names, match", [
-    ("binary_crossentropy", ["categorical_accuracy"], "does not fit the loss"),
+    ("binary_crossentropy", ["sparse_categorical_accuracy"], "takes class labels"),
+    ("sparse_categorical_crossentropy", ["mae"], "takes targets shaped like the outputs"),
     ("mse", ["accuracy"], "has no accuracy"),
     ("binary_crossentropy", ["f1"], "unknown metric 'f1'"),
-    ("binary_crossentropy", "accuracy", "must be a list of names"),
+    ("binary_crossentropy", "accuracy", "must be a list"),
 ])
 def test_bad_metrics(loss, names, match):
-    model = fnn.Sequential([fnn.Dense(2, 1, "sigmoid" if loss != "mse" else None)])
+    out = "softmax" if loss.startswith("sparse") else "sigmoid" if loss != "mse" else None
+    model = fnn.Sequential([fnn.Dense(2, 2 if loss.startswith("sparse") else 1, out)])
     with pytest.raises((ValueError, TypeError), match=match):
         model.compile(loss, metrics=names)

@@ -13,7 +13,8 @@ import scipy.special
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fastnn._contract import ADAM, MOMENTUM, NESTEROV, SGD, TrainingRun, Update
+from fastnn._contract import (ADAM, COSINE, MEAN_ABSOLUTE_ERROR, MEAN_SQUARED_ERROR, MOMENTUM, NESTEROV, PIECEWISE,
+                              SGD, SPARSE_CATEGORICAL_ACCURACY, TrainingRun, Update)
 from fastnn.activations import EXP, LEAKY_RELU, LEAKY_SLOPE, LINEAR, NAMES, RELU, SIGMOID, SOFTMAX, TANH
 from fastnn.losses import BINARY_CROSSENTROPY, CATEGORICAL_CROSSENTROPY, CODES as LOSS_CODES, MSE, POISSON
 from fastnn.losses import SPARSE_CATEGORICAL_CROSSENTROPY
@@ -470,57 +471,6 @@ def test_two_layer_gradients_match_finite_differences(backend, loss_name, output
         np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-8, err_msg=f"d loss / d {name}")
 
 
-# ----------------------------------------------------------------------------- optimizer steps
-
-def test_sgd_step(backend, dtype, assert_close):
-    rng = np.random.default_rng(13)
-    param, grad = rand(rng, dtype, 37), rand(rng, dtype, 37)
-    expected = param.astype(np.float64) - 0.05 * grad.astype(np.float64)
-    backend.sgd_step(param, grad, 0.05)
-    assert_close(param, expected, dtype, scale=1.0)
-
-
-@pytest.mark.parametrize("nesterov", [False, True], ids=["momentum", "nesterov"])
-def test_momentum_steps(backend, dtype, nesterov, assert_close):
-    """Keras' form over several steps: v = mu v - lr g; w += v, or w += mu v - lr g (Nesterov)."""
-    rng = np.random.default_rng(14)
-    lr, mu = 0.1, 0.9
-    param, velocity = rand(rng, dtype, 37), np.zeros(37, dtype)
-    w, v = param.astype(np.float64), np.zeros(37)
-    for _ in range(5):
-        grad = rand(rng, dtype, 37)
-        backend.momentum_step(param, grad, velocity, lr, mu, nesterov)
-        v = mu * v - lr * grad
-        w = w + (mu * v - lr * grad if nesterov else v)
-    assert_close(velocity, v, dtype, scale=10.0)
-    assert_close(param, w, dtype, scale=10.0)
-
-
-def test_adam_steps(backend, dtype, assert_close):
-    """Kingma & Ba's efficient form (Keras, scikit-learn) over several steps; eps large enough to matter."""
-    rng = np.random.default_rng(15)
-    lr, beta1, beta2, eps = 0.01, 0.9, 0.999, 1e-4
-    param, m, v = rand(rng, dtype, 37), np.zeros(37, dtype), np.zeros(37, dtype)
-    w, m_ref, v_ref = param.astype(np.float64), np.zeros(37), np.zeros(37)
-    for t in range(1, 6):
-        grad = (rng.standard_normal(37) * 10.0 ** rng.uniform(-5, 0, 37)).astype(dtype)  # some near eps
-        backend.adam_step(param, grad, m, v, lr, beta1, beta2, eps, t)
-        g = grad.astype(np.float64)
-        m_ref = beta1 * m_ref + (1 - beta1) * g
-        v_ref = beta2 * v_ref + (1 - beta2) * g * g
-        w = w - lr * np.sqrt(1 - beta2 ** t) / (1 - beta1 ** t) * m_ref / (np.sqrt(v_ref) + eps)
-    assert_close(m, m_ref, dtype)
-    assert_close(v, v_ref, dtype)
-    assert_close(param, w, dtype, scale=1.0)
-
-
-@pytest.mark.parametrize("step", [0, -1])
-def test_adam_step_rejects_step_below_one(backend, dtype, step):
-    param, grad, m, v = (np.zeros(4, dtype) for _ in range(4))
-    with pytest.raises(ValueError):
-        backend.adam_step(param, grad, m, v, 0.01, 0.9, 0.999, 1e-8, step)
-
-
 # ----------------------------------------------------------------------------- accuracy counts
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -611,7 +561,7 @@ GRADIENT_ONLY = "gradient-only"  # a run with update=None: the loss and gradient
 
 
 def train_call(args):
-    """The train_epochs call (run, order, step, epoch_loss, epoch_correct) that train_setup's
+    """The train_epochs call (run, order, step, epoch_loss, epoch_correct, epoch_metrics) that train_setup's
     description `args` stands for; the run holds args' arrays, so the call updates them."""
     optimizer = args["optimizer"]
     if optimizer == GRADIENT_ONLY:
@@ -628,7 +578,8 @@ def train_call(args):
                       labels=args["labels"] if sparse else None,
                       sample_weight=args["sample_weight"] if len(args["sample_weight"]) else None,
                       batch=args["batch"], update=update, l2=args["hyper"][4], loss_scale=args["hyper"][5])
-    return run, (args["order"] if len(args["order"]) else None), args["step"], args["epoch_loss"], args["epoch_correct"]
+    return (run, (args["order"] if len(args["order"]) else None), args["step"], args["epoch_loss"], args["epoch_correct"],
+            args["epoch_metrics"])
 
 
 def train_setup(rng, dtype, loss, optimizer, shuffle, n=7, epochs=3, lr=0.05, weighted=False, l2=0.0,
@@ -655,7 +606,8 @@ def train_setup(rng, dtype, loss, optimizer, shuffle, n=7, epochs=3, lr=0.05, we
                 optimizer=optimizer, state1=np.zeros(state_sizes[0], dtype),
                 state2=np.zeros(state_sizes[1], dtype), hyper=np.array([lr, 0.9, 0.999, 1e-8, l2, loss_scale]),
                 step=4,
-                epoch_loss=np.zeros(epochs), epoch_correct=np.zeros(epochs, np.int64))
+                epoch_loss=np.zeros(epochs), epoch_correct=np.zeros(epochs, np.int64),
+                epoch_metrics=np.zeros((epochs, 0)))
 
 
 # (weighted, l2, loss_scale): plain Keras-style training, and scikit-learn's weighted, penalised, scaled losses
@@ -807,11 +759,23 @@ BAD_CALLS = {
     "binary_correct-Y": lambda k, a: k.binary_correct(a(2, 3), a(3, 2)),
     "categorical_correct-Y": lambda k, a: k.categorical_correct(a(2, 3), a(2, 4)),
     "sparse_correct-labels": lambda k, a: k.sparse_correct(a(2, 3), labels(0)),
-    "sgd_step-grad": lambda k, a: k.sgd_step(a(5), a(4), 0.1),
-    "momentum_step-velocity": lambda k, a: k.momentum_step(a(5), a(5), a(6), 0.1, 0.9),
-    "adam_step-m": lambda k, a: k.adam_step(a(5), a(5), a(4), a(5), 0.1, 0.9, 0.999, 1e-8, 1),
-    "adam_step-v": lambda k, a: k.adam_step(a(5), a(5), a(5), a(6), 0.1, 0.9, 0.999, 1e-8, 1),
+    "optimizer_step-grads": lambda k, a: k.optimizer_step(Update(optimizer=SGD, lr=0.1), a(5), a(4), 1, SIZES_5),
+    "optimizer_step-sizes": lambda k, a: k.optimizer_step(Update(optimizer=SGD, lr=0.1), a(6), a(6), 1, SIZES_5),
+    "optimizer_step-velocity": lambda k, a: k.optimizer_step(Update(optimizer=MOMENTUM, lr=0.1, momentum=0.9,
+                                                                    velocity=a(6)), a(5), a(5), 1, SIZES_5),
+    "optimizer_step-m": lambda k, a: k.optimizer_step(Update(optimizer=ADAM, lr=0.1, m=a(4), v=a(5)), a(5), a(5), 1,
+                                                      SIZES_5),
+    "optimizer_step-v": lambda k, a: k.optimizer_step(Update(optimizer=ADAM, lr=0.1, m=a(5), v=a(6)), a(5), a(5), 1,
+                                                      SIZES_5),
+    "optimizer_step-step": lambda k, a: k.optimizer_step(Update(optimizer=ADAM, lr=0.1, m=a(5), v=a(5)), a(5), a(5), 0,
+                                                         SIZES_5),
+    "metric_sum-Y": lambda k, a: k.metric_sum(a(2, 3), a(2, 4), MEAN_ABSOLUTE_ERROR),
+    "metric_sum-sparse-code": lambda k, a: k.metric_sum(a(2, 3), a(2, 3), SPARSE_CATEGORICAL_ACCURACY),
+    "sparse_metric_sum-labels": lambda k, a: k.sparse_metric_sum(a(2, 3), labels(0), SPARSE_CATEGORICAL_ACCURACY),
+    "sparse_metric_sum-range": lambda k, a: k.sparse_metric_sum(a(2, 3), labels(0, 3), SPARSE_CATEGORICAL_ACCURACY),
+    "sparse_metric_sum-code": lambda k, a: k.sparse_metric_sum(a(2, 3), labels(0, 1), MEAN_SQUARED_ERROR),
 }
+SIZES_5 = np.array([2, 1, 1])  # a network of 5 parameters: W (2, 1), b (1,), W (1, 1), b (1,)
 
 
 @pytest.mark.parametrize("call", BAD_CALLS.values(), ids=BAD_CALLS.keys())
@@ -845,6 +809,20 @@ BAD_TRAINING = {
     "grads-length": lambda a: _run(a, grads=a["run"].grads[1:].copy()),
     "adam-v-length": lambda a: _update(a, v=a["run"].update.v[:0].copy()),
     "adam-m-missing": lambda a: _update(a, m=None),
+    "two-clips": lambda a: _update(a, clipnorm=1.0, clipvalue=1.0),
+    "clipnorm-negative": lambda a: _update(a, clipnorm=-1.0),
+    "schedule-code": lambda a: _update(a, schedule=99),
+    "schedule-args-length": lambda a: _update(a, schedule=COSINE, schedule_args=np.ones(4)),
+    "piecewise-args-even": lambda a: _update(a, schedule=PIECEWISE, schedule_args=np.ones(4)),
+    "metric-code": lambda a: _run(a, metrics=np.array([99])),
+    "metric-sparse-on-targets": lambda a: _run(a, metrics=np.array([SPARSE_CATEGORICAL_ACCURACY])),
+    "epoch_metrics-columns": lambda a: {"epoch_metrics": np.zeros((2, 1))},
+    "dropout-rate-one": lambda a: _run(a, dropout=np.array([0.0, 1.0])),
+    "dropout-length": lambda a: _run(a, dropout=np.array([0.5])),
+    "dropout-seed-negative": lambda a: _run(a, dropout_seed=-1),
+    "penalties-negative": lambda a: _run(a, penalties=np.array([[0.0, -1.0], [0.0, 0.0]])),
+    "penalties-shape": lambda a: _run(a, penalties=np.zeros(2)),
+    "top_k-zero": lambda a: _run(a, top_k=0),
     "sample_weight-length": lambda a: _run(a, sample_weight=a["run"].sample_weight[1:].copy()),
     "epoch_correct-length": lambda a: {"epoch_correct": np.zeros(3, np.int64)},
     "epoch_loss-dtype": lambda a: {"epoch_loss": np.zeros(2, np.float32)},

@@ -189,7 +189,7 @@ def test_activation_without_onnx_mapping_is_named(tmp_path, monkeypatch):
     model = fnn.Sequential([fnn.Dense(2, 3, "relu"), fnn.Dense(3, 1)], seed=0)
     # An activation fastnn might gain later without an ONNX builder for it.
     monkeypatch.setattr(model.layers[1], "activation", "swish")
-    with pytest.raises(ValueError, match=r"model\.layers\[1\] has activation 'swish'.*supported"):
+    with pytest.raises(ValueError, match=r"model\.dense_layers\[1\] has activation 'swish'.*supported"):
         fnn_onnx.export(model, tmp_path / "m.onnx")
     assert not (tmp_path / "m.onnx").exists()
 
@@ -197,7 +197,7 @@ def test_activation_without_onnx_mapping_is_named(tmp_path, monkeypatch):
 def test_non_finite_weights_are_refused(tmp_path):
     model = fnn.Sequential([fnn.Dense(2, 3, "relu"), fnn.Dense(3, 1)], seed=0)
     model.network.b[1][0] = np.nan  # set_weights refuses NaN; reach the buffer as a bug might
-    with pytest.raises(ValueError, match=r"model\.layers\[1\] has NaN or inf weights"):
+    with pytest.raises(ValueError, match=r"model\.dense_layers\[1\] has NaN or inf weights"):
         fnn_onnx.export(model, tmp_path / "m.onnx")
 
 

@@ -156,8 +156,8 @@ def test_bad_compile(backend):
     with pytest.raises(ValueError, match=r"loss must be one of \['binary_crossentropy', 'categorical_crossentropy', "
                                          r"'mse', 'poisson', 'sparse_categorical_crossentropy'\]"):
         m.compile("hinge", "sgd")
-    with pytest.raises(ValueError, match=r"optimizer must be one of \['adam', 'sgd'\]"):
-        m.compile("mse", "rmsprop")
+    with pytest.raises(ValueError, match=r"optimizer must be one of \['adam', 'adamw', 'rmsprop', 'sgd'\]"):
+        m.compile("mse", "adagrad")
     with pytest.raises(ValueError, match="needs a 'softmax' output layer"):
         m.compile("categorical_crossentropy", "sgd")
     with pytest.raises(ValueError, match="needs a 'exp' output layer"):

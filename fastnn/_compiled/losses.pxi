@@ -1,18 +1,20 @@
 # Losses and their gradients, from logits where the contract's loss table fuses the output
 # activation into the loss (the NumPy twin: fastnn/_fallback/losses.py).
 # Each loss is a mean over rows, weighted when sample_weight (batch,) is given: sum_i w_i loss_i /
-# sum_i w_i (unweighted: every w_i = 1). The gradient written is that of the returned loss.
+# sum_i w_i (unweighted: every w_i = 1; a batch whose weights sum to 0 has loss 0 and gradient 0).
+# The gradient written is that of the returned loss.
 # The workers take w = NULL for no weights and return the (weighted) mean; _loss_batch is the
 # trainer's way in, by loss code.
 
 cdef inline double _weight_sum(const floating* w, Py_ssize_t m) noexcept nogil:
+    """The weights' sum, or 1 where they sum to 0 (a batch of weightless rows: loss 0, gradient 0)."""
     cdef double total = 0
     cdef Py_ssize_t i
     if w == NULL:
         return <double>m
     for i in range(m):
         total += w[i]
-    return total
+    return total if total > 0 else 1.0
 
 
 cdef double _sigmoid_bce(const floating* Z, const floating* Y, const floating* w, floating* dZ, Py_ssize_t m,

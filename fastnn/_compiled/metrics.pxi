@@ -1,5 +1,6 @@
-# Counts of correct predictions, the accuracy's numerator (the NumPy twin: fastnn/_fallback/metrics.py);
-# _count_correct is the trainer's way in, by loss code.
+# Counts of correct predictions, the accuracy's numerator, and the sums of the compiled metrics
+# (fastnn._contract.METRICS) (the NumPy twin: fastnn/_fallback/metrics.py); _count_correct and
+# _metric_sum are the trainer's ways in.
 
 cdef inline Py_ssize_t _row_argmax(const floating* z, Py_ssize_t n) noexcept nogil:
     """argmax(z[:n]) as np.argmax computes it: the first maximum, or the first NaN. n >= 1."""
@@ -85,3 +86,70 @@ cdef Py_ssize_t _count_correct(int loss, const floating* Z, const floating* Y, c
     elif loss == SPARSE_CATEGORICAL_CROSSENTROPY:
         return _sparse_correct(Z, labels, m, n)
     return 0
+
+
+cdef double _metric_sum(int metric, const floating* P, const floating* Y, const int64_t* labels, Py_ssize_t m,
+                        Py_ssize_t n, Py_ssize_t k) noexcept nogil:
+    """The sum over a batch of metric `metric` (the contract's METRICS): P (m, n) predictions,
+    Y (m, n) targets or, for the sparse metrics, labels (m,) in [0, n); k: top-k's k."""
+    cdef Py_ssize_t i, j, truth, higher
+    cdef double total = 0
+    cdef floating half = 0.5, d, p_true
+    if metric == BINARY_ACCURACY:
+        for i in range(m * n):
+            total += (P[i] > half) == (Y[i] > half)
+    elif metric == MEAN_ABSOLUTE_ERROR:
+        for i in range(m * n):
+            total += _abs(P[i] - Y[i])
+    elif metric == MEAN_SQUARED_ERROR:
+        for i in range(m * n):
+            d = P[i] - Y[i]
+            total += d * d
+    else:
+        for i in range(m):
+            if metric == SPARSE_CATEGORICAL_ACCURACY or metric == SPARSE_TOP_K_CATEGORICAL_ACCURACY:
+                truth = labels[i]
+            else:
+                truth = _row_argmax(Y + i * n, n)
+            if metric == CATEGORICAL_ACCURACY or metric == SPARSE_CATEGORICAL_ACCURACY:
+                total += _row_argmax(P + i * n, n) == truth
+            else:  # the top-k accuracies: fewer than k classes score higher than the true one
+                p_true = P[i * n + truth]
+                higher = 0
+                for j in range(n):
+                    higher += P[i * n + j] > p_true
+                total += higher < k
+    return total
+
+
+def metric_sum(const floating[:, ::1] P not None, const floating[:, ::1] Y not None, int metric, Py_ssize_t k=5):
+    """The sum over a batch of metric `metric` (a fastnn._contract.METRICS code that takes
+    targets Y): per element or per row, as its table row says. P: (batch, n) predictions
+    (probabilities for sigmoid and softmax outputs), Y: (batch, n) targets; k: top-k's k."""
+    if Y.shape[0] != P.shape[0] or Y.shape[1] != P.shape[1]:
+        raise _contract.shape_error("Y", Y, (P.shape[0], P.shape[1]))
+    if metric not in _contract.METRICS or _contract.METRICS[metric].sparse:
+        raise _contract.metric_error(metric, sparse=False)
+    if P.shape[1] == 0 and metric in (CATEGORICAL_ACCURACY, TOP_K_CATEGORICAL_ACCURACY):
+        raise _contract.empty_argmax_error("P", P)
+    cdef double total
+    with nogil:
+        total = _metric_sum(metric, _in2(P), _in2(Y), NULL, P.shape[0], P.shape[1], k)
+    return total
+
+
+def sparse_metric_sum(const floating[:, ::1] P not None, const int64_t[::1] labels not None, int metric,
+                      Py_ssize_t k=5):
+    """metric_sum for the metrics that take class labels (batch,) int64 in [0, n)."""
+    if labels.shape[0] != P.shape[0]:
+        raise _contract.shape_error("labels", labels, (P.shape[0],))
+    if metric not in _contract.METRICS or not _contract.METRICS[metric].sparse:
+        raise _contract.metric_error(metric, sparse=True)
+    if P.shape[1] == 0:
+        raise _contract.empty_argmax_error("P", P)
+    if not _in_range(_labels_ptr(labels), labels.shape[0], P.shape[1]):
+        raise _contract.label_range_error(P.shape[1])
+    cdef double total
+    with nogil:
+        total = _metric_sum(metric, _in2(P), NULL, _labels_ptr(labels), P.shape[0], P.shape[1], k)
+    return total

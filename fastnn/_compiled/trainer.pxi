@@ -9,6 +9,8 @@
 #             each group of rows in registers (lanes.h): the same formulas, summed in another
 #             order, with exp computed by a polynomial.
 
+from libc.stdint cimport uint64_t
+
 cdef extern from "lanes.h" nogil:
     enum:
         FASTNN_LANE_LINEAR
@@ -37,13 +39,16 @@ _LANE_ACTIVATIONS = {LINEAR: FASTNN_LANE_LINEAR, SIGMOID: FASTNN_LANE_SIGMOID, T
 def _lane_codes(run, sizes=None, codes=None):
     """(activation codes, loss code) of lanes.h when the lanes train `run`, else None: micro-kernels
     on, every layer 1 to 64 bytes wide (where the micro-kernels take over), activations linear,
-    sigmoid, tanh, ReLU or leaky ReLU, binary cross-entropy from logits or MSE, unweighted rows.
+    sigmoid, tanh, ReLU or leaky ReLU, binary cross-entropy from logits or MSE, unweighted rows,
+    no dropout and no metrics beyond the loss's correct count.
     sizes, codes: run's, as lists, when the caller has them."""
     sizes = [int(s) for s in run.sizes] if sizes is None else sizes
     codes = [int(c) for c in run.codes] if codes is None else codes
     if (not _simd or run.sample_weight is not None or not codes or min(sizes) < 1
             or max(sizes) * run.params.dtype.itemsize > FASTNN_LANE_MAX_BYTES):
         return None
+    if (run.metrics is not None and len(run.metrics)) or (run.dropout is not None and run.dropout.any()):
+        return None  # the lanes keep no outputs for metrics, and draw no masks
     if any(code not in _LANE_ACTIVATIONS for code in codes):
         return None
     if run.loss == BINARY_CROSSENTROPY and codes[len(codes) - 1] == LINEAR:  # (wraparound is off)
@@ -67,22 +72,62 @@ cdef struct Layer:
     Py_ssize_t w_at, b_at    # offsets of W and b in the flat parameters
     Py_ssize_t act_at        # offset in the work buffer of the layer's output activation,
     Py_ssize_t delta_at      # and of the gradient with respect to it
+    double rate              # dropout on the layer's input (0: none); then in the work buffer
+    Py_ssize_t drop_at       # the dropped-out input,
+    Py_ssize_t mask_at       # and the mask: 1 / (1 - rate) where kept, else 0
+    uint64_t threshold       # keep_bits >= threshold: kept
+    double l1, l2            # Keras' kernel regularizers on W
+
+
+cdef struct Extras:  # what a batch computes besides its loss and gradient: metrics and dropout
+    const int64_t* metrics   # codes, n_metrics of them, summed into sums
+    Py_ssize_t n_metrics, top_k
+    double* sums
+    int fused                # the output activation the loss takes logits of (-1: none)
+    Py_ssize_t predictions_at  # in the work buffer: (rows, n_out) for the probabilities the metrics see
+    uint64_t seed            # the dropout seed, and the step the masks belong to
+    uint64_t step
+
+
+cdef inline uint64_t _splitmix64(uint64_t x) noexcept nogil:
+    """SplitMix64 (Steele, Lea and Flood), as fastnn._contract.splitmix64."""
+    cdef uint64_t z = x + <uint64_t>0x9E3779B97F4A7C15ULL
+    z = (z ^ (z >> 30)) * <uint64_t>0xBF58476D1CE4E5B9ULL
+    z = (z ^ (z >> 27)) * <uint64_t>0x94D049BB133111EBULL
+    return z ^ (z >> 31)
+
+
+cdef void _drop_out(const Layer* layer, const floating* a, floating* dropped, floating* mask, Py_ssize_t size,
+                    uint64_t base) noexcept nogil:
+    """The inverted-dropout mask of a layer's input a (size elements) and the dropped input."""
+    cdef floating scale = <floating>(1.0 / (1.0 - layer.rate)), zero = 0
+    cdef Py_ssize_t e
+    for e in range(size):
+        mask[e] = scale if _splitmix64(base + <uint64_t>e) >= layer.threshold else zero
+        dropped[e] = a[e] * mask[e]
 
 
 cdef double _layers_batch(const Layer* layers, Py_ssize_t L, const floating* x, const floating* y,
                           const int64_t* labels, const floating* sw, int loss, floating scale, bint scaled,
                           const floating* P, floating* G, floating* w, Py_ssize_t rows,
-                          Py_ssize_t* correct) noexcept nogil:
-    """One batch layer by layer: forward, the loss and its gradient (times `scale` when `scaled`),
-    backward into G; returns the batch's mean loss and adds its correct predictions to *correct.
-    x: (rows, n_in) inputs; y: (rows, n_out) targets or labels: (rows,); sw: (rows,) weights or NULL;
-    w: the work buffer that layers' act_at and delta_at point into."""
-    cdef Py_ssize_t l, i, n_y = layers[L - 1].n_out
+                          Py_ssize_t* correct, Extras* extras) noexcept nogil:
+    """One batch layer by layer: forward (through each layer's dropout), the loss and its gradient
+    (times `scale` when `scaled`), the metrics, backward into G; returns the batch's mean loss and
+    adds its correct predictions to *correct. x: (rows, n_in) inputs; y: (rows, n_out) targets or
+    labels: (rows,); sw: (rows,) weights or NULL; w: the work buffer that layers' offsets point into."""
+    cdef Py_ssize_t l, i, j, n_y = layers[L - 1].n_out
     cdef const floating* a = x
+    cdef const floating* inp
     cdef floating* z
     cdef floating* d
+    cdef floating* mask
+    cdef const floating* out
     cdef double batch_loss
     for l in range(L):
+        if layers[l].rate > 0:
+            _drop_out(&layers[l], a, w + layers[l].drop_at, w + layers[l].mask_at, rows * layers[l].n_in,
+                      _splitmix64(_splitmix64(extras.seed + extras.step) + <uint64_t>l))
+            a = w + layers[l].drop_at
         z = w + layers[l].act_at
         _dense_forward(a, P + layers[l].w_at, P + layers[l].b_at, layers[l].code, z, rows,
                        layers[l].n_in, layers[l].n_out)
@@ -90,15 +135,55 @@ cdef double _layers_batch(const Layer* layers, Py_ssize_t L, const floating* x, 
     d = w + layers[L - 1].delta_at
     batch_loss = _loss_batch(loss, a, y, labels, sw, d, rows, n_y)
     correct[0] += _count_correct(loss, a, y, labels, rows, n_y)
+    if extras.n_metrics:
+        out = a
+        if extras.fused >= 0:  # the metrics see probabilities, not the logits the loss takes
+            _activate(a, NULL, extras.fused, w + extras.predictions_at, rows, n_y)
+            out = w + extras.predictions_at
+        for j in range(extras.n_metrics):
+            extras.sums[j] += _metric_sum(<int>extras.metrics[j], out, y, labels, rows, n_y, extras.top_k)
     if scaled:
         for i in range(rows * n_y):
             d[i] = d[i] * scale
     for l in range(L - 1, -1, -1):
         d = w + layers[l].delta_at
-        _dense_backward(x if l == 0 else w + layers[l - 1].act_at, P + layers[l].w_at, w + layers[l].act_at, d,
+        # what the layer multiplied: its dropped-out input, the data, or the layer before's output
+        inp = w + layers[l].drop_at if layers[l].rate > 0 else (x if l == 0 else w + layers[l - 1].act_at)
+        _dense_backward(inp, P + layers[l].w_at, w + layers[l].act_at, d,
                         layers[l].code, d, G + layers[l].w_at, G + layers[l].b_at,
                         NULL if l == 0 else w + layers[l - 1].delta_at, rows, layers[l].n_in, layers[l].n_out)
+        if l > 0 and layers[l].rate > 0:  # back through the mask to the previous layer's output
+            z = w + layers[l - 1].delta_at
+            mask = w + layers[l].mask_at
+            for i in range(rows * layers[l].n_in):
+                z[i] = z[i] * mask[i]
     return batch_loss
+
+
+cdef void _penalize(const Layer* layers, Py_ssize_t L, const floating* P, floating* G,
+                    double* batch_loss) noexcept nogil:
+    """Keras' kernel regularizers: l1 sign(W) + 2 l2 W added to W's gradient, l1 sum|W| and
+    l2 sum W² (sums in double) to the batch's loss, layer by layer."""
+    cdef Py_ssize_t l, i
+    cdef double s
+    cdef floating c1, c2, p
+    for l in range(L):
+        if layers[l].l1 > 0:
+            c1 = <floating>layers[l].l1
+            s = 0
+            for i in range(layers[l].w_at, layers[l].b_at):
+                p = P[i]
+                G[i] = G[i] + c1 * <floating>((p > 0) - (p < 0))
+                s += _abs(p)
+            batch_loss[0] += layers[l].l1 * s
+        if layers[l].l2 > 0:
+            c2 = <floating>(2.0 * layers[l].l2)
+            s = 0
+            for i in range(layers[l].w_at, layers[l].b_at):
+                p = P[i]
+                G[i] = G[i] + c2 * p
+                s += <double>p * p
+            batch_loss[0] += layers[l].l2 * s
 
 
 cdef enum:
@@ -125,13 +210,14 @@ def _signal_raised():
     return None
 
 
-def train_epochs(run, order, long long step, epoch_loss, epoch_correct):
+def train_epochs(run, order, long long step, epoch_loss, epoch_correct, epoch_metrics):
     """Train run (fastnn._contract.TrainingRun) for len(epoch_loss) epochs in one call; returns
     (epochs finished, optimizer step count, stopped).
 
     order: (epochs, n) int64 row order of each epoch, or None to take the rows in order. step: the
     number of updates made so far (Adam's t). Writes per epoch the mean loss into epoch_loss
-    (float64 (epochs,)) and the number of correct predictions into epoch_correct (int64 (epochs,)).
+    (float64 (epochs,)), the number of correct predictions into epoch_correct (int64 (epochs,)) and
+    the sums of run.metrics into epoch_metrics (float64 (epochs, k)).
     If an epoch's loss or parameters are not finite, the parameters are put back as they were
     before that epoch and the call returns early: epochs finished < len(epoch_loss), and
     epoch_loss[finished] holds the bad loss. A stop request (run.stop) or Ctrl-C ends the call
@@ -139,11 +225,12 @@ def train_epochs(run, order, long long step, epoch_loss, epoch_correct):
     state and the step count are those of that last batch, and a partly trained epoch does not
     count as finished.
     """
-    _contract.check_run(run, order, step, epoch_loss, epoch_correct, check_values=False)
-    return _train(run.params, run, order, step, epoch_loss, epoch_correct)
+    _contract.check_run(run, order, step, epoch_loss, epoch_correct, epoch_metrics, check_values=False)
+    return _train(run.params, run, order, step, epoch_loss, epoch_correct, epoch_metrics)
 
 
-def _train(floating[::1] params, run, order, long long step, double[::1] epoch_loss, int64_t[::1] epoch_correct):
+def _train(floating[::1] params, run, order, long long step, double[::1] epoch_loss, int64_t[::1] epoch_correct,
+           double[:, ::1] epoch_metrics):
     """train_epochs after its checks, for the dtype of params."""
     sizes = run.sizes.tolist()
     codes = run.codes.tolist()
@@ -182,34 +269,20 @@ def _train(floating[::1] params, run, order, long long step, double[::1] epoch_l
     cdef Py_ssize_t rows_max = min(batch, n), n_x = sizes[0], n_y = sizes[L]
 
     # the optimizer step: its settings and state, or none (update is None: gradient only)
-    update = run.update
-    cdef bint updates = update is not None
-    cdef UpdateArgs u
-    cdef floating[::1] state_view
-    cdef floating* velocity = NULL
-    cdef floating* m1 = NULL
-    cdef floating* m2 = NULL
-    memset(&u, 0, sizeof(u))
-    if updates:
-        u.optimizer = update.optimizer
-        u.lr = update.lr
-        u.momentum = update.momentum
-        u.beta1 = update.beta1
-        u.beta2 = update.beta2
-        u.eps = update.eps
-        if u.optimizer == MOMENTUM or u.optimizer == NESTEROV:
-            state_view = update.velocity
-            velocity = &state_view[0]
-        elif u.optimizer == ADAM:
-            state_view = update.m
-            m1 = &state_view[0]
-            state_view = update.v
-            m2 = &state_view[0]
+    cdef bint updates = run.update is not None
+    cdef _UpdateState update = _update_state(run.update, sizes) if updates else None
+    cdef const UpdateArgs* u = &update.args if updates else NULL
+    cdef floating* velocity = <floating*>update.velocity if updates else NULL
+    cdef floating* m1 = <floating*>update.m if updates else NULL
+    cdef floating* m2 = <floating*>update.v if updates else NULL
     cdef double loss_scale = run.loss_scale, l2 = run.l2
     cdef floating scale_f = <floating>loss_scale, l2_f
 
-    # the layers, and the work buffer: each layer's output and its gradient, the gathered batch
-    # (X rows, Y rows, weights), the parameters as they were before the epoch
+    # the layers, and the work buffer: each layer's output and its gradient (and, with dropout,
+    # its dropped-out input and mask), the gathered batch (X rows, Y rows, weights), the
+    # predictions the metrics see, the parameters as they were before the epoch
+    dropout = run.dropout.tolist() if run.dropout is not None else [0.0] * L
+    penalties = run.penalties.tolist() if run.penalties is not None else [[0.0, 0.0]] * L
     cdef Layer* layers = <Layer*>PyMem_Malloc(L * sizeof(Layer))
     if layers == NULL:
         raise MemoryError()
@@ -224,8 +297,18 @@ def _train(floating[::1] params, run, order, long long step, double[::1] epoch_l
         layers[l].act_at = at
         layers[l].delta_at = at + rows_max * sizes[l + 1]
         at += 2 * rows_max * sizes[l + 1]
+        layers[l].rate = dropout[l]
+        layers[l].threshold = _contract.keep_threshold(dropout[l])
+        layers[l].drop_at = layers[l].mask_at = 0
+        if dropout[l] > 0:
+            layers[l].drop_at = at
+            layers[l].mask_at = at + rows_max * sizes[l]
+            at += 2 * rows_max * sizes[l]
+        layers[l].l1, layers[l].l2 = penalties[l]
+    cdef bint penalized = any(a > 0 or b > 0 for a, b in penalties)
     cdef Py_ssize_t batch_at = at, targets_at = at + rows_max * n_x, weights_at = targets_at + rows_max * n_y
-    cdef Py_ssize_t last_at = weights_at + rows_max
+    cdef Py_ssize_t predictions_at = weights_at + rows_max
+    cdef Py_ssize_t last_at = predictions_at + rows_max * n_y
     work_array = np.empty(last_at + n_params, np.float32 if floating is float else np.float64)
     cdef floating[::1] work = work_array
     cdef floating* w = &work[0]
@@ -263,6 +346,21 @@ def _train(floating[::1] params, run, order, long long step, double[::1] epoch_l
     if run.stop is not None:
         stop_view = run.stop
         stop_flag = &stop_view[0]
+    # metrics and dropout: what _layers_batch does besides the loss and gradient
+    metric_array = np.ascontiguousarray(run.metrics if run.metrics is not None else np.zeros(0, np.int64))
+    cdef const int64_t[::1] metric_codes = metric_array
+    cdef Py_ssize_t n_metrics = metric_codes.shape[0], j
+    sums_array = np.zeros(max(1, n_metrics))
+    cdef double[::1] sums = sums_array
+    cdef Extras extras
+    extras.metrics = &metric_codes[0] if n_metrics else NULL
+    extras.n_metrics = n_metrics
+    extras.top_k = run.top_k
+    extras.sums = &sums[0]
+    fused = _contract.LOSSES[loss].fused
+    extras.fused = -1 if fused is None else fused
+    extras.predictions_at = predictions_at
+    extras.seed = <uint64_t>run.dropout_seed
     cdef Py_ssize_t check_every = max(1, min(1024, 1000000 // max(1, rows_max * n_params)))
     cdef Py_ssize_t countdown = check_every
     cdef timespec last_check
@@ -273,6 +371,8 @@ def _train(floating[::1] params, run, order, long long step, double[::1] epoch_l
                 memcpy(w + last_at, P, n_params * sizeof(floating))
                 total = 0
                 correct = 0
+                for j in range(n_metrics):
+                    sums[j] = 0
                 start = 0
                 while start < n:
                     rows = min(batch, n - start)
@@ -310,8 +410,9 @@ def _train(floating[::1] params, run, order, long long step, double[::1] epoch_l
                             lab = &label_rows[0]
                             if weights != NULL:
                                 sw = w + weights_at
+                        extras.step = <uint64_t>(step + 1)  # the update this batch precedes
                         batch_loss = _layers_batch(layers, L, x, y, lab, sw, loss, scale_f, loss_scale != 1.0,
-                                                   P, G, w, rows, &correct)
+                                                   P, G, w, rows, &correct, &extras)
                     if loss_scale != 1.0:
                         batch_loss = batch_loss * loss_scale
                     if l2 != 0.0:  # the contract's L2 option: on the weights, over the batch's weight sum
@@ -323,11 +424,13 @@ def _train(floating[::1] params, run, order, long long step, double[::1] epoch_l
                                 G[i] = G[i] + l2_f * P[i]
                                 penalty += <double>P[i] * P[i]
                             batch_loss = batch_loss + 0.5 * l2 * penalty / w_sum
+                    if penalized:
+                        _penalize(layers, L, P, G, &batch_loss)
                     total += batch_loss * rows
                     start += rows
                     if updates:
                         step += 1
-                        _update(&u, P, G, velocity, m1, m2, n_params, step)
+                        _update(u, P, G, velocity, m1, m2, n_params, step)
                     if stop_flag != NULL and stop_flag[0] != 0:  # a stop request: after every batch
                         stopped = True
                         break
@@ -345,6 +448,8 @@ def _train(floating[::1] params, run, order, long long step, double[::1] epoch_l
                     break
                 epoch_loss[epoch] = total / n
                 epoch_correct[epoch] = correct
+                for j in range(n_metrics):
+                    epoch_metrics[epoch, j] = sums[j]
                 if not (_finite(epoch_loss[epoch]) and _all_finite(P, n_params)):
                     memcpy(P, w + last_at, n_params * sizeof(floating))
                     finished = epoch

@@ -3,8 +3,8 @@
   activations.py  activate, activation_grad            the activation table's functions and derivatives
   dense.py        dense_forward, dense_backward        one dense layer, forward and backward
   losses.py       sigmoid_bce, softmax_cce, ...        losses from logits, with their gradients
-  metrics.py      binary_correct, ...                  counts of correct predictions
-  optimizers.py   sgd_step, momentum_step, adam_step   one update of the flat parameter buffer
+  metrics.py      binary_correct, metric_sum, ...      counts of correct predictions, metric sums
+  optimizers.py   optimizer_step, scheduled_lr         one update of the flat parameter buffer
   trainer.py      train_epochs, step_path              whole training runs, the step written once
 
 Conventions, shared with the compiled twin (fastnn/_compiled): row-major arrays, X (batch, n_in),
@@ -16,10 +16,10 @@ checks the shapes it relies on and raises the contract's errors.
 from .activations import activate, activation_grad
 from .dense import dense_backward, dense_forward
 from .losses import mse, poisson_nll, sigmoid_bce, softmax_cce, softmax_sparse_cce
-from .metrics import binary_correct, categorical_correct, sparse_correct
-from .optimizers import adam_step, momentum_step, sgd_step
+from .metrics import binary_correct, categorical_correct, metric_sum, sparse_correct, sparse_metric_sum
+from .optimizers import optimizer_step, scheduled_lr
 from .trainer import step_path, train_epochs
 
 __all__ = ["activate", "activation_grad", "dense_forward", "dense_backward", "sigmoid_bce", "softmax_cce",
            "softmax_sparse_cce", "mse", "poisson_nll", "binary_correct", "categorical_correct", "sparse_correct",
-           "sgd_step", "momentum_step", "adam_step", "train_epochs", "step_path"]
+           "metric_sum", "sparse_metric_sum", "optimizer_step", "scheduled_lr", "train_epochs", "step_path"]

@@ -2,7 +2,8 @@
 loss (fastnn._contract.LOSSES); the compiled twin is fastnn/_compiled/losses.pxi.
 
 Each loss is a mean over rows, weighted when sample_weight (batch,) is given: sum_i w_i loss_i /
-sum_i w_i (unweighted: every w_i = 1). The gradient written is that of the returned loss.
+sum_i w_i (unweighted: every w_i = 1; a batch whose weights sum to 0 has loss 0 and gradient 0).
+The gradient written is that of the returned loss.
 """
 import numpy as np
 
@@ -11,11 +12,13 @@ from .activations import sigmoid
 
 
 def _row_weights(sample_weight, Z):
-    """(w as a column or None, sum of the weights as a float)."""
+    """(w as a column or None, sum of the weights as a float; 1 where they sum to 0, so that a
+    batch of weightless rows has loss 0 and gradient 0)."""
     if sample_weight is None:
         return None, float(Z.shape[0])
     same_shape("sample_weight", sample_weight, (Z.shape[0],))
-    return sample_weight[:, None], float(np.sum(sample_weight, dtype=np.float64))
+    total = float(np.sum(sample_weight, dtype=np.float64))
+    return sample_weight[:, None], total if total > 0 else 1.0
 
 
 def _weighted_mean(terms, w, w_sum, per_row):
