@@ -13,8 +13,7 @@ from typing import Optional
 
 import numpy as np
 
-from . import trainer
-from .layers import Dense
+from . import layers, trainer
 from .model import Sequential
 from .validation import check_real
 
@@ -50,7 +49,7 @@ class GradcheckResult:
 
 def _float64_twin(model: Sequential) -> Sequential:
     """The same network in float64 with the same weights, for the finite differences."""
-    twin = Sequential([Dense(**layer.config()) for layer in model.dense_layers], seed=0, dtype="float64")
+    twin = Sequential([layers.from_config(layer.config()) for layer in model.dense_layers], seed=0, dtype="float64")
     twin.set_weights(model.get_weights())
     twin.compile(loss=model.loss, optimizer="sgd")
     return twin

@@ -51,7 +51,7 @@ class Dropout:
         self.rate = check_real("rate", rate, low=0.0, high=1.0, high_open=True)
 
     def config(self) -> dict:
-        return {"rate": self.rate}
+        return {"class": "Dropout", "rate": self.rate}
 
     def __repr__(self) -> str:
         return f"Dropout({self.rate})"
@@ -176,7 +176,8 @@ class Dense:
         self._b[...] = 0.0
 
     def config(self) -> dict:
-        config = {"n_in": self.n_in, "n_out": self.n_out, "activation": self.activation, "init": self.init}
+        config = {"class": "Dense", "n_in": self.n_in, "n_out": self.n_out, "activation": self.activation,
+                  "init": self.init}
         if self.kernel_regularizer is not None:
             config["kernel_regularizer"] = self.kernel_regularizer.config()
         return config
@@ -185,3 +186,13 @@ class Dense:
         if self.n_in is None:
             return f"Dense({self.n_out}, activation={self.activation!r})"
         return f"Dense({self.n_in}, {self.n_out}, activation={self.activation!r})"
+
+
+def from_config(config: dict):
+    """A Dense or Dropout from its config() (a config without "class" is a Dense's, as files of
+    format version 1 hold them)."""
+    config = dict(config)
+    kind = config.pop("class", "Dense")
+    if kind not in ("Dense", "Dropout"):
+        raise ValueError(f"unknown layer class {kind!r}")
+    return Dense(**config) if kind == "Dense" else Dropout(**config)

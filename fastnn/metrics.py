@@ -23,6 +23,9 @@ class TopKCategoricalAccuracy:
         self.k = check_positive_int("k", k)
         self.name = name or _contract.METRICS[self.code].name  # Keras' default name, whatever k
 
+    def config(self) -> dict:
+        return {"class": type(self).__name__, "k": self.k, "name": self.name}
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(k={self.k}, name={self.name!r})"
 
@@ -30,6 +33,15 @@ class TopKCategoricalAccuracy:
 class SparseTopKCategoricalAccuracy(TopKCategoricalAccuracy):
     """Whether the label is among the k largest outputs."""
     code = _contract.SPARSE_TOP_K_CATEGORICAL_ACCURACY
+
+
+def from_config(metric: Union[str, dict]) -> Union[str, TopKCategoricalAccuracy]:
+    """A metric as compile takes it, from a name or a metric object's config()."""
+    if isinstance(metric, str):
+        return metric
+    config = dict(metric)
+    classes = {cls.__name__: cls for cls in (TopKCategoricalAccuracy, SparseTopKCategoricalAccuracy)}
+    return classes[config.pop("class")](**config)
 
 
 _BY_NAME = {m.name: code for code, m in _contract.METRICS.items()}

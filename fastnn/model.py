@@ -12,7 +12,7 @@ from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 
-from . import _contract, activations, losses, optimizers, saving
+from . import _contract, activations, layers, losses, optimizers, saving
 from . import metrics as fnn_metrics
 from .callbacks import History
 from .progress import Progress
@@ -73,6 +73,8 @@ class Sequential:
         self.loss_code: Optional[int] = None
         self.optimizer: Optional[optimizers.Optimizer] = None
         self.stop_training = False
+        self.epochs_trained = 0  # epochs fit has finished, counting those of earlier fits (initial_epoch)
+        self._metric_specs: list = []
         layers = [] if layers is None else [layers] if isinstance(layers, (Dense, Dropout, Input)) else list(layers)
         for i, layer in enumerate(layers):
             self._add(layer, f"layers[{i}]")
@@ -304,6 +306,7 @@ class Sequential:
         self.loss_code = code
         self._reported = reported
         self._top_k = top_k
+        self._metric_specs = [m if isinstance(m, str) else m.config() for m in metrics or []]
         self._metric_codes = np.array(list(dict.fromkeys(r.code for r in reported if r.code is not None)), np.int64)
 
     @property
@@ -422,13 +425,17 @@ class Sequential:
         history = History()
         progress = Progress(epochs, verbose)
         self.stop_training = False
+        self.history = history
         for cb in callbacks:
-            if hasattr(cb, "on_train_begin"):
-                cb.on_train_begin(self)
+            if hasattr(cb, "set_model"):
+                cb.set_model(self)
+        _hook(callbacks, "on_train_begin", {})
         done, run = epochs.start, 1
         try:
             while done < epochs.stop and not self.stop_training:
                 run = min(run, epochs.stop - done, max(1, _MAX_ORDER_ROWS // n))
+                if every_epoch:  # (a run is one epoch)
+                    _hook(callbacks, "on_epoch_begin", done, {})
                 order = np.stack([self._rng.permutation(n) for _ in range(run)]) if shuffle else None
                 trainer.run.update = self.optimizer.update()
                 started = time.perf_counter()
@@ -444,15 +451,17 @@ class Sequential:
                             val = self._evaluate(validating, validation.n)
                             logs.update({"val_" + key: value for key, value in val.items()})
                         history.append(epoch, logs)
+                        self.epochs_trained = epoch + 1
                         progress.epoch_end(epoch, logs, seconds)
                         last_logs = logs
                         for cb in callbacks:
                             if hasattr(cb, "on_epoch_end"):
                                 cb.on_epoch_end(epoch, logs)
-                            else:
+                            elif callable(cb) and not _HOOKS.intersection(dir(cb)):
                                 cb(epoch, logs)
                 else:  # the whole run's logs at once: per-epoch Python here would cost more than XOR's epochs
                     history.extend(range(done, done + finished), run_logs)
+                    self.epochs_trained = done + finished
                 if result.stopped:  # Ctrl-C: the weights of the last finished batch, History its epochs
                     raise KeyboardInterrupt
                 if finished < run:
@@ -473,9 +482,7 @@ class Sequential:
             progress.close()
         if done > epochs.start:
             self._check_last_step(data.X[:batch], history, done)
-        for cb in callbacks:
-            if hasattr(cb, "on_train_end"):
-                cb.on_train_end(self)
+        _hook(callbacks, "on_train_end", {})
         return history
 
     def _check_last_step(self, X: np.ndarray, history: History, epochs: int) -> None:
@@ -557,18 +564,69 @@ class Sequential:
 
     # ------------------------------------------------------------------ files
 
+    def get_config(self) -> dict:
+        """The model as JSON-able settings (Keras' get_config): dtype, seed, the layers' configs,
+        and what compile was given. Sequential.from_config(config) makes a model like this one,
+        with fresh weights."""
+        compiled = None
+        if self.loss is not None:
+            compiled = {"loss": self.loss, "optimizer": self.optimizer.config(), "metrics": self._metric_specs}
+        return {"dtype": self.dtype.name, "seed": self.seed, "input": self._input,
+                "layers": [layer.config() for layer in self._sequence], "compile": compiled}
+
+    @classmethod
+    def from_config(cls, config: dict) -> "Sequential":
+        """The model get_config() describes, built if its input width is known, compiled if it was."""
+        first = [Input(shape=(config["input"],))] if config.get("input") is not None else []
+        model = cls(first + [layers.from_config(c) for c in config["layers"]], seed=config.get("seed"),
+                    dtype=config["dtype"])
+        compiled = config.get("compile")
+        if compiled is not None:
+            model.compile(compiled["loss"], optimizers.from_config(compiled["optimizer"]),
+                          metrics=[fnn_metrics.from_config(m) for m in compiled.get("metrics") or []])
+        return model
+
     def save(self, path) -> None:
-        """Write the architecture and weights to an .npz file (atomically; no pickle): fastnn.saving."""
+        """Write the model to an .npz file (atomically; no pickle; fastnn.saving): its
+        configuration, weights, and what resuming needs: the optimizer's state and step count,
+        the generator's state and the epochs trained. fnn.load(path) and fit(...,
+        initial_epoch=model.epochs_trained) continue as if the fit had never stopped."""
         self._require_built("save")
-        architecture = {"dtype": self.dtype.name, "layers": [layer.config() for layer in self._layers],
-                        "loss": self.loss,
-                        "optimizer": self.optimizer.config() if self.optimizer is not None else None}
-        saving.write(path, architecture, self.get_weights())
+        arrays = {f"{'Wb'[i % 2]}{i // 2}": a for i, a in enumerate(self.get_weights())}
+        training = {"epochs_trained": self.epochs_trained, "rng": self._rng.bit_generator.state,
+                    "dropout_seed": self._dropout_seed}
+        if self.optimizer is not None:
+            training.update(iterations=self.optimizer.iterations, optimizer_state=sorted(self.optimizer.state))
+            arrays.update({f"state_{name}": a for name, a in self.optimizer.state.items()})
+        saving.write(path, {**self.get_config(), "training": training}, arrays)
+
+    def load_weights(self, path) -> None:
+        """Copy the weights of the model file `path` into this model (Keras' load_weights; the
+        optimizer and training state stay this model's). ValueError, changing nothing, if the
+        file's layers (widths, activations) or dtype differ from this model's."""
+        self._require_built("load_weights")
+        architecture, arrays = saving.read(path, _file_arrays)
+        theirs = [(c.get("n_in"), c.get("n_out"), c.get("activation")) for c in architecture["layers"]
+                  if c.get("class", "Dense") == "Dense"]
+        ours = [(layer.n_in, layer.n_out, layer.activation) for layer in self._layers]
+        if theirs != ours or architecture["dtype"] != self.dtype.name:
+            raise ValueError(f"{path!s} holds a {architecture['dtype']} model with layers (n_in, n_out, activation) "
+                             f"{theirs}; this model is {self.dtype.name} with {ours}")
+        self.set_weights([arrays[f"{'Wb'[i % 2]}{i // 2}"] for i in range(2 * len(self._layers))])
+
+_HOOKS = {"on_train_begin", "on_epoch_begin", "on_epoch_end", "on_train_end"}
+
+
+def _hook(callbacks: list, name: str, *args) -> None:
+    """Call hook `name` of every callback that has it."""
+    for cb in callbacks:
+        if hasattr(cb, name):
+            getattr(cb, name)(*args)
 
 
 def _callback_list(callbacks) -> list:
     """fit's callbacks as a list, each checked to be a callback."""
-    if callbacks is not None and (callable(callbacks) or hasattr(callbacks, "on_epoch_end")):
+    if callbacks is not None and (callable(callbacks) or _HOOKS.intersection(dir(callbacks))):
         raise TypeError(f"callbacks must be a list of callbacks, got one {type(callbacks).__name__}: "
                         f"pass callbacks=[{type(callbacks).__name__}(...)]")
     try:
@@ -576,9 +634,9 @@ def _callback_list(callbacks) -> list:
     except TypeError:
         raise TypeError(f"callbacks must be a list of callbacks, got {type(callbacks).__name__}") from None
     for cb in callbacks:
-        if not (callable(cb) or hasattr(cb, "on_epoch_end")):
-            raise TypeError(f"callbacks must be callables fn(epoch, logs) or objects with on_epoch_end, "
-                            f"got {cb!r}")
+        if not (callable(cb) or _HOOKS.intersection(dir(cb))):
+            raise TypeError(f"callbacks must be callables fn(epoch, logs) or fnn.callbacks.Callback objects "
+                            f"(on_epoch_end, ...), got {cb!r}")
     return callbacks
 
 
@@ -590,32 +648,62 @@ def _results(logs: dict, return_dict: bool):
     return values[0] if len(values) == 1 else values
 
 
-def _weight_shapes(architecture: dict) -> list:
-    """[(shape, dtype)] of W0, b0, W1, ... for a saved architecture; nothing is allocated."""
+def _file_arrays(architecture: dict) -> dict:
+    """{name: (shape, dtype)} of the arrays a saved architecture says its file holds: W0, b0, ...
+    and the optimizer's state; nothing is allocated."""
     dtype = check_dtype(architecture["dtype"])
-    layers = [Dense(**cfg) for cfg in architecture["layers"]]
-    if not layers:
+    dense = [layer for layer in map(layers.from_config, architecture["layers"]) if isinstance(layer, Dense)]
+    if not dense:
         raise ValueError("no layers")
-    for i, (a, b) in enumerate(zip(layers[:-1], layers[1:])):
+    for i, (a, b) in enumerate(zip(dense[:-1], dense[1:])):
         if a.n_out != b.n_in:
             raise ValueError(f"layers[{i}] has n_out={a.n_out} but layers[{i + 1}] has n_in={b.n_in}")
-    return [pair for layer in layers for pair in (((layer.n_in, layer.n_out), dtype), ((layer.n_out,), dtype))]
+    shapes = {}
+    for i, layer in enumerate(dense):
+        shapes[f"W{i}"] = ((layer.n_in, layer.n_out), dtype)
+        shapes[f"b{i}"] = ((layer.n_out,), dtype)
+    n_params = sum(layer.n_params for layer in dense)
+    for name in architecture.get("training", {}).get("optimizer_state", []):
+        shapes[f"state_{name}"] = ((n_params,), dtype)
+    return shapes
 
 
 def load(path) -> Sequential:
-    """Read a model written by `model.save(path)`. FileNotFoundError if missing; ValueError if the
-    file is not a complete fastnn model (wrong format or version, garbage, truncated, bad shapes).
-    The file is checked whole before the model is built: a file never makes load allocate more
-    than the arrays it really holds."""
-    architecture, arrays = saving.read(path, _weight_shapes)
-    model = Sequential([Dense(**cfg) for cfg in architecture["layers"]], dtype=architecture["dtype"])
+    """Read a model written by `model.save(path)`, ready to go on training: compiled as it was,
+    with its optimizer's state, step count and generator state, and `epochs_trained`.
+    FileNotFoundError if missing; ValueError if the file is not a complete fastnn model (wrong
+    format or version, garbage, truncated, bad shapes). The file is checked whole before the model
+    is built: a file never makes load allocate more than the arrays it really holds."""
+    architecture, arrays = saving.read(path, _file_arrays)
+    if architecture["version"] == 1:  # weights, loss and optimizer settings only
+        architecture = {"dtype": architecture["dtype"], "layers": architecture["layers"],
+                        "compile": None if architecture.get("loss") is None else
+                        {"loss": architecture["loss"], "optimizer": architecture["optimizer"], "metrics": []}}
     try:
-        model.set_weights(arrays)
-    except ValueError as exc:
-        raise saving.invalid(path, str(exc)) from None
-    if architecture.get("loss") is not None:
-        try:
-            model.compile(architecture["loss"], optimizers.from_config(architecture["optimizer"]))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise saving.invalid(path, f"the saved loss/optimizer are invalid ({exc})") from None
+        model = Sequential.from_config(architecture)
+        model.set_weights([arrays[f"{'Wb'[i % 2]}{i // 2}"] for i in range(2 * len(model.dense_layers))])
+        _restore(model, architecture.get("training"), arrays)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise saving.invalid(path, f"the saved model is not valid ({type(exc).__name__}: {exc})") from None
     return model
+
+
+def _restore(model: Sequential, training: Optional[dict], arrays: dict) -> None:
+    """Put back what save recorded for resuming (`training`, None in version 1 files)."""
+    if training is None:
+        return
+    model.epochs_trained = check_positive_int("epochs_trained", training["epochs_trained"], minimum=0)
+    state = training["rng"]
+    if not isinstance(state, dict) or state.get("bit_generator") != type(model._rng.bit_generator).__name__:
+        raise ValueError(f"the generator state is not a {type(model._rng.bit_generator).__name__} state")
+    model._rng.bit_generator.state = state
+    seed = training.get("dropout_seed")
+    model._dropout_seed = None if seed is None else check_positive_int("dropout_seed", seed, minimum=0)
+    if model.optimizer is not None:
+        names = training.get("optimizer_state", [])
+        if sorted(names) != sorted(model.optimizer.state_names()):
+            raise ValueError(f"the optimizer state holds {names}, but a {type(model.optimizer).__name__} keeps "
+                             f"{list(model.optimizer.state_names())}")
+        model.optimizer.iterations = check_positive_int("iterations", training["iterations"], minimum=0)
+        for name in names:
+            np.copyto(model.optimizer.state[name], arrays[f"state_{name}"])

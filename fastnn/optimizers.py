@@ -91,9 +91,10 @@ class Optimizer:
         """(Re)create the state for a network of `n_params` parameters; iterations restart at 0."""
         self.iterations = 0
         self._shape = (n_params, np.dtype(dtype))
-        self.state = {}
+        self.state = {name: np.zeros(n_params, dtype) for name in self.state_names()}
 
-    def _state_names(self) -> tuple:
+    def state_names(self) -> tuple:
+        """The names of the state arrays the training step updates (fastnn._contract.STATE)."""
         return _contract.STATE[self.code]
 
     def update(self) -> _contract.Update:
@@ -102,7 +103,7 @@ class Optimizer:
         if self._shape is None:
             raise RuntimeError("this optimizer has no state yet: compile a model with it and build the model")
         n_params, dtype = self._shape
-        for name in self._state_names():
+        for name in self.state_names():
             if name not in self.state:
                 self.state[name] = np.zeros(n_params, dtype)
         schedule = self.schedule
@@ -113,7 +114,7 @@ class Optimizer:
             schedule_args=schedule.args() if schedule else None,
             clipnorm=self.clipnorm or 0.0, clipvalue=self.clipvalue or 0.0,
             global_clipnorm=self.global_clipnorm or 0.0, **settings,
-            **{name: self.state[name] for name in self._state_names()})
+            **{name: self.state[name] for name in self.state_names()})
 
     def step(self, params: np.ndarray, grads: np.ndarray) -> None:
         """One update of the compiled model's flat params (n_params,) from grads (the same shape;
@@ -220,7 +221,7 @@ class RMSprop(Optimizer):
         self.momentum = check_real("momentum", momentum, low=0.0, high=1.0, high_open=True)
         self.eps = check_real("eps", _alias("eps", eps, epsilon, 1e-7), low=0.0, low_open=True)
 
-    def _state_names(self) -> tuple:
+    def state_names(self) -> tuple:
         return _contract.STATE[self.code] + (("velocity",) if self.momentum > 0 else ())
 
     def _settings(self) -> dict:

@@ -1,18 +1,20 @@
 """The model file format: an .npz of plain arrays plus one JSON entry, never a pickle.
 
 The file holds "architecture" (JSON text: format, version, and what the model layer puts in:
-dtype, layers, loss, optimizer) and the weights "W0", "b0", "W1", ... `write` writes it atomically
-(fastnn.atomic), so a failed or interrupted save leaves an existing file intact; `read` checks the
-format, every array's header against the architecture and the member's size before it reads
-anything large, and returns the parts. Building a model from them is fastnn.model.load's job.
-Optimizer state (momentum, Adam moments) is not saved: a loaded model resumes with fresh state.
+dtype, layers, loss, optimizer and its step count, metrics, the generator's state, the epochs
+trained) and the arrays: the weights "W0", "b0", "W1", ... and the optimizer's state
+"state_m", "state_v", "state_velocity" (those it has). `write` writes it atomically
+(fastnn.atomic), so a failed, interrupted or killed save leaves an existing file intact; `read`
+checks the format, every array's header against the architecture and the member's size before
+it reads anything large, and returns the parts. Building a model from them is fastnn.model.load's
+job. Version 1 files (weights only) are read too.
 """
 import json
 import os
 import re
 import zipfile
 import zlib
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 
@@ -24,7 +26,8 @@ except ImportError:  # a Python without liblzma: zipfile refuses lzma members wi
 from .atomic import write_atomically
 
 FORMAT = "fastnn"
-VERSION = 1
+VERSION = 2
+READS = (1, 2)
 
 
 def invalid(path, why: str) -> ValueError:
@@ -32,13 +35,12 @@ def invalid(path, why: str) -> ValueError:
     return ValueError(f"{path!s} is not a valid fastnn model file: {why}")
 
 
-def write(path, architecture: dict, weights: Sequence[np.ndarray]) -> None:
-    """Write `architecture` (JSON-able; format and version are added) and [W0, b0, W1, b1, ...]."""
+def write(path, architecture: dict, arrays: dict[str, np.ndarray]) -> None:
+    """Write `architecture` (JSON-able; format and version are added) and the arrays by name
+    (W0, b0, ..., state_m, ...)."""
     path = os.fspath(path)
-    arrays = {"architecture": np.array(json.dumps({"format": FORMAT, "version": VERSION, **architecture}))}
-    for i, a in enumerate(weights):
-        arrays[f"{'Wb'[i % 2]}{i // 2}"] = a
-    write_atomically(path, lambda f: np.savez(f, **arrays))
+    members = {"architecture": np.array(json.dumps({"format": FORMAT, "version": VERSION, **architecture})), **arrays}
+    write_atomically(path, lambda f: np.savez(f, **members))
 
 
 # Bounds on what a file may make load read: the JSON entry's size, and how far a member may expand
@@ -46,7 +48,7 @@ def write(path, architecture: dict, weights: Sequence[np.ndarray]) -> None:
 MAX_ARCHITECTURE_BYTES = 1 << 20
 MAX_EXPANSION = 1000
 _HEADERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
-_MEMBER = re.compile(r"(architecture|[Wb](0|[1-9][0-9]{0,5}))\.npy")
+_MEMBER = re.compile(r"(architecture|[Wb](0|[1-9][0-9]{0,5})|state_[a-z]{1,16})\.npy")
 
 
 # What zipfile and the decompressors raise for a damaged archive: besides BadZipFile, a member that
@@ -56,9 +58,9 @@ _DAMAGED = (OSError, ValueError, zipfile.BadZipFile, EOFError, NotImplementedErr
             LZMAError)
 
 
-def read(path, expected: Callable[[dict], list]) -> tuple[dict, list[np.ndarray]]:
-    """(architecture, [W0, b0, W1, b1, ...]) from a file `write` wrote. expected(architecture)
-    gives the [(shape, dtype)] those arrays must have (ValueError or TypeError if the architecture
+def read(path, expected: Callable[[dict], dict]) -> tuple[dict, dict[str, np.ndarray]]:
+    """(architecture, {name: array}) from a file `write` wrote. expected(architecture) gives the
+    {name: (shape, dtype)} of the arrays it must hold (ValueError or TypeError if the architecture
     is not valid); every array's header is checked against it, and against the member's size,
     before any array is read, so a file is never trusted for what to allocate.
     FileNotFoundError if missing; ValueError (`invalid`) if it is not a fastnn model file of this
@@ -77,7 +79,7 @@ def read(path, expected: Callable[[dict], list]) -> tuple[dict, list[np.ndarray]
         raise invalid(path, f"could not read it ({type(exc).__name__}: {exc})") from None
 
 
-def _read(path, archive: zipfile.ZipFile, expected) -> tuple[dict, list[np.ndarray]]:
+def _read(path, archive: zipfile.ZipFile, expected) -> tuple[dict, dict[str, np.ndarray]]:
     members = {}
     for info in archive.infolist():
         if not _MEMBER.fullmatch(info.filename):
@@ -97,16 +99,16 @@ def _read(path, archive: zipfile.ZipFile, expected) -> tuple[dict, list[np.ndarr
         raise invalid(path, f"the architecture entry is not JSON ({type(exc).__name__}: {exc})") from None
     if not isinstance(architecture, dict) or architecture.get("format") != FORMAT:
         raise invalid(path, "the architecture entry is not a fastnn one")
-    if architecture.get("version") != VERSION:
-        raise invalid(path, f"format version {architecture.get('version')!r}; this fastnn reads version {VERSION}")
+    if architecture.get("version") not in READS:
+        raise invalid(path, f"format version {architecture.get('version')!r}; this fastnn reads versions {list(READS)}")
     if not isinstance(architecture.get("layers"), list):
         raise invalid(path, "the architecture has no list of layers")
     try:
         shapes = expected(architecture)
     except (KeyError, TypeError, ValueError) as exc:
         raise invalid(path, f"the architecture does not describe a valid model ({exc})") from None
-    names = [f"{'Wb'[i % 2]}{i // 2}" for i in range(len(shapes))]
-    for name, (shape, dtype) in zip(names, shapes):
+    names = list(shapes)
+    for name, (shape, dtype) in shapes.items():
         if name not in members:
             raise invalid(path, f"array {name} is missing")
         with archive.open(members[name]) as f:
@@ -123,8 +125,8 @@ def _read(path, archive: zipfile.ZipFile, expected) -> tuple[dict, list[np.ndarr
     extra = sorted(set(members) - {"architecture", *names})
     if extra:
         raise invalid(path, f"arrays {extra} belong to no layer of the architecture")
-    weights = []
+    arrays = {}
     for name in names:
         with archive.open(members[name]) as f:
-            weights.append(np.lib.format.read_array(f, allow_pickle=False))
-    return architecture, weights
+            arrays[name] = np.lib.format.read_array(f, allow_pickle=False)
+    return architecture, arrays

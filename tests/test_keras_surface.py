@@ -103,8 +103,8 @@ def test_building_errors(make, error, match):
 
 
 def test_positional_forms_of_dense():
-    assert fnn.Dense(8, "relu").config() == {"n_in": None, "n_out": 8, "activation": "relu", "init": "he_uniform"}
-    assert fnn.Dense(2, 1, "sigmoid").config() == {"n_in": 2, "n_out": 1, "activation": "sigmoid",
+    assert fnn.Dense(8, "relu").config() == {"class": "Dense", "n_in": None, "n_out": 8, "activation": "relu", "init": "he_uniform"}
+    assert fnn.Dense(2, 1, "sigmoid").config() == {"class": "Dense", "n_in": 2, "n_out": 1, "activation": "sigmoid",
                                                    "init": "glorot_uniform"}
     assert fnn.Dense(4, "relu", "zeros").init == "zeros"
     assert fnn.Dense(units=5).units == 5

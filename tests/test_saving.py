@@ -35,7 +35,7 @@ def test_file_has_no_pickles(tmp_path):
     model, _, _ = trained_model()
     model.save(tmp_path / "m.npz")
     with np.load(tmp_path / "m.npz", allow_pickle=False) as f:  # would raise on an object array
-        assert set(f.files) == {"architecture", "W0", "b0", "W1", "b1"}
+        assert set(f.files) == {"architecture", "W0", "b0", "W1", "b1", "state_m", "state_v"}  # Adam's moments
         assert json.loads(str(f["architecture"]))["format"] == "fastnn"
 
 
