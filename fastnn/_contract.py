@@ -305,7 +305,8 @@ def _check_array(name: str, a, dims: int, dtype) -> None:
         raise ValueError(f"{name} must be a {dims}-d {np.dtype(dtype).name} array, got {kind}")
 
 
-def _check_update(update, dtype, n_params: int, step: int) -> None:
+def check_update(update, dtype, n_params: int, step: int) -> None:
+    """An Update for a run of `n_params` parameters of `dtype` after `step` steps: codes, state arrays, clipping, schedule."""
     if not isinstance(update, Update):
         raise TypeError(f"update must be a fastnn._contract.Update or None, got {type(update).__name__}")
     if update.optimizer not in OPTIMIZERS.values():
@@ -324,6 +325,11 @@ def _check_update(update, dtype, n_params: int, step: int) -> None:
     for name in clips:
         if not getattr(update, name) > 0 or not np.isfinite(getattr(update, name)):
             raise ValueError(f"update.{name} must be a finite number > 0 (or 0: off), got {getattr(update, name)}")
+    check_schedule(update)
+
+
+def check_schedule(update) -> None:
+    """The schedule of an Update: a known code, and schedule_args that fit it."""
     if update.schedule not in SCHEDULES:
         raise ValueError(f"unknown schedule code {update.schedule!r}")
     if update.schedule == CONSTANT:
@@ -392,7 +398,7 @@ def check_run(run: TrainingRun, order, step: int, epoch_loss, epoch_correct, epo
     _check_array("grads", run.grads, 1, dtype)
     same_shape("grads", run.grads, (n_params,))
     if run.update is not None:
-        _check_update(run.update, dtype, n_params, step)
+        check_update(run.update, dtype, n_params, step)
     if run.stop is not None:
         _check_array("stop", run.stop, 1, np.int8)
         same_shape("stop", run.stop, (1,))

@@ -12,13 +12,13 @@ from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 
-from . import _contract, activations, layers, losses, optimizers, saving
+from . import _contract, activations, layers, losses, optimizers, saving, streams
 from . import metrics as fnn_metrics
 from .callbacks import History
 from .progress import Progress
 from .layers import Dense, Dropout, Input
 from .network import PREDICT_ROWS, Network
-from .trainer import Data, Trainer, evaluator
+from .trainer import Data, Epochs, Trainer, evaluator
 from .validation import as_features, as_weights, check_dtype, check_positive_int, check_real
 
 # fit returns to Python about this often (seconds) when nothing needs it after every epoch.
@@ -367,11 +367,17 @@ class Sequential:
         return Data.for_model(self, X, y, x_name, y_name, sample_weight=sample_weight, class_weight=class_weight)
 
     def fit(self, X, y=None, epochs: int = 1, batch_size: Optional[int] = 32, shuffle: bool = True,
-            validation_data=None, verbose: int = 1, callbacks=None, *, validation_split: float = 0.0,
-            sample_weight=None, class_weight: Optional[dict] = None, initial_epoch: int = 0) -> History:
+            validation_data=None, verbose: Union[int, str] = 1, callbacks=None, *, validation_split: float = 0.0,
+            sample_weight=None, class_weight: Optional[dict] = None, initial_epoch: int = 0,
+            steps_per_epoch: Optional[int] = None) -> History:
         """Train for `epochs` passes over X: (n_samples, n_in), y: (n_samples, n_out) (or (n_samples,)
         labels for sparse_categorical_crossentropy; (n_samples,) for a one-output model). X may
         instead be a fastnn.trainer.Data made for this kind of model, with y None.
+
+        Data bigger than memory (fastnn.streams): X a memory-mapped array (np.memmap), read a chunk
+        of about 64 MB at a time, shuffled in chunk order and within each chunk; or X an iterator
+        or generator of (X, y) / (X, y, sample_weight) chunks, y None, steps_per_epoch chunks an
+        epoch (default: all it gives; validation_split is not possible, validation_data is).
 
         batch_size=None trains full-batch. validation_split: the last fraction of the rows (before
         shuffling) are held out and evaluated after each epoch, as Keras does; validation_data
@@ -397,21 +403,125 @@ class Sequential:
         validation_split = check_real("validation_split", validation_split, low=0.0, high=1.0, high_open=True)
         if validation_split and validation_data is not None:
             raise ValueError("give validation_data or validation_split, not both")
+        verbose = _check_verbose(verbose)
+        if batch_size is not None:
+            batch_size = check_positive_int("batch_size", batch_size)
+        if streams.is_stream(X):
+            return self._fit_stream(X, y, range(initial_epoch, epochs), batch_size, shuffle, validation_data,
+                                    validation_split, verbose, callbacks, sample_weight, class_weight, steps_per_epoch)
+        if steps_per_epoch is not None:
+            raise ValueError("steps_per_epoch is for a generator of (X, y) chunks; with arrays an epoch is all rows")
         data = self._data(X, y, "fit", sample_weight=sample_weight, class_weight=class_weight)
         validation = None
         if validation_split:
             data, validation = data.split(validation_split)
-        batch = data.n if batch_size is None else min(check_positive_int("batch_size", batch_size), data.n)
+        batch = data.n if batch_size is None else min(batch_size, data.n)
         if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
-                raise ValueError("validation_data must be a tuple (X_val, y_val) or (X_val, y_val, sample_weight_val)")
-            validation = Data.for_model(self, *validation_data[:2], x_name="validation_data[0]",
-                                        y_name="validation_data[1]",
-                                        sample_weight=validation_data[2] if len(validation_data) == 3 else None)
+            validation = self._validation_data(validation_data)
         callbacks = _callback_list(callbacks)
         with self.network.fitting("fit"):
             return self._fit(data, range(initial_epoch, epochs), batch, shuffle and batch < data.n, validation,
                              verbose, callbacks)
+
+    def _validation_data(self, validation_data) -> Data:
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+            raise ValueError("validation_data must be a tuple (X_val, y_val) or (X_val, y_val, sample_weight_val)")
+        return Data.for_model(self, *validation_data[:2], x_name="validation_data[0]", y_name="validation_data[1]",
+                              sample_weight=validation_data[2] if len(validation_data) == 3 else None)
+
+    def _fit_stream(self, X, y, epochs: range, batch_size, shuffle, validation_data, validation_split, verbose,
+                    callbacks, sample_weight, class_weight, steps_per_epoch) -> History:
+        """fit over a memory-mapped X or a generator of chunks: an epoch is one pass over the
+        source's chunks, each checked, converted and trained on by one kernel call."""
+        if isinstance(X, np.ndarray):
+            if steps_per_epoch is not None:
+                raise ValueError("steps_per_epoch is for a generator of (X, y) chunks; with arrays an epoch is all rows")
+            source = streams.MemmapSource(X, y, sample_weight, batch_size)
+            self._build_for(X, "fit")
+        else:
+            if y is not None or sample_weight is not None:
+                raise ValueError("fit: with a generator of chunks, y and sample_weight come in the chunks "
+                                 "(X, y[, sample_weight]); y and sample_weight must be None")
+            if validation_split:
+                raise ValueError("validation_split cuts arrays; with a generator of chunks, give validation_data")
+            source = streams.IterableSource(X, steps_per_epoch)
+            self._build_for(source.first()[0], "fit")
+        validation = None
+        if validation_split:
+            source, validation = source.split(validation_split)
+        elif validation_data is not None:
+            validation = self._validation_data(validation_data)
+        callbacks = _callback_list(callbacks)
+        with self.network.fitting("fit"):
+            history = History()
+            self.history = history
+            progress = Progress(epochs, verbose)
+            self.stop_training = False
+            for cb in callbacks:
+                if hasattr(cb, "set_model"):
+                    cb.set_model(self)
+            _hook(callbacks, "on_train_begin", {})
+            try:
+                for epoch in epochs:
+                    if self.stop_training:
+                        break
+                    _hook(callbacks, "on_epoch_begin", epoch, {})
+                    started = time.perf_counter()
+                    logs = self._train_chunks(source.epoch(self._rng if shuffle else None), batch_size, shuffle,
+                                              class_weight, epoch, history)
+                    if validation is not None:
+                        chunks = [validation] if isinstance(validation, Data) else (
+                            Data.for_model(self, *chunk[:2], sample_weight=chunk[2]) for chunk in validation.epoch())
+                        logs.update({"val_" + key: value for key, value in self._evaluate_chunks(chunks).items()})
+                    history.append(epoch, logs)
+                    self.epochs_trained = epoch + 1
+                    progress.epoch_end(epoch, logs, time.perf_counter() - started)
+                    progress.update(epoch + 1, logs)
+                    for cb in callbacks:
+                        if hasattr(cb, "on_epoch_end"):
+                            cb.on_epoch_end(epoch, logs)
+                        elif callable(cb) and not _HOOKS.intersection(dir(cb)):
+                            cb(epoch, logs)
+            finally:
+                progress.close()
+            _hook(callbacks, "on_train_end", {})
+        return history
+
+    def _train_chunks(self, chunks, batch_size, shuffle, class_weight, epoch: int, history: History) -> dict:
+        """One epoch over `chunks` ((X, y, sample_weight) arrays): its logs, summed over the chunks
+        as one pass over all their rows would sum them."""
+        loss, correct, sums, rows = 0.0, 0, np.zeros(len(self._metric_codes)), 0
+        for X, y, weights in chunks:
+            data = Data.for_model(self, X, y, sample_weight=weights, class_weight=class_weight)
+            batch = data.n if batch_size is None else min(batch_size, data.n)
+            order = self._rng.permutation(data.n)[None] if shuffle and batch < data.n else None
+            result = self._trainer(data, batch).epochs(1, order, self.optimizer.iterations)
+            self.optimizer.iterations = result.step
+            if result.stopped:
+                raise KeyboardInterrupt
+            if result.finished < 1:
+                raise TrainingDivergedError(f"training diverged at epoch {epoch}: the loss of a chunk of {data.n} rows "
+                                            f"is {result.loss[0]}; the model keeps the weights from before that chunk "
+                                            f"(try a smaller learning rate)", history)
+            loss += float(result.loss[0]) * data.n
+            correct += int(result.correct[0])
+            sums += result.metrics[0]
+            rows += data.n
+        epoch_sums = Epochs(1, 0, np.array([loss / rows]), np.array([correct]), sums[None], False)
+        return {key: values[0].item() for key, values in self._logs(epoch_sums, rows).items()}
+
+    def _evaluate_chunks(self, chunks) -> dict:
+        """The loss and metrics over every row of `chunks` (Data), evaluated a chunk at a time."""
+        loss, correct, sums, rows = 0.0, 0, np.zeros(len(self._metric_codes)), 0
+        for data in chunks:
+            result = self._evaluator(data, None).one_pass()
+            loss += float(result.loss[0]) * data.n
+            correct += int(result.correct[0])
+            sums += result.metrics[0]
+            rows += data.n
+        _require_finite(math.isfinite(loss), "evaluate", "loss")
+        totals = Epochs(1, 0, np.array([loss / rows]), np.array([correct]), sums[None], False)
+        return {key: values[0].item() for key, values in self._logs(totals, rows).items()}
 
     def _fit(self, data: Data, epochs: range, batch, shuffle, validation, verbose, callbacks) -> History:
         """Runs of epochs go to the training step in one kernel call each. With callbacks or
@@ -554,7 +664,8 @@ class Sequential:
 
     def _evaluator(self, data: Data, batch_size: Optional[int]) -> Trainer:
         rows = min(PREDICT_ROWS if batch_size is None else check_positive_int("batch_size", batch_size), data.n)
-        return evaluator(self.network, self.loss_code, data, rows, metrics=self._metric_codes, top_k=self._top_k)
+        return evaluator(self.network, self.loss_code, data, rows, metrics=self._metric_codes, top_k=self._top_k,
+                         penalties=self._penalties())
 
     def _evaluate(self, step: Trainer, n: int) -> dict:
         """{"loss", the reported metrics} of the evaluating pass `step` over n rows."""
@@ -615,6 +726,15 @@ class Sequential:
         self.set_weights([arrays[f"{'Wb'[i % 2]}{i // 2}"] for i in range(2 * len(self._layers))])
 
 _HOOKS = {"on_train_begin", "on_epoch_begin", "on_epoch_end", "on_train_end"}
+
+
+def _check_verbose(verbose) -> int:
+    """0, 1 or 2; Keras' "auto" is 1."""
+    if verbose == "auto":
+        return 1
+    if isinstance(verbose, bool) or verbose not in (0, 1, 2):
+        raise ValueError(f"verbose must be 0, 1, 2 or 'auto', got {verbose!r}")
+    return int(verbose)
 
 
 def _hook(callbacks: list, name: str, *args) -> None:

@@ -167,8 +167,10 @@ def gradient(network: Network, loss: int, data: Data, l2: float = 0.0, loss_scal
 
 
 def evaluator(network: Network, loss: int, data: Data, rows: int, metrics: Optional[np.ndarray] = None,
-              top_k: int = 5) -> Trainer:
+              top_k: int = 5, penalties: Optional[np.ndarray] = None) -> Trainer:
     """The pass that evaluates `data` in batches of `rows` (`loss_and_count()`, `one_pass()`): the
     training step, without dropout, on a gradient buffer of its own, so that it may run while the
-    network is being fitted."""
-    return Trainer(network, loss, data, batch=rows, grads=np.empty_like(network.grads), metrics=metrics, top_k=top_k)
+    network is being fitted. With penalties, the loss includes the kernel regularizers' (as
+    Keras' evaluate and val_loss do)."""
+    return Trainer(network, loss, data, batch=rows, grads=np.empty_like(network.grads), metrics=metrics, top_k=top_k,
+                   penalties=penalties)

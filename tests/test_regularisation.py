@@ -6,6 +6,8 @@ epoch-by-epoch and resumed ones; dropout's semantics (masks from the contract's 
 none in predict and evaluate); gradcheck through dropout and penalties; the compiled metrics; and
 which of the compiled step's paths (lanes or layers) a tiny network takes."""
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -81,6 +83,8 @@ def make_update(settings, dtype, n=N_PARAMS, **extra):
     return C.Update(**settings, **extra, **state)
 
 
+# Keras' schedules at `it` = optimizer.iterations (the steps taken before this one), written from its source.
+
 def keras_exponential(it, initial, decay_steps, rate, staircase=False):
     p = it / decay_steps
     return initial * rate ** (math.floor(p) if staircase else p)
@@ -105,30 +109,35 @@ def keras_cosine(it, initial, decay_steps, alpha=0.0, warmup_target=None, warmup
 
 
 def schedule_update(code, args):
+    """An Update whose rate is schedule `code` with numbers `args` (fastnn._contract.SCHEDULES)."""
     return C.Update(optimizer=C.SGD, lr=0.0, schedule=code, schedule_args=np.array(args, np.float64))
 
 
 # ----------------------------------------------------------------------------- models and data
 
 def binary_data(n=48, n_in=4, seed=0):
+    """X (n, n_in) standard normal and 0/1 targets of a non-linear rule."""
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(n, n_in))
     return X, (X[:, 0] * X[:, 1] + 0.5 * X[:, -1] > 0).astype(float)
 
 
 def dropout_model(seed=3, optimizer=None):
+    """4 -> Dropout(0.25) -> 16 tanh -> Dropout(0.5) -> 8 tanh -> 1 sigmoid, binary cross-entropy."""
     return compiled_model([fnn.Input(shape=(4,)), fnn.Dropout(0.25), fnn.Dense(16, "tanh"), fnn.Dropout(0.5),
                            fnn.Dense(8, "tanh"), fnn.Dense(1, "sigmoid")], seed,
                           optimizer or fnn.SGD(learning_rate=0.2, momentum=0.5))
 
 
 def compiled_model(layers, seed, optimizer, loss="binary_crossentropy", metrics=None):
+    """A float64 Sequential of `layers`, compiled."""
     model = fnn.Sequential(layers, seed=seed, dtype="float64")
     model.compile(loss, optimizer, metrics=metrics)
     return model
 
 
 def plain_model(seed, optimizer, regularizer=None):
+    """4 -> 16 tanh (kernel_regularizer) -> 8 tanh -> 1 sigmoid, binary cross-entropy: no dropout."""
     return compiled_model([fnn.Input(shape=(4,)), fnn.Dense(16, "tanh", kernel_regularizer=regularizer),
                            fnn.Dense(8, "tanh"), fnn.Dense(1, "sigmoid")], seed, optimizer)
 
@@ -148,6 +157,7 @@ TWIN_CASES = {
 
 
 def fit_case(make, epochs=5, **options):
+    """(model, History) of make()'s fit on binary_data in shuffled batches of 8."""
     X, y = binary_data()
     model = make()
     history = model.fit(X, y, epochs=epochs, batch_size=8, verbose=0, **options)
@@ -167,6 +177,7 @@ def assert_same_fit(a, history_a, b, history_b):
 
 
 def lanes_expected(backend, simd):
+    """Whether a lanes-eligible run takes the lanes here: the compiled backend, SIMD on and on this CPU."""
     return bool(simd and getattr(backend, "_simd_available", lambda: False)())
 
 
@@ -210,6 +221,7 @@ def test_optimizer_step_follows_the_contract_over_several_steps(backend, simd, d
     settings = OPTIMIZERS[name]
     rng = np.random.default_rng(1)
     params = rng.normal(size=N_PARAMS).astype(dtype)
+    initial = params.copy()
     decay = (settings["lr"], 2.0, 0.5, 0.0)
     if scheduled:
         update = make_update({**settings, "lr": 0.0}, dtype, schedule=C.EXPONENTIAL, schedule_args=np.array(decay))
@@ -226,7 +238,7 @@ def test_optimizer_step_follows_the_contract_over_several_steps(backend, simd, d
         for array in state:
             assert_close(getattr(update, array), reference.state[array], dtype,
                          scale=np.abs(reference.state[array]).max())
-    assert np.abs(expected - np.random.default_rng(1).normal(size=N_PARAMS)).max() > 0.01  # they did move
+    assert np.abs(params - initial).max() > 0.01  # the steps were not vanishingly small
 
 
 def test_optimizer_step_without_momentum_leaves_rmsprop_velocity_alone(backend, simd):
@@ -260,7 +272,7 @@ def clipping_gradient(dtype):
     return g.astype(dtype)
 
 
-CLIPS = {  # kind -> (limit above which nothing changes, limit below which it clips)
+CLIPS = {  # kind -> (a limit the gradient is within, a limit it exceeds)
     "clipvalue": (100.0, 0.3),
     "clipnorm": (100.0, 1.0),
     "global_clipnorm": (100.0, 1.0),
@@ -357,6 +369,48 @@ def test_scheduled_lr_cosine_decay(backend, simd, warmup, assert_close):
 def test_scheduled_lr_refuses_step_zero(backend, simd):
     with pytest.raises(ValueError, match="step must be >= 1"):
         backend.scheduled_lr(schedule_update(C.PIECEWISE, [1.0, 0.1, 0.2]), 0)
+
+
+BAD_SCHEDULE_ARGS = {  # (schedule code, schedule_args): what train_epochs' checks refuse (contract._check_update)
+    "no numbers": (C.EXPONENTIAL, None),
+    "too few numbers": (C.COSINE, [0.1]),
+    "unknown code": (7, [0.1, 10.0, 0.0, 0.1, 0.0]),  # as many numbers as COSINE takes
+}
+
+ISOLATED_CALLS = """
+import importlib, numpy as np
+from fastnn import _contract as C
+kernels = importlib.import_module({module!r})
+args = None if {args!r} is None else np.array({args!r})
+for call in ("scheduled_lr", "optimizer_step"):
+    update = C.Update(optimizer=C.SGD, lr=0.0, schedule={code!r}, schedule_args=args)
+    params = np.zeros(5)
+    try:
+        if call == "scheduled_lr":
+            result = kernels.scheduled_lr(update, 3)
+        else:
+            kernels.optimizer_step(update, params, np.ones(5), 3, np.array([2, 1, 1]))
+            result = params.tolist()
+        print(call, "returned", result, flush=True)
+    except Exception as exc:
+        print(call, "raised", type(exc).__name__, exc, flush=True)
+"""
+
+
+@pytest.mark.parametrize("case", BAD_SCHEDULE_ARGS)
+def test_kernels_refuse_schedule_args_that_do_not_fit(backend, case):
+    """scheduled_lr and optimizer_step read Update.schedule_args as the schedule's numbers: numbers
+    that do not fit the schedule (none, too few, an unknown schedule) are refused with the contract's
+    ValueError, as train_epochs refuses them, not read past the array's end. Run in a fresh
+    interpreter, where a crash fails this test instead of ending the test run."""
+    code, args = BAD_SCHEDULE_ARGS[case]
+    source = ISOLATED_CALLS.format(module=backend.__name__, code=code, args=args)
+    done = subprocess.run([sys.executable, "-c", source], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, f"the interpreter died (return code {done.returncode}): {done.stdout}{done.stderr}"
+    lines = done.stdout.splitlines()
+    assert len(lines) == 2, done.stdout + done.stderr
+    for line in lines:
+        assert " raised ValueError " in line and "schedule" in line.split(" raised ", 1)[1], line
 
 
 # ----------------------------------------------------------------------------- 1. the public schedules
@@ -468,33 +522,29 @@ def test_rerun_with_the_same_seed_is_bit_identical(backend, simd, case):
     assert_same_fit(first, first_history, second, second_history)
 
 
-def test_twin_cases_do_regularise(backend, simd):
-    """The twin fits are not vacuous: dropout, the schedule, each clipping and the penalty change the fit."""
+# The twin fits without their schedule, clipping or penalty (dropout's effect: test_twins_draw_the_same_masks).
+BARE_CASES = {
+    "scheduled": lambda: plain_model(5, fnn.AdamW(learning_rate=0.02, weight_decay=0.05)),
+    "clipvalue": lambda: plain_model(6, fnn.SGD(learning_rate=0.5, momentum=0.5)),
+    "clipnorm": lambda: plain_model(6, fnn.SGD(learning_rate=0.5, momentum=0.5, nesterov=True)),
+    "global_clipnorm": lambda: plain_model(6, fnn.Adam(learning_rate=0.05)),
+    "l1_l2": lambda: plain_model(8, fnn.SGD(learning_rate=0.3)),
+}
+
+
+@pytest.mark.parametrize("case", BARE_CASES)
+def test_twin_fits_are_not_vacuous(backend, simd, case):
+    """The schedule, each clipping and the penalty of the twin fits change them: without it the same
+    fit (same seed, same shuffles) ends on other weights."""
     def weights(make):
         return np.concatenate([w.ravel() for w in fit_case(make, epochs=2)[0].get_weights()])
-    unclipped = {"clipvalue": lambda: plain_model(6, fnn.SGD(learning_rate=0.5, momentum=0.5)),
-                 "clipnorm": lambda: plain_model(6, fnn.SGD(learning_rate=0.5, momentum=0.5, nesterov=True)),
-                 "global_clipnorm": lambda: plain_model(6, fnn.Adam(learning_rate=0.05)),
-                 "scheduled": lambda: plain_model(5, fnn.AdamW(learning_rate=0.02, weight_decay=0.05)),
-                 "l1_l2": lambda: plain_model(8, fnn.SGD(learning_rate=0.3)),
-                 "dropout": lambda: dropout_model(optimizer=fnn.SGD(learning_rate=0.2, momentum=0.5))}
-    no_dropout = plain_model(3, fnn.SGD(learning_rate=0.2, momentum=0.5))
-    assert len(no_dropout.get_weights()) == len(dropout_model().get_weights())
-    for case, make in unclipped.items():
-        if case == "dropout":
-            model = dropout_model()
-            model.set_weights(no_dropout.get_weights())
-            X, y = binary_data()
-            model.fit(X, y, epochs=2, batch_size=8, verbose=0)
-            no_dropout.fit(X, y, epochs=2, batch_size=8, verbose=0)
-            assert not np.array_equal(model.get_weights()[0], no_dropout.get_weights()[0]), case
-        else:
-            assert not np.array_equal(weights(make), weights(TWIN_CASES[case])), case
+    assert np.abs(weights(BARE_CASES[case]) - weights(TWIN_CASES[case])).max() > 1e-4
 
 
 # ----------------------------------------------------------------------------- 3. chunked runs and resumed fits
 
 def chunked_model():
+    """The dropout network with an exponentially decaying rate and clipnorm."""
     return dropout_model(seed=11, optimizer=fnn.SGD(learning_rate=ExponentialDecay(0.3, 4, 0.7), momentum=0.5,
                                                      clipnorm=0.05))
 
@@ -826,7 +876,7 @@ def test_classification_metrics_equal_numpy(backend, simd, name, assert_close):
 def test_one_k_per_model():
     """Top-k accuracies with two different k in one model are refused; the same k twice is fine."""
     model = fnn.Sequential([fnn.Dense(4, 6, "softmax")])
-    with pytest.raises(ValueError, match="k"):
+    with pytest.raises(ValueError, match="one k"):
         model.compile("sparse_categorical_crossentropy", metrics=[
             "accuracy", "sparse_top_k_categorical_accuracy",
             fnn.metrics.SparseTopKCategoricalAccuracy(k=2, name="top2")])
@@ -867,9 +917,12 @@ def test_which_path_a_tiny_network_trains_on(backend, simd, variant):
     assert fit_path(tiny_model(variant), X, y) == ("lanes" if lanes else "layers")
 
 
-def test_lanes_apply_the_schedule_and_clipping(both_backends, compiled_simd, assert_close):
-    """A tiny network with a warm-up cosine schedule, global clipping and a kernel penalty trains on
-    the lanes (SIMD on) and agrees with the NumPy twin to rounding; without those extras it ends elsewhere."""
+@pytest.mark.parametrize("clip", [dict(clipvalue=0.02), dict(clipnorm=0.05), dict(global_clipnorm=0.1)],
+                         ids=["clipvalue", "clipnorm", "global_clipnorm"])
+def test_lanes_apply_the_schedule_and_clipping(both_backends, compiled_simd, clip, assert_close):
+    """A tiny network with a warm-up cosine schedule, clipping (clipnorm: each W and b of the lanes'
+    gradient) and a kernel penalty trains on the lanes (SIMD on) and agrees with the NumPy twin to
+    rounding; without those extras it ends elsewhere."""
     X, y = binary_data(n=40, n_in=2, seed=4)
 
     def make(extras=True):
@@ -877,7 +930,7 @@ def test_lanes_apply_the_schedule_and_clipping(both_backends, compiled_simd, ass
         return compiled_model([fnn.Dense(2, 4, "tanh", kernel_regularizer="l2" if extras else None),
                                fnn.Dense(4, 1, "sigmoid")], 9,
                               fnn.SGD(learning_rate=schedule if extras else 0.3, momentum=0.5,
-                                      global_clipnorm=0.2 if extras else None))
+                                      **(clip if extras else {})))
 
     results = {}
     for name in ("cython", "python"):

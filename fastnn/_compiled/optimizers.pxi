@@ -147,7 +147,8 @@ cdef void _update(const UpdateArgs* u, floating* P, floating* G, floating* veloc
     elif u.optimizer == MOMENTUM or u.optimizer == NESTEROV:
         _momentum_step(P, G, velocity, size, <floating>lr, <floating>u.momentum, u.optimizer == NESTEROV)
     elif u.optimizer == RMSPROP:
-        _rmsprop_step(P, G, v, velocity, size, <floating>lr, <floating>u.rho, <floating>u.eps, <floating>u.momentum)
+        _rmsprop_step(P, G, v, velocity if u.momentum > 0 else NULL, size, <floating>lr, <floating>u.rho,
+                      <floating>u.eps, <floating>u.momentum)
     else:
         if u.optimizer == ADAMW:
             _decay(P, size, <floating>(lr * u.weight_decay))
@@ -210,6 +211,9 @@ cdef void* _data_or_null(a):
 
 def scheduled_lr(update, long long step):
     """The learning rate of update (a fastnn._contract.Update) at step `step` (1 for the first)."""
+    if not isinstance(update, _contract.Update):
+        raise TypeError(f"update must be a fastnn._contract.Update, got {type(update).__name__}")
+    _contract.check_schedule(update)
     if step < 1:
         raise _contract.step_error(step)
     cdef _UpdateState state = _update_state(update, [1, 1])
@@ -221,15 +225,12 @@ def optimizer_step(update, floating[::1] params not None, floating[::1] grads no
     learning rate, the clipping of grads (in place), then the optimizer's formula over params and
     the state. params, grads: (n_params,), the flat buffers of the network with layer widths sizes
     ((L+1,) int64; clipnorm clips each layer's W and b gradient separately)."""
+    if not isinstance(update, _contract.Update):
+        raise TypeError(f"update must be a fastnn._contract.Update, got {type(update).__name__}")
     sizes = [int(s) for s in sizes]
     _contract.same_shape("params", params, (_contract.layout(sizes)[1],))
     _contract.same_shape("grads", grads, (params.shape[0],))
-    state_names = _contract.STATE[update.optimizer] + (
-        ("velocity",) if update.optimizer == RMSPROP and update.momentum > 0 else ())
-    for name in state_names:
-        _contract.same_shape(f"update.{name}", getattr(update, name), (params.shape[0],))
-        if getattr(update, name).dtype != np.asarray(params).dtype:
-            raise ValueError(f"update.{name} must have the dtype of params")
+    _contract.check_update(update, np.asarray(params).dtype, params.shape[0], step - 1)
     if step < 1:
         raise _contract.step_error(step)
     cdef _UpdateState state = _update_state(update, sizes)

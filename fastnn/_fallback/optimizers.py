@@ -12,6 +12,9 @@ from .. import _contract as C
 
 def scheduled_lr(update, step):
     """The learning rate of update (a fastnn._contract.Update) at step `step` (1 for the first)."""
+    if not isinstance(update, C.Update):
+        raise TypeError(f"update must be a fastnn._contract.Update, got {type(update).__name__}")
+    C.check_schedule(update)
     if step < 1:
         raise C.step_error(step)
     a = update.schedule_args
@@ -72,11 +75,13 @@ def optimizer_step(update, params, grads, step, sizes):
     its learning rate, the clipping of grads (in place), then the optimizer's formula over params
     and the state. params, grads: (n_params,), the flat buffers of the network with layer widths
     sizes ((L+1,) int64; clipnorm clips each layer's W and b gradient separately)."""
+    if not isinstance(update, C.Update):
+        raise TypeError(f"update must be a fastnn._contract.Update, got {type(update).__name__}")
     C.same_shape("params", params, (C.layout(sizes)[1],))
     C.same_shape("grads", grads, params.shape)
-    for name in C.STATE[update.optimizer] + (("velocity",) if update.optimizer == C.RMSPROP and update.momentum > 0
-                                             else ()):
-        C.same_shape(f"update.{name}", getattr(update, name), params.shape)
+    C.check_update(update, params.dtype, params.shape[0], step - 1)
+    if step < 1:
+        raise C.step_error(step)
     apply_update(update, params, grads, step, segments(sizes))
 
 
