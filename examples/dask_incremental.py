@@ -6,7 +6,7 @@
 dask_ml.wrappers.Incremental(estimator).fit(X, y) calls estimator.partial_fit(block_X, block_y) once
 for every chunk of rows of X, one after the other, on whichever worker holds that chunk: the data
 never has to fit in one process's memory. fastnn's MLPClassifier.partial_fit is one epoch over the
-rows it is given, as scikit-learn's is. Needs `pip install "fastnn[dask]" dask-ml`.
+rows it is given, as scikit-learn's is. Needs `pip install "fastnn[dask]"` (dask, distributed, dask-ml).
 
 The script then trains a second copy by calling partial_fit itself on the same chunks in the same
 order, and checks that both end with the same weights: Incremental adds no training of its own.
@@ -49,7 +49,7 @@ def main(argv=None) -> int:
         from sklearn.base import clone
     except ImportError as exc:
         print(f"error: this example needs dask, distributed, scikit-learn and dask-ml ({exc}); "
-              'install them with: pip install "fastnn[dask]" dask-ml', file=sys.stderr)
+              'install them with: pip install "fastnn[dask]"', file=sys.stderr)
         return 2
     from fastnn.sklearn import MLPClassifier
 
@@ -75,6 +75,7 @@ def main(argv=None) -> int:
         accuracy = model.score(X_test, y_test)  # predicts chunk by chunk on the workers
         fitted = model.estimator_  # the trained MLPClassifier (a clone of `estimator`)
 
+        # Each partial_fit call is one epoch: one entry in loss_curve_, its rows added to t_.
         print(f"cluster: 2 workers, 1 thread each ({'threads' if args.threads else 'processes'})")
         print(f"data: {N_ROWS} x {N_FEATURES} float32 in {n_chunks} chunks of {CHUNK_ROWS} rows")
         print(f"Incremental.fit: {len(fitted.loss_curve_)} partial_fit calls, {fitted.t_} rows, {seconds:.2f} s")

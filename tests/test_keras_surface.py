@@ -276,3 +276,74 @@ def test_bad_metrics(loss, names, match):
     model = fnn.Sequential([fnn.Dense(2, 2 if loss.startswith("sparse") else 1, out)])
     with pytest.raises((ValueError, TypeError), match=match):
         model.compile(loss, metrics=names)
+
+
+# ---------------------------------------------------------------- learning-rate callbacks
+
+def test_learning_rate_scheduler_sets_each_epochs_rate(backend):
+    X, y = moons()
+    model = explicit_model(optimizer=fnn.SGD(learning_rate=0.1))
+    seen = []
+    model.fit(X, y, epochs=4, batch_size=8, verbose=0, callbacks=[
+        fnn.callbacks.LearningRateScheduler(lambda epoch, lr: 0.1 / (epoch + 1)),
+        lambda epoch, logs: seen.append(model.optimizer.learning_rate)])
+    assert seen == [0.1, 0.05, 0.1 / 3, 0.025]
+    model.fit(X, y, epochs=1, verbose=0, callbacks=[fnn.callbacks.LearningRateScheduler(lambda epoch: 0.2)])
+    assert model.optimizer.learning_rate == 0.2  # Keras' older one-argument form
+
+
+@pytest.mark.parametrize("rate", [float("nan"), -0.1, 0.0, "fast"])
+def test_a_schedule_that_returns_no_learning_rate_stops_fit(backend, rate):
+    X, y = moons()
+    model = explicit_model()
+    model.build(2)
+    before = model.get_weights()
+    with pytest.raises(ValueError, match=r"LearningRateScheduler: schedule at epoch 0 returned"):
+        model.fit(X, y, epochs=3, verbose=0, callbacks=[fnn.callbacks.LearningRateScheduler(lambda e, lr: rate)])
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_reduce_lr_on_plateau(backend):
+    """A monitored value that stops improving: the rate is cut by factor after patience epochs
+    without improvement, counted as Keras counts them around a cooldown, and never below min_lr;
+    a scheduled learning rate cannot be cut (TypeError, as in Keras)."""
+    X, y = moons()
+    model = explicit_model(optimizer=fnn.SGD(learning_rate=0.1))
+    values = iter([1.0, 0.5, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6])
+    rates = []
+
+    def fake_monitor(epoch, logs):  # runs before the plateau callback: it sees this value
+        logs["val_loss"] = next(values)
+
+    plateau = fnn.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2, cooldown=1, min_lr=0.02)
+    model.fit(X, y, epochs=9, batch_size=8, verbose=0, callbacks=[
+        fake_monitor, plateau, lambda epoch, logs: rates.append(model.optimizer.learning_rate)])
+    # Keras' counting: the cooldown epoch resets the wait, then counts (epoch 4); min_lr caps epoch 7's cut
+    assert rates == [0.1, 0.1, 0.1, 0.05, 0.05, 0.025, 0.025, 0.02, 0.02]
+    scheduled = explicit_model(optimizer=fnn.SGD(learning_rate=fnn.schedules.ExponentialDecay(0.1, 10, 0.5)))
+    with pytest.raises(TypeError, match="cannot be set to a number"):
+        scheduled.fit(X, y, epochs=3, verbose=0, callbacks=[
+            lambda e, logs: logs.update(val_loss=1.0),
+            fnn.callbacks.ReduceLROnPlateau(monitor="val_loss", patience=0)])
+
+
+def test_the_keras_example_runs_and_resumes_where_its_checkpoint_left_off(tmp_path):
+    """examples/keras_tabular.py: a Keras script but for its imports. Its last part loads the best
+    checkpoint and trains on: those epochs repeat the first fit's, metric for metric."""
+    import pathlib
+    import re
+    import subprocess
+    import sys
+    script = pathlib.Path(__file__).resolve().parent.parent / "examples" / "keras_tabular.py"
+    out = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True, text=True, cwd=tmp_path,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    lines = {}
+    for line in out.stderr.splitlines():
+        match = re.match(r"Epoch (\d+)/(\d+) - [0-9.]+s - (.*)", line)
+        if match:
+            lines.setdefault(int(match[1]), []).append(match[3])
+    resumed = [epoch for epoch, seen in lines.items() if len(seen) == 2]
+    assert len(resumed) == 3 and all(lines[e][0] == lines[e][1] for e in resumed), lines
+    assert "best checkpoint, test:" in out.stdout and (tmp_path / "best.keras").exists()
