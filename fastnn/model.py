@@ -364,6 +364,9 @@ class Sequential:
                 raise ValueError(f"{what}: the Data in X was made for another kind of model (dtype, "
                                  f"widths or loss)")
             return X
+        if y is None:
+            raise ValueError(f"{what}: {y_name} is None: give the targets (or X as a fastnn.trainer.Data, or a "
+                             f"generator of (X, y) chunks to fit)")
         return Data.for_model(self, X, y, x_name, y_name, sample_weight=sample_weight, class_weight=class_weight)
 
     def fit(self, X, y=None, epochs: int = 1, batch_size: Optional[int] = 32, shuffle: bool = True,
@@ -436,6 +439,8 @@ class Sequential:
         if isinstance(X, np.ndarray):
             if steps_per_epoch is not None:
                 raise ValueError("steps_per_epoch is for a generator of (X, y) chunks; with arrays an epoch is all rows")
+            if y is None:
+                raise ValueError("fit: y is None: give the targets of the memory-mapped X")
             source = streams.MemmapSource(X, y, sample_weight, batch_size)
             self._build_for(X, "fit")
         else:

@@ -135,7 +135,7 @@ class IterableSource:
             raise ValueError(f"the generator of (X, y) chunks ran out in epoch {self.epochs} after {count} chunks"
                              + ("" if self.steps is None else f" of steps_per_epoch={self.steps}")
                              + ": give an endless generator with steps_per_epoch, or an object whose __iter__ "
-                               "starts the data again (a list of chunks, say)")
+                               "starts the data again (a class with def __iter__(self): yield from ...)")
         self.epochs += 1
 
 

@@ -347,3 +347,9 @@ def test_the_keras_example_runs_and_resumes_where_its_checkpoint_left_off(tmp_pa
     resumed = [epoch for epoch, seen in lines.items() if len(seen) == 2]
     assert len(resumed) == 3 and all(lines[e][0] == lines[e][1] for e in resumed), lines
     assert "best checkpoint, test:" in out.stdout and (tmp_path / "best.keras").exists()
+
+
+def test_fit_without_targets_says_so(backend):
+    X, _ = moons()
+    with pytest.raises(ValueError, match="fit: y is None: give the targets"):
+        keras_model().fit(X, verbose=0)
