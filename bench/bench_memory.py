@@ -12,33 +12,19 @@ import pytest
 import fastnn as fnn
 
 SCRIPT = r"""
-import json, sys, threading, time
+import json, sys
 sys.path.insert(0, sys.argv[1])
 import numpy as np
 from bench_mlp import fastnn_model
-from common import case_data
-
-def rss():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * 4096
+from common import case_data, peak_rss, rss
 
 X, y, sizes, batch = case_data(sys.argv[2], sys.argv[3] == "quick")
 model = fastnn_model(sizes)
 model.fit(X[:batch], y[:batch], epochs=1, batch_size=batch, verbose=0)  # first-call allocations
 before = rss()
-highest, done = [before], threading.Event()
-
-def sample():  # the kernels release the GIL, so this thread sees RSS during the fit
-    while not done.is_set():
-        highest[0] = max(highest[0], rss())
-        time.sleep(0.0005)
-
-sampler = threading.Thread(target=sample)
-sampler.start()
 after_epoch = []
-model.fit(X, y, epochs=4, batch_size=batch, verbose=0, callbacks=[lambda e, logs: after_epoch.append(rss())])
-done.set()
-sampler.join()
+with peak_rss() as highest:
+    model.fit(X, y, epochs=4, batch_size=batch, verbose=0, callbacks=[lambda e, logs: after_epoch.append(rss())])
 workspace = 4 * batch * (2 * sum(sizes[1:]) + sizes[0] + sizes[-1])
 print(json.dumps(dict(data=X.nbytes + y.nbytes, params=4 * model.count_params(), workspace=workspace,
                       peak_above_start=max(highest[0], *after_epoch) - before, epochs=after_epoch)))
@@ -68,35 +54,22 @@ def test_fit_memory(benchmark, quick):
 
 
 MEMMAP_SCRIPT = r"""
-import json, os, sys, threading, time
+import json, sys, time
+sys.path.insert(0, sys.argv[1])
 import numpy as np
 import fastnn as fnn
 from fastnn import streams
+from common import peak_rss, rss
 
-def rss():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * 4096
-
-path, n_features = sys.argv[1], int(sys.argv[2])
-X = np.load(path, mmap_mode="r")  # (n, n_features) float32 on disk
+X = np.load(sys.argv[2], mmap_mode="r")  # (n, n_features) float32 on disk
+labels = np.load(sys.argv[2][:-4] + "-y.npy", mmap_mode="r")
 model = fnn.Sequential([fnn.Dense(32, activation="relu"), fnn.Dense(1, activation="sigmoid")], seed=0)
 model.compile("binary_crossentropy", fnn.Adam(learning_rate=1e-3))
-labels = np.load(path[:-4] + "-y.npy", mmap_mode="r")
 before = rss()
-highest, done = [before], threading.Event()
-
-def sample():  # the kernels release the GIL, so this thread sees RSS during the fit
-    while not done.is_set():
-        highest[0] = max(highest[0], rss())
-        time.sleep(0.001)
-
-sampler = threading.Thread(target=sample)
-sampler.start()
 started = time.perf_counter()
-history = model.fit(X, labels, epochs=1, batch_size=1024, verbose=0)
+with peak_rss() as highest:
+    history = model.fit(X, labels, epochs=1, batch_size=1024, verbose=0)
 seconds = time.perf_counter() - started
-done.set()
-sampler.join()
 print(json.dumps(dict(file=X.nbytes + labels.nbytes, chunk=streams.CHUNK_BYTES, peak_above_start=highest[0] - before,
                       seconds=seconds, loss=history.history["loss"][-1])))
 """
@@ -127,7 +100,8 @@ def test_memmap_fit_memory(benchmark, quick, tmp_path):
     path = _memmap_file(str(tmp_path), 0.25 if quick else 2.0)
 
     def run():
-        out = subprocess.run([sys.executable, "-c", MEMMAP_SCRIPT, path, "64"], capture_output=True, text=True,
+        here = os.path.dirname(os.path.abspath(__file__))
+        out = subprocess.run([sys.executable, "-c", MEMMAP_SCRIPT, here, path], capture_output=True, text=True,
                              check=True, cwd=str(tmp_path))
         return json.loads(out.stdout)
 

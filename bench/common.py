@@ -7,6 +7,7 @@ import contextlib
 import math
 import os
 import sys
+import threading
 import time
 
 import numpy as np
@@ -131,3 +132,30 @@ def interleaved(benchmark, runs: dict, rounds: int, unit: str, pairs=None, aroun
     benchmark.extra_info["note"] = "per-round median: " + ", ".join(
         f"{a} {r:.2f}x {b}" for (a, b), r in ratio.items())
     return results, ratio
+
+
+def rss() -> int:
+    """This process's resident memory, in bytes (Linux: /proc/self/statm)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096
+
+
+@contextlib.contextmanager
+def peak_rss():
+    """Yields [peak]: the highest RSS a thread saw while the block ran (the kernels release the
+    GIL, so it samples during a fit), filled in when the block ends."""
+    highest, done = [rss()], threading.Event()
+
+    def sample():
+        while not done.is_set():
+            highest[0] = max(highest[0], rss())
+            time.sleep(0.0005)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        yield highest
+    finally:
+        done.set()
+        sampler.join()
+        highest[0] = max(highest[0], rss())
