@@ -228,8 +228,12 @@ class Sequential:
     def summary(self, print_fn: Callable[[str], None] = print) -> None:
         """Print a table of the layers: output shape, activation and parameter count."""
         self._require_built("summary")
-        rows = [("layer", "output", "activation", "params")]
-        for i, layer in enumerate(self._layers):
+        rows, width = [("layer", "output", "activation", "params")], self.n_in
+        for i, layer in enumerate(self._sequence):
+            if isinstance(layer, Dropout):
+                rows.append((f"dropout_{i} ({layer.rate:g})", f"(batch, {width})", "", "0"))
+                continue
+            width = layer.n_out
             rows.append((f"dense_{i} ({layer.n_in}->{layer.n_out})", f"(batch, {layer.n_out})",
                          layer.activation, f"{layer.n_params:,}"))
         widths = [max(len(r[c]) for r in rows) for c in range(4)]

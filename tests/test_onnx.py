@@ -222,3 +222,16 @@ def test_import_fastnn_does_not_import_onnx(tmp_path):
                             text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_dropout_is_left_out_of_the_deployed_graph(backend, tmp_path):
+    """Dropout acts only while training: the exported network is the Dense layers, and matches
+    predict after a fit that used the masks."""
+    rng = np.random.default_rng(4)
+    X = inputs(rng, 32, 3, np.float32)
+    model = fnn.Sequential([fnn.Dropout(0.2), fnn.Dense(3, 8, "relu"), fnn.Dropout(0.5), fnn.Dense(8, 2, "softmax")],
+                           seed=0)
+    model.compile("sparse_categorical_crossentropy", fnn.Adam(learning_rate=0.01))
+    model.fit(X, rng.integers(0, 2, 32), epochs=3, verbose=0)
+    fnn_onnx.export(model, tmp_path / "m.onnx")
+    assert_matches_predict(session(tmp_path / "m.onnx"), model, X)
