@@ -139,8 +139,8 @@ class Optimizer:
         return {}
 
     def __repr__(self) -> str:
-        settings = ", ".join(f"{k}={v}" for k, v in self.config().items() if k != "name")
-        return f"{type(self).__name__}({settings})"
+        settings = {**self.config(), "learning_rate": self.schedule or self._learning_rate}
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in settings.items() if k != 'name')})"
 
 
 class SGD(Optimizer):

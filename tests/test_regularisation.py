@@ -398,14 +398,15 @@ for call in ("scheduled_lr", "optimizer_step"):
 
 
 @pytest.mark.parametrize("case", BAD_SCHEDULE_ARGS)
-def test_kernels_refuse_schedule_args_that_do_not_fit(backend, case):
+def test_kernels_refuse_schedule_args_that_do_not_fit(backend, case, tmp_path):
     """scheduled_lr and optimizer_step read Update.schedule_args as the schedule's numbers: numbers
     that do not fit the schedule (none, too few, an unknown schedule) are refused with the contract's
     ValueError, as train_epochs refuses them, not read past the array's end. Run in a fresh
     interpreter, where a crash fails this test instead of ending the test run."""
     code, args = BAD_SCHEDULE_ARGS[case]
     source = ISOLATED_CALLS.format(module=backend.__name__, code=code, args=args)
-    done = subprocess.run([sys.executable, "-c", source], capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-c", source], capture_output=True, text=True, timeout=120,
+                          cwd=tmp_path)  # outside the checkout: the installed fastnn, not the source folder
     assert done.returncode == 0, f"the interpreter died (return code {done.returncode}): {done.stdout}{done.stderr}"
     lines = done.stdout.splitlines()
     assert len(lines) == 2, done.stdout + done.stderr
