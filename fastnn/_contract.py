@@ -189,10 +189,11 @@ class TrainingRun:
 
     dropout: (L,) float64 rates in [0, 1), or None: each batch, every element of layer l's input
     (the data for l = 0, layer l-1's output after it) is kept with probability 1 - rate and then
-    divided by 1 - rate (inverted dropout), or set to 0; the backward pass goes through the same
-    mask. Whether element e (row-major in the batch) of layer l's input is kept at step t (the
-    update the batch precedes, 1-based; for a run without updates, step + 1 throughout) is
-    keep_bits(dropout_seed, t, l, e) >= rate * 2**64: splitmix64 applied twice, see `keep_bits`.
+    multiplied by 1 / (1 - rate) (inverted dropout; the factor in the run's dtype), or set to 0;
+    the backward pass goes through the same mask. Whether element e (row-major in the batch) of
+    layer l's input is kept at step t (the update the batch precedes, 1-based; for a run without
+    updates, step + 1 throughout) is keep_bits(mask_base(dropout_seed, t, l), e) >=
+    keep_threshold(rate).
 
     penalties: (L, 2) float64 (l1, l2) per layer, or None: Keras' kernel regularizers, adding
     l1 sum|W| + l2 sum W² to each batch's loss and l1 sign(W) + 2 l2 W to W's gradient.
@@ -225,6 +226,7 @@ class TrainingRun:
 
 
 _MASK64 = (1 << 64) - 1
+_MASK32 = (1 << 32) - 1
 
 
 def splitmix64(x: int) -> int:
@@ -235,15 +237,30 @@ def splitmix64(x: int) -> int:
     return z ^ (z >> 31)
 
 
+def lowbias32(x: int) -> int:
+    """Chris Wellons' 32-bit integer hash "lowbias32" (uint32 arithmetic): two multiplies, so a
+    vector unit computes eight at once."""
+    x ^= x >> 16
+    x = (x * 0x7FEB352D) & _MASK32
+    x ^= x >> 15
+    x = (x * 0x846CA68B) & _MASK32
+    return x ^ (x >> 16)
+
+
 def mask_base(seed: int, step: int, layer: int) -> int:
-    """The dropout stream of (seed, step, layer): keep_bits(seed, t, l, e) = splitmix64(mask_base(seed, t, l) + e)."""
+    """The 64-bit key of the dropout stream of (seed, step, layer), once per batch and layer."""
     return splitmix64((splitmix64((seed + step) & _MASK64) + layer) & _MASK64)
 
 
+def keep_bits(base: int, e: int) -> int:
+    """The 32 bits that decide element e of the stream keyed by base (mask_base):
+    lowbias32(lowbias32((e + low half) mod 2**32) ^ high half)."""
+    return lowbias32(lowbias32((e + base) & _MASK32) ^ (base >> 32))
+
+
 def keep_threshold(rate: float) -> int:
-    """The uint64 that keep_bits must reach for an element to be kept: rate * 2**64, rounded down
-    (exactly representable steps: rate is a double)."""
-    return min(int(rate * 2.0 ** 64), _MASK64)
+    """The uint32 that keep_bits must reach for an element to be kept: rate * 2**32, rounded down."""
+    return min(int(rate * 2.0 ** 32), _MASK32)
 
 
 # ----------------------------------------------------------------------------- checks and their messages

@@ -8,6 +8,7 @@ which of the compiled step's paths (lanes or layers) a tiny network takes."""
 import math
 import subprocess
 import sys
+import types
 
 import numpy as np
 import pytest
@@ -592,29 +593,31 @@ def test_resumed_fit_equals_one_fit(backend, simd):
 
 def keep_mask(seed, step, layer, size, rate):
     """The contract's mask, element by element in pure Python: 1 / (1 - rate) where
-    splitmix64(mask_base + e) >= keep_threshold(rate), else 0."""
+    keep_bits(mask_base, e) >= keep_threshold(rate), else 0."""
     base, threshold = C.mask_base(seed, step, layer), C.keep_threshold(rate)
-    kept = [C.splitmix64((base + e) & ((1 << 64) - 1)) >= threshold for e in range(size)]
+    kept = [C.keep_bits(base, e) >= threshold for e in range(size)]
     return np.where(kept, 1.0 / (1.0 - rate), 0.0)
 
 
 def test_keep_fraction_is_one_minus_the_rate():
     """Over 100k elements, the fraction dropped is the rate within 0.01, for several rates, steps and
-    layers; the vectorised bits of the NumPy twin are the contract's splitmix64 element by element."""
+    layers; the NumPy twin's masks are the contract's keep_bits element by element; each step,
+    layer and seed is a stream of its own."""
     for rate, step, layer in ((0.3, 1, 0), (0.3, 7, 2), (0.5, 3, 1), (0.1, 1000, 0)):
-        bits = fallback_trainer._keep_bits(C.mask_base(12345, step, layer), 100_000)
-        dropped = np.mean(bits < np.uint64(C.keep_threshold(rate)))
+        run = types.SimpleNamespace(dropout=np.array([rate] * 3), dropout_seed=12345)
+        mask = fallback_trainer._dropout_mask(run, step, layer, (1000, 100), np.dtype(np.float64))
+        dropped = np.mean(mask == 0)
         assert abs(dropped - rate) < 0.01, (rate, step, layer, dropped)
-        np.testing.assert_array_equal(keep_mask(12345, step, layer, 50, rate) == 0,
-                                      bits[:50] < np.uint64(C.keep_threshold(rate)))
-    a = fallback_trainer._keep_bits(C.mask_base(1, 1, 0), 1000)
-    for other in (C.mask_base(1, 2, 0), C.mask_base(1, 1, 1), C.mask_base(2, 1, 0)):  # a new stream each
-        assert np.mean(a == fallback_trainer._keep_bits(other, 1000)) < 0.01
+        np.testing.assert_array_equal(mask.ravel()[:50], keep_mask(12345, step, layer, 50, rate))
+    first = keep_mask(1, 1, 0, 2000, 0.5)
+    for other in ((1, 2, 0), (1, 1, 1), (2, 1, 0)):
+        assert 0.4 < np.mean(first == keep_mask(*other, 2000, 0.5)) < 0.6  # as unrelated as two coin tosses
 
 
 def test_keep_threshold():
-    assert C.keep_threshold(0.0) == 0 and C.keep_threshold(0.5) == 2 ** 63
-    assert C.keep_threshold(0.3) == int(0.3 * 2.0 ** 64)
+    assert C.keep_threshold(0.0) == 0 and C.keep_threshold(0.5) == 2 ** 31
+    assert C.keep_threshold(0.3) == int(0.3 * 2.0 ** 32)
+    assert C.lowbias32(0) == 0 and C.lowbias32(1) != 1  # a bijection of uint32 with 0 fixed
 
 
 def dropout_regression(seed=1):

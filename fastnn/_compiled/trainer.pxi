@@ -9,7 +9,7 @@
 #             each group of rows in registers (lanes.h): the same formulas, summed in another
 #             order, with exp computed by a polynomial.
 
-from libc.stdint cimport uint64_t
+from libc.stdint cimport uint32_t, uint64_t
 
 cdef extern from "lanes.h" nogil:
     enum:
@@ -75,7 +75,7 @@ cdef struct Layer:
     double rate              # dropout on the layer's input (0: none); then in the work buffer
     Py_ssize_t drop_at       # the dropped-out input,
     Py_ssize_t mask_at       # and the mask: 1 / (1 - rate) where kept, else 0
-    uint64_t threshold       # keep_bits >= threshold: kept
+    uint32_t threshold       # keep_bits >= threshold: kept
     double l1, l2            # Keras' kernel regularizers on W
 
 
@@ -97,14 +97,21 @@ cdef inline uint64_t _splitmix64(uint64_t x) noexcept nogil:
     return z ^ (z >> 31)
 
 
-cdef void _drop_out(const Layer* layer, const floating* a, floating* dropped, floating* mask, Py_ssize_t size,
-                    uint64_t base) noexcept nogil:
-    """The inverted-dropout mask of a layer's input a (size elements) and the dropped input."""
-    cdef floating scale = <floating>(1.0 / (1.0 - layer.rate)), zero = 0
-    cdef Py_ssize_t e
-    for e in range(size):
-        mask[e] = scale if _splitmix64(base + <uint64_t>e) >= layer.threshold else zero
-        dropped[e] = a[e] * mask[e]
+cdef extern from "dropout.h" nogil:
+    void fastnn_dropout_f(const float* a, float* dropped, float* mask, Py_ssize_t size, uint64_t base,
+                          uint32_t threshold, float scale, bint simd)
+    void fastnn_dropout_d(const double* a, double* dropped, double* mask, Py_ssize_t size, uint64_t base,
+                          uint32_t threshold, double scale, bint simd)
+
+
+cdef inline void _drop_out(const Layer* layer, const floating* a, floating* dropped, floating* mask, Py_ssize_t size,
+                           uint64_t base) noexcept nogil:
+    """The inverted-dropout mask of a layer's input a (size elements) and the dropped input
+    (dropout.h: fastnn._contract.keep_bits of the stream `base`)."""
+    if floating is float:
+        fastnn_dropout_f(a, dropped, mask, size, base, layer.threshold, <float>(1.0 / (1.0 - layer.rate)), _simd)
+    else:
+        fastnn_dropout_d(a, dropped, mask, size, base, layer.threshold, 1.0 / (1.0 - layer.rate), _simd)
 
 
 cdef double _layers_batch(const Layer* layers, Py_ssize_t L, const floating* x, const floating* y,

@@ -29,22 +29,26 @@ def step_path(run):
     return "layers"
 
 
-_MULTIPLIERS = tuple(np.uint64(c) for c in (0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB))
+def _lowbias32(x):
+    """fastnn._contract.lowbias32 over a uint32 array (the multiplies wrap)."""
+    x = x ^ (x >> np.uint32(16))
+    x = x * np.uint32(0x7FEB352D)
+    x = x ^ (x >> np.uint32(15))
+    x = x * np.uint32(0x846CA68B)
+    return x ^ (x >> np.uint32(16))
 
 
 def _keep_bits(base, count):
-    """splitmix64(base + e) for e in [0, count): fastnn._contract.keep_bits, vectorised (uint64 wraps)."""
-    z = np.arange(count, dtype=np.uint64) + np.uint64(base) + _MULTIPLIERS[0]
-    z = (z ^ (z >> np.uint64(30))) * _MULTIPLIERS[1]
-    z = (z ^ (z >> np.uint64(27))) * _MULTIPLIERS[2]
-    return z ^ (z >> np.uint64(31))
+    """fastnn._contract.keep_bits(base, e) for e in [0, count), vectorised."""
+    e = np.arange(count, dtype=np.uint32) + np.uint32(base & 0xFFFFFFFF)
+    return _lowbias32(_lowbias32(e) ^ np.uint32(base >> 32))
 
 
 def _dropout_mask(run, step, layer, shape, dtype):
     """The (rows, width) mask of layer `layer`'s input at step `step`: 1 / (1 - rate) where kept, else 0."""
     rate = float(run.dropout[layer])
     bits = _keep_bits(C.mask_base(run.dropout_seed, step, layer), shape[0] * shape[1]).reshape(shape)
-    return np.where(bits >= np.uint64(C.keep_threshold(rate)), dtype.type(1.0 / (1.0 - rate)), dtype.type(0.0))
+    return np.where(bits >= np.uint32(C.keep_threshold(rate)), dtype.type(1.0 / (1.0 - rate)), dtype.type(0.0))
 
 
 @contextlib.contextmanager
