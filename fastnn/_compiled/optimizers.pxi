@@ -43,17 +43,9 @@ cdef double _scheduled_lr(const UpdateArgs* u, long long step) noexcept nogil:
     return a[3] * ((1.0 - a[2]) * cosine + a[2])
 
 
-cdef double _norm(const floating* g, Py_ssize_t size) noexcept nogil:
-    cdef double total = 0
-    cdef Py_ssize_t i
-    for i in range(size):
-        total += <double>g[i] * <double>g[i]
-    return sqrt(total)
-
-
 cdef void _scale(floating* g, Py_ssize_t size, double limit) noexcept nogil:
     """g *= limit / |g| where |g| > limit."""
-    cdef double norm = _norm(g, size)
+    cdef double norm = sqrt(_sum_squares(g, size))
     cdef floating factor
     cdef Py_ssize_t i
     if norm > limit:

@@ -185,12 +185,9 @@ cdef void _penalize(const Layer* layers, Py_ssize_t L, const floating* P, floati
             batch_loss[0] += layers[l].l1 * s
         if layers[l].l2 > 0:
             c2 = <floating>(2.0 * layers[l].l2)
-            s = 0
             for i in range(layers[l].w_at, layers[l].b_at):
-                p = P[i]
-                G[i] = G[i] + c2 * p
-                s += <double>p * p
-            batch_loss[0] += layers[l].l2 * s
+                G[i] = G[i] + c2 * P[i]
+            batch_loss[0] += layers[l].l2 * _sum_squares(P + layers[l].w_at, layers[l].b_at - layers[l].w_at)
 
 
 cdef enum:
