@@ -26,8 +26,9 @@ def data(quick: bool):
     return X, (X @ rng.standard_normal(d) > 0.8).astype(np.float32)
 
 
-def make(width: int, dropout=0.0, penalty=0.0, schedule=False, metrics=None, class_weight=None):
-    """(model, fit's extra keywords) for a 20-width-width/2-1 network with the given features."""
+def make(width: int, steps: int, dropout=0.0, penalty=0.0, schedule=False, metrics=None, class_weight=None):
+    """(model, fit's extra keywords) for a 20-width-width/2-1 network with the given features;
+    steps: the fit's optimizer steps, which the schedule spans."""
     layers = [fnn.Dense(20, width, "relu", kernel_regularizer=fnn.regularizers.l2(penalty) if penalty else None)]
     if dropout:
         layers.append(fnn.Dropout(dropout))
@@ -37,7 +38,8 @@ def make(width: int, dropout=0.0, penalty=0.0, schedule=False, metrics=None, cla
     layers.append(fnn.Dense(width // 2, 1, "sigmoid"))
     model = fnn.Sequential(layers, seed=0)
     if schedule:
-        rate = fnn.optimizers.schedules.CosineDecay(1e-4, decay_steps=2000, warmup_target=3e-3, warmup_steps=200)
+        rate = fnn.optimizers.schedules.CosineDecay(1e-4, decay_steps=steps, warmup_target=3e-3,
+                                                    warmup_steps=steps // 10)
         optimizer = fnn.AdamW(learning_rate=rate, weight_decay=1e-4, clipnorm=1.0)
     else:
         optimizer = fnn.Adam(learning_rate=1e-3)
@@ -51,17 +53,19 @@ def test_keras_features_cost(benchmark, rounds, quick, width, batch):
     if "cython" not in fnn.available_backends():
         pytest.skip("compiled backend not built")
     X, y = data(quick)
+    steps = 3 * -(-int(0.8 * len(X)) // batch)
 
     def entry(options):
         def run(made):
             model, keywords = made
             model.fit(X, y, epochs=3, batch_size=batch, validation_split=0.2, verbose=0, **keywords)
             return model
-        return run, 3 * len(X), lambda: make(width, **options)
+        return run, 3 * len(X), lambda: make(width, steps, **options)
 
     runs = {"plain": entry({}), "all features": entry(ALL)}
     runs.update({name: entry(options) for name, options in FEATURES.items()})
     with threads(1):
         results, _ = interleaved(benchmark, runs, 2 * rounds, "sample")
-    for model in results.values():
-        assert model.evaluate(X, y)["accuracy"] > 0.8
+    majority = max(np.mean(y), 1 - np.mean(y))
+    for name, model in results.items():
+        assert model.evaluate(X, y)["accuracy"] > majority + 0.1, name  # each variant learned
