@@ -149,6 +149,9 @@ class Update:
        and PyTorch do), then ADAM.
        RMSPROP (Keras' form): v = rho v + (1-rho) g²; step = lr g / sqrt(v + eps); with momentum > 0,
        velocity = momentum velocity + step, param -= velocity; else param -= step.
+    The state's subnormal values (below the dtype's smallest normal number, in magnitude) become 0
+    as they are written: the state of a unit that stopped learning decays geometrically, and every
+    operation on a subnormal takes a slow path on many CPUs (XLA flushes them on the CPU too).
     """
     optimizer: int
     lr: float

@@ -949,3 +949,25 @@ def test_lanes_apply_the_schedule_and_clipping(both_backends, compiled_simd, cli
         bare = make(extras=False)
         bare.fit(X, y, epochs=4, batch_size=8, verbose=0)
     assert np.abs(np.concatenate([w.ravel() for w in bare.get_weights()]) - results["python"][1]).max() > 1e-3
+
+
+# ----------------------------------------------------------------------------- subnormal state
+
+@pytest.mark.parametrize("optimizer", ["momentum", "nesterov", "adam", "rmsprop"])
+def test_optimizer_state_is_flushed_of_subnormals(backend, simd, dtype, optimizer):
+    """A unit whose gradient is 0 lets its state decay geometrically; values that would be
+    subnormal are 0 instead (both twins), normal ones are left as the formulas give them, NaN stays."""
+    tiny = np.finfo(dtype).tiny
+    state = np.array([tiny * 0.5, -tiny * 0.9, tiny * 1.5, 1.0, 0.0], dtype)  # two subnormal after the step
+    kind = {"momentum": C.MOMENTUM, "nesterov": C.NESTEROV, "adam": C.ADAM, "rmsprop": C.RMSPROP}[optimizer]
+    arrays = {"m": state.copy(), "v": np.abs(state)} if kind == C.ADAM else (
+        {"v": np.abs(state), "velocity": state.copy()} if kind == C.RMSPROP else {"velocity": state.copy()})
+    update = C.Update(optimizer=kind, lr=0.1, momentum=0.9, beta1=0.9, beta2=0.999, rho=0.9, **arrays)
+    params, grads = np.ones(5, dtype), np.zeros(5, dtype)
+    backend.optimizer_step(update, params, grads, 1, np.array([2, 1, 1]))
+    for name, array in arrays.items():
+        assert not np.any((array != 0) & (np.abs(array) < tiny)), (name, array)
+        assert array[3] != 0  # a normal value decays as the formula says
+    with_nan = C.Update(optimizer=C.MOMENTUM, lr=0.1, momentum=0.9, velocity=np.array([np.nan, 0, 0, 0, 0], dtype))
+    backend.optimizer_step(with_nan, np.ones(5, dtype), np.zeros(5, dtype), 1, np.array([2, 1, 1]))
+    assert np.isnan(with_nan.velocity[0])

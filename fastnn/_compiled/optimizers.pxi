@@ -5,6 +5,13 @@
 # dtype first, as in the NumPy twin. _update is the trainer's way in; _update_args reads an Update.
 
 from libc.math cimport cos, floor, M_PI
+from libc.float cimport DBL_MIN, FLT_MIN
+
+
+cdef inline floating _normal_or_zero(floating x) noexcept nogil:
+    """x, or 0 where x is subnormal (the contract's flush of optimizer state); NaN stays NaN."""
+    cdef floating tiny = FLT_MIN if floating is float else DBL_MIN
+    return 0 if _abs(x) < tiny else x
 
 
 cdef struct UpdateArgs:
@@ -79,12 +86,12 @@ cdef void _momentum_step(floating* param, const floating* grad, floating* veloci
     cdef floating v
     if nesterov:  # two loops, not a test inside one: a loop with a branch in it does not vectorise
         for i in range(size):
-            v = velocity[i] * momentum - lr * grad[i]
+            v = _normal_or_zero(velocity[i] * momentum - lr * grad[i])
             velocity[i] = v
             param[i] = param[i] + (momentum * v - lr * grad[i])
     else:
         for i in range(size):
-            v = velocity[i] * momentum - lr * grad[i]
+            v = _normal_or_zero(velocity[i] * momentum - lr * grad[i])
             velocity[i] = v
             param[i] = param[i] + v
 
@@ -99,8 +106,8 @@ cdef void _adam_step(floating* param, const floating* grad, floating* m, floatin
     cdef Py_ssize_t i
     for i in range(size):
         g = grad[i]
-        mi = m[i] * b1 + c1 * g
-        vi = v[i] * b2 + c2 * g * g
+        mi = _normal_or_zero(m[i] * b1 + c1 * g)
+        vi = _normal_or_zero(v[i] * b2 + c2 * g * g)
         m[i] = mi
         v[i] = vi
         param[i] = param[i] - s * mi / (_sqrt(vi) + e)
@@ -112,11 +119,11 @@ cdef void _rmsprop_step(floating* param, const floating* grad, floating* v, floa
     cdef Py_ssize_t i
     for i in range(size):
         g = grad[i]
-        vi = v[i] * rho + c * g * g
+        vi = _normal_or_zero(v[i] * rho + c * g * g)
         v[i] = vi
         increment = lr * g / _sqrt(vi + eps)
         if velocity != NULL:
-            increment = velocity[i] * momentum + increment
+            increment = _normal_or_zero(velocity[i] * momentum + increment)
             velocity[i] = increment
         param[i] = param[i] - increment
 

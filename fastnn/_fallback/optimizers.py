@@ -85,6 +85,11 @@ def optimizer_step(update, params, grads, step, sizes):
     apply_update(update, params, grads, step, segments(sizes))
 
 
+def _flush(state):
+    """The contract's flush of optimizer state: subnormal values become 0 (NaN stays NaN)."""
+    state[np.abs(state) < np.finfo(state.dtype).tiny] = 0
+
+
 def apply_update(update, params, grads, step, segments):
     """optimizer_step after its checks (the trainer's way in); segments: `segments(sizes)`."""
     t = params.dtype.type
@@ -97,6 +102,7 @@ def apply_update(update, params, grads, step, segments):
         velocity = update.velocity
         velocity *= t(update.momentum)
         velocity -= t(lr) * grads
+        _flush(velocity)
         if kind == C.NESTEROV:
             params += t(update.momentum) * velocity - t(lr) * grads
         else:
@@ -105,10 +111,12 @@ def apply_update(update, params, grads, step, segments):
         v = update.v
         v *= t(update.rho)
         v += t(1 - update.rho) * grads * grads
+        _flush(v)
         increment = t(lr) * grads / np.sqrt(v + t(update.eps))
         if update.momentum > 0:
             update.velocity *= t(update.momentum)
             update.velocity += increment
+            _flush(update.velocity)
             params -= update.velocity
         else:
             params -= increment
@@ -120,5 +128,7 @@ def apply_update(update, params, grads, step, segments):
         m += t(1 - update.beta1) * grads
         v *= t(update.beta2)
         v += t(1 - update.beta2) * grads * grads
+        _flush(m)
+        _flush(v)
         step_size = lr * (1 - update.beta2 ** step) ** 0.5 / (1 - update.beta1 ** step)
         params -= t(step_size) * m / (np.sqrt(v) + t(update.eps))
