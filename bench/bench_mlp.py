@@ -96,15 +96,19 @@ def test_mlp_train_interleaved(benchmark, rounds, quick, case, n_threads):
         pytest.skip('JAX not installed (pip install ".[peers]")')
     X, y, sizes, batch = case_data(case, quick)
 
-    def fastnn_run(simd: bool):
+    def fastnn_run(simd: bool, wide=None):
         def run(model):
-            with micro_kernels(simd):
+            with micro_kernels(simd, wide):
                 model.fit(X, y, epochs=1, batch_size=batch, shuffle=False, verbose=0)
             return model
         return run
 
-    fastnn_ways = {"fastnn": True, "fastnn FASTNN_SIMD=0": False} if case == "small" else {"fastnn": True}
-    runs = {name: (fastnn_run(simd), len(X), lambda: fastnn_model(sizes)) for name, simd in fastnn_ways.items()}
+    fastnn_ways = {"fastnn": (True, None)}
+    if case == "small":
+        fastnn_ways["fastnn FASTNN_SIMD=0"] = (False, None)
+    if fnn.backend._MODULES["cython"]._wide_available():  # both widths of the micro-kernels, where both exist
+        fastnn_ways.update({"fastnn FASTNN_SIMD=avx2": (True, False), "fastnn FASTNN_SIMD=avx512": (True, True)})
+    runs = {name: (fastnn_run(*way), len(X), lambda: fastnn_model(sizes)) for name, way in fastnn_ways.items()}
     with threads(n_threads):
         if has_jax:
             train_epoch, predict, samples = peers.jax_mlp(X, y, sizes, batch)

@@ -10,6 +10,8 @@ import sys
 import threading
 import time
 
+from typing import Optional
+
 import numpy as np
 
 import fastnn as fnn
@@ -59,18 +61,21 @@ def threads(n: int):
 
 
 @contextlib.contextmanager
-def micro_kernels(on: bool):
-    """The compiled backend with its AVX2 micro-kernels (_compiled/microkernels.h) on, its default where the
-    CPU has them, or off (FASTNN_SIMD=0's portable loops and BLAS), for the rows that show the gain."""
+def micro_kernels(on: bool, wide: Optional[bool] = None):
+    """The compiled backend with its micro-kernels (_compiled/microkernels.h) on, its default where the
+    CPU has them, or off (FASTNN_SIMD=0's portable loops and BLAS), for the rows that show the gain;
+    wide: their AVX-512 versions (True), the AVX2 ones (False), or the default (None)."""
     kernels = fnn.backend._MODULES["cython"]
     if kernels is None:  # not built: nothing to switch
         yield
         return
     previous = kernels._set_simd(on)
+    previous_wide = kernels._set_wide(kernels._simd_level() == "avx512" if wide is None else wide)
     try:
         yield
     finally:
         kernels._set_simd(previous)
+        kernels._set_wide(previous_wide)
 
 
 # Untimed rounds before the timed ones: at least this long in all. After the process had waited

@@ -99,6 +99,15 @@ def _simd_available() -> bool:
 def _set_simd(on: bool) -> bool:
     """Use the micro-kernels and lanes (when available) or not; returns the previous setting. For tests."""
 
+def _wide_available() -> bool:
+    """Whether this CPU runs the micro-kernels' AVX-512 versions (AVX-512 F and DQ)."""
+
+def _set_wide(on: bool) -> bool:
+    """Use the AVX-512 micro-kernels (when available) or the AVX2 ones; returns the previous setting."""
+
+def _simd_level() -> Literal["avx512", "avx2", "portable"]:
+    """The vector paths in use (FASTNN_SIMD=0|avx2|avx512 picks at import)."""
+
 def _lane_codes(run: TrainingRun) -> Optional[tuple[NDArray[np.int64], int]]:
     """(activation codes, loss code) of lanes.h when train_epochs runs run's batches across vector
     lanes (micro-kernels on, layers 1 to 64 bytes wide, linear/sigmoid/tanh/ReLU/leaky ReLU, BCE

@@ -1,6 +1,6 @@
 # The three products of a dense layer, Z = X·W (forward), dW = Xᵀ·dZ and dX = dZ·Wᵀ (backward), and
 # the one place that chooses how each is computed (_path):
-#   ROWS      the AVX2 + FMA micro-kernels (microkernels.h) for small products whose streamed operand
+#   ROWS      the AVX2 + FMA micro-kernels (microkernels.h; AVX-512 where the CPU has it) for small products whose streamed operand
 #             (the one read as vectors: W in X·W and dZ·Wᵀ, dZ in Xᵀ·dZ) is at least two vectors
 #             wide and fits in L1: no packing, no per-call cost;
 #   NARROW    the same kernels through a transposed copy of W for layers narrower than a vector
@@ -18,8 +18,14 @@ cdef extern from "microkernels.h" nogil:
                        Py_ssize_t m, Py_ssize_t k, Py_ssize_t n)
     void fastnn_rows_d(const double* A, Py_ssize_t a_row, Py_ssize_t a_inner, const double* B, double* C,
                        Py_ssize_t m, Py_ssize_t k, Py_ssize_t n)
+    void fastnn_rows_f512(const float* A, Py_ssize_t a_row, Py_ssize_t a_inner, const float* B, float* C,
+                          Py_ssize_t m, Py_ssize_t k, Py_ssize_t n)
+    void fastnn_rows_d512(const double* A, Py_ssize_t a_row, Py_ssize_t a_inner, const double* B, double* C,
+                          Py_ssize_t m, Py_ssize_t k, Py_ssize_t n)
     void fastnn_dots_f(const float* P, const float* Q, float* C, Py_ssize_t m, Py_ssize_t k, Py_ssize_t n)
     void fastnn_dots_d(const double* P, const double* Q, double* C, Py_ssize_t m, Py_ssize_t k, Py_ssize_t n)
+    void fastnn_dots_f512(const float* P, const float* Q, float* C, Py_ssize_t m, Py_ssize_t k, Py_ssize_t n)
+    void fastnn_dots_d512(const double* P, const double* Q, double* C, Py_ssize_t m, Py_ssize_t k, Py_ssize_t n)
 
 cdef Py_ssize_t GEMM_CROSSOVER = 1024  # m*n*k
 cdef Py_ssize_t SIMD_MAX_PRODUCT = 1 << 16  # m*n*k
@@ -53,17 +59,29 @@ cdef inline int _path(Py_ssize_t m, Py_ssize_t k, Py_ssize_t n, Py_ssize_t strea
 cdef inline void _rows(const floating* A, Py_ssize_t a_row, Py_ssize_t a_inner, const floating* B, floating* C,
                        Py_ssize_t m, Py_ssize_t k, Py_ssize_t n) noexcept nogil:
     if floating is float:
-        fastnn_rows_f(A, a_row, a_inner, B, C, m, k, n)
+        if _wide:
+            fastnn_rows_f512(A, a_row, a_inner, B, C, m, k, n)
+        else:
+            fastnn_rows_f(A, a_row, a_inner, B, C, m, k, n)
     else:
-        fastnn_rows_d(A, a_row, a_inner, B, C, m, k, n)
+        if _wide:
+            fastnn_rows_d512(A, a_row, a_inner, B, C, m, k, n)
+        else:
+            fastnn_rows_d(A, a_row, a_inner, B, C, m, k, n)
 
 
 cdef inline void _dots(const floating* P, const floating* Q, floating* C,
                        Py_ssize_t m, Py_ssize_t k, Py_ssize_t n) noexcept nogil:
     if floating is float:
-        fastnn_dots_f(P, Q, C, m, k, n)
+        if _wide:
+            fastnn_dots_f512(P, Q, C, m, k, n)
+        else:
+            fastnn_dots_f(P, Q, C, m, k, n)
     else:
-        fastnn_dots_d(P, Q, C, m, k, n)
+        if _wide:
+            fastnn_dots_d512(P, Q, C, m, k, n)
+        else:
+            fastnn_dots_d(P, Q, C, m, k, n)
 
 
 cdef inline void _transpose(const floating* A, floating* out, Py_ssize_t rows, Py_ssize_t cols) noexcept nogil:

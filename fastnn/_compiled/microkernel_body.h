@@ -1,5 +1,7 @@
-/* The micro-kernels for one float type, FNN_T (float or double), named with FNN_SUFFIX (_f, _d).
- * Included twice by microkernels.h; see there for why they exist. Row-major operands.
+/* The micro-kernels for one float type, FNN_T (float or double), and one vector width,
+ * FNN_VBYTES (32: AVX2, 64: AVX-512), compiled for the target FNN_TARGET_OF and named with
+ * FNN_SUFFIX (_f, _d, _f512, _d512). Included four times by microkernels.h; see there for why
+ * they exist. Row-major operands.
  *
  * rows: C (m, n) = sum over p < k of A[i*as + p*ap] * B[p*n + j]. B's rows are contiguous and
  *       are what the vectors load; A is read through strides, so the same kernel computes X·W
@@ -7,7 +9,7 @@
  * dots: C (m, k) = P[i] · Q[q] over rows of length n: dZ·Wᵀ, whose right operand is W's rows.
  */
 #define FNN_V FASTNN_CAT(fastnn_vec, FNN_SUFFIX)
-#define FNN_LANES ((ptrdiff_t)(32 / sizeof(FNN_T)))
+#define FNN_LANES ((ptrdiff_t)(FNN_VBYTES / sizeof(FNN_T)))
 #define FNN_LOAD FASTNN_CAT(fastnn_load, FNN_SUFFIX)
 #define FNN_STORE FASTNN_CAT(fastnn_store, FNN_SUFFIX)
 #define FNN_HSUM FASTNN_CAT(fastnn_hsum, FNN_SUFFIX)
@@ -15,30 +17,39 @@
 
 #if FASTNN_SIMD
 
-typedef FNN_T FNN_V __attribute__((vector_size(32)));
+typedef FNN_T FNN_V __attribute__((vector_size(FNN_VBYTES)));
 
 /* Unaligned loads and stores: memcpy of a vector's size compiles to one vmovu instruction. */
-FASTNN_TARGET static inline FNN_V FNN_LOAD(const FNN_T* p) {
+FNN_TARGET_OF static inline FNN_V FNN_LOAD(const FNN_T* p) {
     FNN_V v;
     memcpy(&v, p, sizeof v);
     return v;
 }
 
-FASTNN_TARGET static inline void FNN_STORE(FNN_T* p, FNN_V v) {
+FNN_TARGET_OF static inline void FNN_STORE(FNN_T* p, FNN_V v) {
     memcpy(p, &v, sizeof v);
 }
 
-FASTNN_TARGET static inline FNN_T FNN_HSUM(FNN_V v) {
+FNN_TARGET_OF static inline FNN_T FNN_HSUM(FNN_V v) {
+#if FNN_VBYTES == 64 && FNN_IS_FLOAT
+    return _mm512_reduce_add_ps((__m512)v);  /* a tree of shuffles and adds, not 16 dependent adds */
+#elif FNN_VBYTES == 64
+    return _mm512_reduce_add_pd((__m512d)v);
+#else
     FNN_T s = 0;
     for (ptrdiff_t l = 0; l < FNN_LANES; l++)
         s += v[l];
     return s;
+#endif
 }
 
 /* The lane sums of eight vectors, in order, with a few horizontal adds and one cross-lane
  * shuffle instead of eight scalar loops: dots' 4 x 2 blocks end with eight such sums. */
-FASTNN_TARGET static inline void FNN_SUM8(const FNN_V v[8], FNN_T out[8]) {
-#if FNN_IS_FLOAT
+FNN_TARGET_OF static inline void FNN_SUM8(const FNN_V v[8], FNN_T out[8]) {
+#if FNN_VBYTES != 32  /* AVX-512: its reductions cost the same as a loop over the lanes */
+    for (int h = 0; h < 8; h++)
+        out[h] = FNN_HSUM(v[h]);
+#elif FNN_IS_FLOAT
     __m256 t0 = _mm256_hadd_ps((__m256)v[0], (__m256)v[1]), t1 = _mm256_hadd_ps((__m256)v[2], (__m256)v[3]);
     __m256 t2 = _mm256_hadd_ps((__m256)v[4], (__m256)v[5]), t3 = _mm256_hadd_ps((__m256)v[6], (__m256)v[7]);
     __m256 u0 = _mm256_hadd_ps(t0, t1), u1 = _mm256_hadd_ps(t2, t3);  /* the sums of v0-3 and of v4-7, by halves */
@@ -53,7 +64,7 @@ FASTNN_TARGET static inline void FNN_SUM8(const FNN_V v[8], FNN_T out[8]) {
 #endif
 }
 
-FASTNN_TARGET static void FASTNN_CAT(fastnn_rows, FNN_SUFFIX)(
+FNN_TARGET_OF static void FASTNN_CAT(fastnn_rows, FNN_SUFFIX)(
         const FNN_T* A, ptrdiff_t as, ptrdiff_t ap, const FNN_T* B, FNN_T* C,
         ptrdiff_t m, ptrdiff_t k, ptrdiff_t n) {
     const ptrdiff_t L = FNN_LANES;
@@ -115,7 +126,7 @@ FASTNN_TARGET static void FASTNN_CAT(fastnn_rows, FNN_SUFFIX)(
 
 /* One dot product of two rows of length n: a vector of partial sums, added across its lanes,
  * then the last n % L terms one by one. */
-FASTNN_TARGET static inline FNN_T FASTNN_CAT(fastnn_dot, FNN_SUFFIX)(const FNN_T* x, const FNN_T* y, ptrdiff_t n) {
+FNN_TARGET_OF static inline FNN_T FASTNN_CAT(fastnn_dot, FNN_SUFFIX)(const FNN_T* x, const FNN_T* y, ptrdiff_t n) {
     const ptrdiff_t L = FNN_LANES;
     FNN_V acc = {0};
     ptrdiff_t j = 0;
@@ -129,7 +140,7 @@ FASTNN_TARGET static inline FNN_T FASTNN_CAT(fastnn_dot, FNN_SUFFIX)(const FNN_T
 
 /* Blocks of 4 rows of P by 2 rows of Q, eight accumulator vectors (6 loads feed 8 FMAs); the
  * edges of C, one dot product at a time. */
-FASTNN_TARGET static void FASTNN_CAT(fastnn_dots, FNN_SUFFIX)(
+FNN_TARGET_OF static void FASTNN_CAT(fastnn_dots, FNN_SUFFIX)(
         const FNN_T* P, const FNN_T* Q, FNN_T* C, ptrdiff_t m, ptrdiff_t k, ptrdiff_t n) {
     const ptrdiff_t L = FNN_LANES;
     const ptrdiff_t n_vec = n - n % L;

@@ -9,8 +9,10 @@
  * matmul.pxi's path chooser keeps it for large operands (bench/bench_kernels.py measures the cut).
  *
  * Compiled with a target attribute (GCC, Clang) next to the baseline code, and used only when the
- * CPU has AVX2 and FMA (fastnn_simd_available); elsewhere fastnn uses its loops and BLAS.
- * This file defines the dispatch and includes microkernel_body.h once per float type.
+ * CPU has AVX2 and FMA (fastnn_simd_available); elsewhere fastnn uses its loops and BLAS. Each
+ * kernel exists at two widths: AVX2's 32-byte vectors and, for CPUs with AVX-512 F and DQ
+ * (fastnn_simd512_available), 64-byte ones: the same code, with twice the lanes.
+ * This file defines the dispatch and includes microkernel_body.h once per float type and width.
  */
 #ifndef FASTNN_MICROKERNELS_H
 #define FASTNN_MICROKERNELS_H
@@ -24,9 +26,11 @@
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define FASTNN_SIMD 1
 #define FASTNN_TARGET __attribute__((target("avx2,fma")))
+#define FASTNN_TARGET512 __attribute__((target("avx512f,avx512dq,avx2,fma")))
 #else
 #define FASTNN_SIMD 0
 #define FASTNN_TARGET
+#define FASTNN_TARGET512
 #endif
 
 static int fastnn_simd_available(void) {
@@ -38,23 +42,66 @@ static int fastnn_simd_available(void) {
 #endif
 }
 
+/* AVX-512 (F and DQ) besides AVX2 + FMA: the micro-kernels' 64-byte versions. */
+static int fastnn_simd512_available(void) {
+#if FASTNN_SIMD
+    __builtin_cpu_init();
+    return fastnn_simd_available() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq");
+#else
+    return 0;
+#endif
+}
+
+/* Whether the 64-byte versions are the default: not on AMD's cores, which run a 512-bit operation
+ * as two 256-bit halves (on a Zen 4 EPYC they measured 0.91-1.02x the AVX2 ones; the note of
+ * issue 20 has the figures). FASTNN_SIMD=avx512 uses them anyway. */
+static int fastnn_simd512_preferred(void) {
+#if FASTNN_SIMD
+    return fastnn_simd512_available() && !__builtin_cpu_is("amd");
+#else
+    return 0;
+#endif
+}
+
 #define FASTNN_CAT_(a, b) a##b
 #define FASTNN_CAT(a, b) FASTNN_CAT_(a, b)
 
 #define FNN_T float
 #define FNN_IS_FLOAT 1
+#define FNN_VBYTES 32
+#define FNN_TARGET_OF FASTNN_TARGET
 #define FNN_SUFFIX _f
+#include "microkernel_body.h"
+#undef FNN_SUFFIX
+#define FNN_SUFFIX _f512
+#undef FNN_VBYTES
+#define FNN_VBYTES 64
+#undef FNN_TARGET_OF
+#define FNN_TARGET_OF FASTNN_TARGET512
 #include "microkernel_body.h"
 #undef FNN_T
 #undef FNN_IS_FLOAT
 #undef FNN_SUFFIX
+#undef FNN_VBYTES
+#undef FNN_TARGET_OF
 
 #define FNN_T double
 #define FNN_IS_FLOAT 0
+#define FNN_VBYTES 32
+#define FNN_TARGET_OF FASTNN_TARGET
 #define FNN_SUFFIX _d
+#include "microkernel_body.h"
+#undef FNN_SUFFIX
+#define FNN_SUFFIX _d512
+#undef FNN_VBYTES
+#define FNN_VBYTES 64
+#undef FNN_TARGET_OF
+#define FNN_TARGET_OF FASTNN_TARGET512
 #include "microkernel_body.h"
 #undef FNN_T
 #undef FNN_IS_FLOAT
 #undef FNN_SUFFIX
+#undef FNN_VBYTES
+#undef FNN_TARGET_OF
 
 #endif

@@ -1,11 +1,37 @@
-# The AVX2 + FMA paths (microkernels.h, lanes.h) are compiled next to the baseline code and used
-# only on CPUs that have them; FASTNN_SIMD=0 in the environment turns them off, leaving the
-# portable paths, and _set_simd switches them for the tests.
+# The AVX2 + FMA paths (microkernels.h, lanes.h, dropout.h) are compiled next to the baseline code
+# and used only on CPUs that have them, the micro-kernels at AVX-512's width where the CPU has
+# AVX-512 F and DQ and runs it at full width (fastnn_simd512_preferred). FASTNN_SIMD in the
+# environment picks: 0 the portable paths, avx2 no AVX-512, avx512 AVX-512 wherever the CPU has
+# it; _set_simd and _set_wide switch them for tests.
 
 cdef extern from "microkernels.h" nogil:
     bint fastnn_simd_available()
+    bint fastnn_simd512_available()
+    bint fastnn_simd512_preferred()
 
-cdef bint _simd = fastnn_simd_available() and os.environ.get("FASTNN_SIMD", "").strip() != "0"
+_SIMD_SETTING = os.environ.get("FASTNN_SIMD", "").strip().lower()
+cdef bint _simd = fastnn_simd_available() and _SIMD_SETTING != "0"
+cdef bint _wide = (fastnn_simd512_available() if _SIMD_SETTING == "avx512" else
+                   fastnn_simd512_preferred() and _SIMD_SETTING not in ("0", "avx2"))
+
+
+def _wide_available() -> bool:
+    """Whether this CPU runs the micro-kernels' AVX-512 versions (and this build has them)."""
+    return bool(fastnn_simd512_available())
+
+
+def _set_wide(bint on):
+    """Use the AVX-512 micro-kernels (when available and SIMD is on) or the AVX2 ones; returns the
+    previous setting. For tests and benchmarks."""
+    global _wide
+    previous = _wide
+    _wide = on and fastnn_simd512_available()
+    return previous
+
+
+def _simd_level() -> str:
+    """The vector paths in use: "avx512" (micro-kernels at 64 bytes), "avx2" or "portable"."""
+    return "portable" if not _simd else "avx512" if _wide else "avx2"
 
 
 def _simd_available() -> bool:

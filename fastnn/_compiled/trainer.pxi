@@ -155,7 +155,12 @@ cdef double _layers_batch(const Layer* layers, Py_ssize_t L, const floating* x, 
     for l in range(L - 1, -1, -1):
         d = w + layers[l].delta_at
         # what the layer multiplied: its dropped-out input, the data, or the layer before's output
-        inp = w + layers[l].drop_at if layers[l].rate > 0 else (x if l == 0 else w + layers[l - 1].act_at)
+        if layers[l].rate > 0:
+            inp = w + layers[l].drop_at
+        elif l == 0:
+            inp = x
+        else:
+            inp = w + layers[l - 1].act_at
         _dense_backward(inp, P + layers[l].w_at, w + layers[l].act_at, d,
                         layers[l].code, d, G + layers[l].w_at, G + layers[l].b_at,
                         NULL if l == 0 else w + layers[l - 1].delta_at, rows, layers[l].n_in, layers[l].n_out)
