@@ -154,3 +154,40 @@ def test_mlp_inference(benchmark, rounds, quick, impl):
             params = [(np.asarray(W), np.asarray(b)) for W, b in zip(*peers.he_params(sizes))]
             pred = record(benchmark, lambda: predict(params), rounds, n, "sample", "JAX (jit)")
     assert pred.shape == (n,)
+
+
+# (layer sizes, batch, dtype): products on the micro-kernels' paths, float32 and float64
+WIDTH_CASES = {"20-32-32-2 f32 b32": ([20, 32, 32, 2], 32, "float32"), "20-64-64-2 f32 b64": ([20, 64, 64, 2], 64, "float32"),
+               "64-64-64-10 f64 b200": ([64, 64, 64, 10], 200, "float64"),
+               "64-128-128-10 f64 b200": ([64, 128, 128, 10], 200, "float64")}
+
+
+@pytest.mark.parametrize("case", list(WIDTH_CASES))
+def test_micro_kernel_widths(benchmark, rounds, quick, case):
+    """One epoch of 20,000 rows (5,000 quick) in order with the micro-kernels at AVX-512's width and
+    at AVX2's, in turn in every round, one BLAS thread: whether the wider vectors pay on this CPU
+    (microkernels.h prefers them only where they run at full width)."""
+    benchmark.group = f"micro-kernel widths: {case}, 1 thread, interleaved"
+    if "cython" not in fnn.available_backends() or not fnn.backend._MODULES["cython"]._wide_available():
+        pytest.skip("no AVX-512 F and DQ on this CPU: one width of micro-kernels only")
+    sizes, batch, dtype = WIDTH_CASES[case]
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((5_000 if quick else 20_000, sizes[0])).astype(dtype)
+    y = rng.integers(0, sizes[-1], len(X))
+
+    def model():
+        hidden = [fnn.Dense(a, b, "relu") for a, b in zip(sizes[:-2], sizes[1:-1])]
+        m = fnn.Sequential(hidden + [fnn.Dense(sizes[-2], sizes[-1], "softmax")], seed=0, dtype=dtype)
+        m.compile("sparse_categorical_crossentropy", fnn.SGD(learning_rate=0.05, momentum=0.9))
+        return m
+
+    def fit(wide):
+        def run(m):
+            with micro_kernels(True, wide):
+                m.fit(X, y, epochs=1, batch_size=batch, shuffle=False, verbose=0)
+            return m
+        return run
+
+    runs = {"AVX-512": (fit(True), len(X), model), "AVX2": (fit(False), len(X), model)}
+    with threads(1):
+        interleaved(benchmark, runs, 2 * rounds, "sample")

@@ -2,7 +2,8 @@
 
 - "sklearn digits adam" / "sklearn digits lbfgs": scikit-learn's bundled digits data (no download),
   a fixed train_test_split(random_state=0), MLPClassifier(hidden_layer_sizes=(64,), random_state=0),
-  one BLAS thread on one core. The rate is per epoch (per L-BFGS iteration): fit time / n_iter_, so
+  one BLAS thread on one core, and two BLAS threads (at these shapes the second thread can cost
+  more than it gives). The rate is per epoch (per L-BFGS iteration): fit time / n_iter_, so
   the ratio does not depend on where each stopping rule fired. fastnn must score within one point
   of scikit-learn's test accuracy (or better), and above 0.9.
 - "sklearn gridsearch threads": GridSearchCV of fastnn's classifier with n_jobs=2 under joblib's
@@ -54,14 +55,15 @@ def sklearn_accuracy(solver: str) -> float:
         return SklearnMLPClassifier(solver=solver, **PARAMS).fit(X_train, y_train).score(X_test, y_test)
 
 
+@pytest.mark.parametrize("n_threads", [1, 2])
 @pytest.mark.parametrize("solver, unit", SOLVERS, ids=[s for s, _ in SOLVERS])
 @pytest.mark.parametrize("impl", list(IMPLS))
-def test_digits(benchmark, rounds, solver, unit, impl):
-    benchmark.group = f"sklearn digits {solver}"
+def test_digits(benchmark, rounds, solver, unit, impl, n_threads):
+    benchmark.group = f"sklearn digits {solver}, {n_threads} BLAS thread{'s' if n_threads > 1 else ''}"
     X_train, X_test, y_train, y_test = digits()
     estimator = IMPLS[impl]
 
-    with threads(1):
+    with threads(n_threads):
         fitted = record(benchmark, lambda: estimator(solver=solver, **PARAMS).fit(X_train, y_train),
                         rounds, 1, unit, impl)
     # n_iter_ is known only after a fit; it is the same every round (random_state=0).

@@ -100,6 +100,11 @@ def _maximizes(mode: str, monitor: str) -> bool:
     return mode == "max" or (mode == "auto" and "acc" in monitor)
 
 
+def _improved(value: float, best: float, maximize: bool, min_delta: float = 0.0) -> bool:
+    """Whether `value` beats `best` by more than min_delta, upwards when maximizing."""
+    return value > best + min_delta if maximize else value < best - min_delta
+
+
 def _patience(name: str, value) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
         raise ValueError(f"{name} must be an int >= 0, got {value!r}")
@@ -139,8 +144,7 @@ class EarlyStopping(Callback):
 
     def on_epoch_end(self, epoch: int, logs: Optional[dict] = None) -> None:
         value = _monitored("EarlyStopping", self.monitor, logs)
-        improved = (value > self.best + self.min_delta) if self.maximize else (value < self.best - self.min_delta)
-        if improved:
+        if _improved(value, self.best, self.maximize, self.min_delta):
             self.best, self.wait = value, 0
             if self.restore_best_weights:
                 self.best_weights = self.model.get_weights()
@@ -180,7 +184,7 @@ class ModelCheckpoint(Callback):
         logs = logs or {}
         if self.save_best_only:
             value = _monitored("ModelCheckpoint", self.monitor, logs)
-            if not (value > self.best if self.maximize else value < self.best):
+            if not _improved(value, self.best, self.maximize):
                 return
             self.best = value
         try:
@@ -219,7 +223,7 @@ class ReduceLROnPlateau(Callback):
         if self.cooldown_counter > 0:
             self.cooldown_counter -= 1
             self.wait = 0
-        if (value > self.best + self.min_delta) if self.maximize else (value < self.best - self.min_delta):
+        if _improved(value, self.best, self.maximize, self.min_delta):
             self.best, self.wait = value, 0
         elif self.cooldown_counter == 0:
             self.wait += 1

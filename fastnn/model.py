@@ -333,9 +333,9 @@ class Sequential:
         logs = {"loss": result.loss[:finished]}
         codes = self._metric_codes.tolist()
         for key, code in self._reported:
-            if code is None:  # the loss's own correct count
-                per_row = self.loss_code == losses.BINARY_CROSSENTROPY
-                logs[key] = result.correct[:finished] / (n * self.n_out if per_row else n)
+            if code is None:  # the loss's own correct count: binary cross-entropy counts every output
+                per_element = self.loss_code == losses.BINARY_CROSSENTROPY
+                logs[key] = result.correct[:finished] / (n * self.n_out if per_element else n)
             else:
                 per_element = _contract.METRICS[code].per_element
                 logs[key] = result.metrics[:finished, codes.index(code)] / (n * self.n_out if per_element else n)
@@ -462,14 +462,8 @@ class Sequential:
             validation = self._validation_data(validation_data)
         callbacks = _callback_list(callbacks)
         with self.network.fitting("fit"):
-            history = History()
-            self.history = history
+            history = self._train_begin(callbacks)
             progress = Progress(epochs, verbose)
-            self.stop_training = False
-            for cb in callbacks:
-                if hasattr(cb, "set_model"):
-                    cb.set_model(self)
-            _hook(callbacks, "on_train_begin", {})
             try:
                 for epoch in epochs:
                     if self.stop_training:
@@ -486,11 +480,7 @@ class Sequential:
                     self.epochs_trained = epoch + 1
                     progress.epoch_end(epoch, logs, time.perf_counter() - started)
                     progress.update(epoch + 1, logs)
-                    for cb in callbacks:
-                        if hasattr(cb, "on_epoch_end"):
-                            cb.on_epoch_end(epoch, logs)
-                        elif callable(cb) and not _HOOKS.intersection(dir(cb)):
-                            cb(epoch, logs)
+                    _epoch_end(callbacks, epoch, logs)
             finally:
                 progress.close()
             _hook(callbacks, "on_train_end", {})
@@ -499,38 +489,49 @@ class Sequential:
     def _train_chunks(self, chunks, batch_size, shuffle, class_weight, epoch: int, history: History) -> dict:
         """One epoch over `chunks` ((X, y, sample_weight) arrays): its logs, summed over the chunks
         as one pass over all their rows would sum them."""
-        loss, correct, sums, rows = 0.0, 0, np.zeros(len(self._metric_codes)), 0
-        for X, y, weights in chunks:
-            data = Data.for_model(self, X, y, sample_weight=weights, class_weight=class_weight)
-            batch = data.n if batch_size is None else min(batch_size, data.n)
-            order = self._rng.permutation(data.n)[None] if shuffle and batch < data.n else None
-            result = self._trainer(data, batch).epochs(1, order, self.optimizer.iterations)
-            self.optimizer.iterations = result.step
-            if result.stopped:
-                raise KeyboardInterrupt
-            if result.finished < 1:
-                raise TrainingDivergedError(f"training diverged at epoch {epoch}: the loss of a chunk of {data.n} rows "
-                                            f"is {result.loss[0]}; the model keeps the weights from before that chunk "
-                                            f"(try a smaller learning rate)", history)
-            loss += float(result.loss[0]) * data.n
-            correct += int(result.correct[0])
-            sums += result.metrics[0]
-            rows += data.n
-        epoch_sums = Epochs(1, 0, np.array([loss / rows]), np.array([correct]), sums[None], False)
-        return {key: values[0].item() for key, values in self._logs(epoch_sums, rows).items()}
+        def passes():
+            for X, y, weights in chunks:
+                data = Data.for_model(self, X, y, sample_weight=weights, class_weight=class_weight)
+                batch = data.n if batch_size is None else min(batch_size, data.n)
+                order = self._rng.permutation(data.n)[None] if shuffle and batch < data.n else None
+                result = self._trainer(data, batch).epochs(1, order, self.optimizer.iterations)
+                self.optimizer.iterations = result.step
+                if result.stopped:
+                    raise KeyboardInterrupt
+                if result.finished < 1:
+                    raise TrainingDivergedError(f"training diverged at epoch {epoch}: the loss of a chunk of {data.n} "
+                                                f"rows is {result.loss[0]}; the model keeps the weights from before "
+                                                f"that chunk (try a smaller learning rate)", history)
+                yield result, data.n
+        return self._summed_logs(passes())
 
     def _evaluate_chunks(self, chunks) -> dict:
         """The loss and metrics over every row of `chunks` (Data), evaluated a chunk at a time."""
+        logs = self._summed_logs((self._evaluator(data, None).one_pass(), data.n) for data in chunks)
+        _require_finite(math.isfinite(logs["loss"]), "evaluate", "loss")
+        return logs
+
+    def _summed_logs(self, passes) -> dict:
+        """The logs of one pass over all the rows of `passes`: (a Trainer's one-epoch Epochs, its rows)."""
         loss, correct, sums, rows = 0.0, 0, np.zeros(len(self._metric_codes)), 0
-        for data in chunks:
-            result = self._evaluator(data, None).one_pass()
-            loss += float(result.loss[0]) * data.n
+        for result, n in passes:
+            loss += float(result.loss[0]) * n
             correct += int(result.correct[0])
             sums += result.metrics[0]
-            rows += data.n
-        _require_finite(math.isfinite(loss), "evaluate", "loss")
+            rows += n
         totals = Epochs(1, 0, np.array([loss / rows]), np.array([correct]), sums[None], False)
         return {key: values[0].item() for key, values in self._logs(totals, rows).items()}
+
+    def _train_begin(self, callbacks: list) -> History:
+        """The History a fit fills in, with the callbacks told the model and the start."""
+        history = History()
+        self.history = history
+        self.stop_training = False
+        for cb in callbacks:
+            if hasattr(cb, "set_model"):
+                cb.set_model(self)
+        _hook(callbacks, "on_train_begin", {})
+        return history
 
     def _fit(self, data: Data, epochs: range, batch, shuffle, validation, verbose, callbacks) -> History:
         """Runs of epochs go to the training step in one kernel call each. With callbacks or
@@ -541,14 +542,8 @@ class Sequential:
         trainer = self._trainer(data, batch)
         validating = self._evaluator(validation, None) if validation is not None else None
         every_epoch = bool(callbacks) or validation is not None or verbose == 2
-        history = History()
+        history = self._train_begin(callbacks)
         progress = Progress(epochs, verbose)
-        self.stop_training = False
-        self.history = history
-        for cb in callbacks:
-            if hasattr(cb, "set_model"):
-                cb.set_model(self)
-        _hook(callbacks, "on_train_begin", {})
         done, run = epochs.start, 1
         try:
             while done < epochs.stop and not self.stop_training:
@@ -573,11 +568,7 @@ class Sequential:
                         self.epochs_trained = epoch + 1
                         progress.epoch_end(epoch, logs, seconds)
                         last_logs = logs
-                        for cb in callbacks:
-                            if hasattr(cb, "on_epoch_end"):
-                                cb.on_epoch_end(epoch, logs)
-                            elif callable(cb) and not _HOOKS.intersection(dir(cb)):
-                                cb(epoch, logs)
+                        _epoch_end(callbacks, epoch, logs)
                 else:  # the whole run's logs at once: per-epoch Python here would cost more than XOR's epochs
                     history.extend(range(done, done + finished), run_logs)
                     self.epochs_trained = done + finished
@@ -751,6 +742,15 @@ def _hook(callbacks: list, name: str, *args) -> None:
     for cb in callbacks:
         if hasattr(cb, name):
             getattr(cb, name)(*args)
+
+
+def _epoch_end(callbacks: list, epoch: int, logs: dict) -> None:
+    """Each callback's on_epoch_end, or the callback itself when it is a plain function."""
+    for cb in callbacks:
+        if hasattr(cb, "on_epoch_end"):
+            cb.on_epoch_end(epoch, logs)
+        elif callable(cb) and not _HOOKS.intersection(dir(cb)):
+            cb(epoch, logs)
 
 
 def _callback_list(callbacks) -> list:

@@ -30,7 +30,7 @@ def explicit_model(seed=0, dtype="float64", optimizer=None):
 
 # ---------------------------------------------------------------- building
 
-def test_units_only_layers_build_at_first_fit_as_explicit_ones(backend):
+def test_units_only_layers_build_at_first_fit_as_explicit_ones(backend, simd):
     """Dense(units) learns n_in from the data; the seed gives the same weights, so the same fit."""
     X, y = moons()
     inferred, explicit = keras_model(), explicit_model()
@@ -44,7 +44,7 @@ def test_units_only_layers_build_at_first_fit_as_explicit_ones(backend):
 
 
 @pytest.mark.parametrize("how", ["input", "add", "build", "input_dim", "predict"])
-def test_ways_to_give_the_input_width(backend, how):
+def test_ways_to_give_the_input_width(backend, simd, how):
     X, _ = moons()
     if how == "input":
         model = fnn.Sequential([fnn.Input(shape=(2,)), fnn.Dense(8, "tanh"), fnn.Dense(1, "sigmoid")], seed=0)
@@ -67,7 +67,7 @@ def test_ways_to_give_the_input_width(backend, how):
     np.testing.assert_array_equal(model(X), reference.predict(X))
 
 
-def test_add_to_a_built_model_keeps_the_weights_it_had(backend):
+def test_add_to_a_built_model_keeps_the_weights_it_had(backend, simd):
     model = fnn.Sequential([fnn.Dense(2, 8, "tanh")], seed=0)
     first = model.get_weights()
     model.add(fnn.Dense(1, "sigmoid"))
@@ -129,7 +129,7 @@ def test_learning_rate_and_its_alias():
 
 @pytest.mark.parametrize("make", [lambda: fnn.SGD(learning_rate=0.5), lambda: fnn.Adam(learning_rate=0.05)],
                          ids=["sgd", "adam"])
-def test_a_learning_rate_changed_by_a_callback_takes_effect_at_the_next_epoch(backend, make):
+def test_a_learning_rate_changed_by_a_callback_takes_effect_at_the_next_epoch(backend, simd, make):
     """The defect of issue 19: the lr set after epoch 0 was ignored for the rest of fit."""
     X, y = moons()
     model = explicit_model(optimizer=make())
@@ -147,7 +147,7 @@ def test_a_learning_rate_changed_by_a_callback_takes_effect_at_the_next_epoch(ba
 
 # ---------------------------------------------------------------- fit's arguments
 
-def test_validation_split_holds_out_the_last_rows(backend):
+def test_validation_split_holds_out_the_last_rows(backend, simd):
     X, y = moons()
     split = keras_model().fit(X, y, epochs=3, batch_size=8, verbose=0, validation_split=0.25)
     given = keras_model().fit(X[:45], y[:45], epochs=3, batch_size=8, verbose=0, validation_data=(X[45:], y[45:]))
@@ -183,7 +183,7 @@ def test_bad_fit_arguments_train_nothing(backend, kwargs, error, match):
     assert model.optimizer.iterations == 0
 
 
-def test_class_weight_is_a_sample_weight_per_class(backend):
+def test_class_weight_is_a_sample_weight_per_class(backend, simd):
     X, y = moons()
     by_class = keras_model().fit(X, y, epochs=3, batch_size=8, verbose=0, class_weight={1: 3.0})
     by_row = keras_model().fit(X, y, epochs=3, batch_size=8, verbose=0, sample_weight=np.where(y == 1, 3.0, 1.0))
@@ -194,7 +194,7 @@ def test_class_weight_is_a_sample_weight_per_class(backend):
         model.fit(X, y, class_weight={0: 1.0}, verbose=0)
 
 
-def test_a_weight_of_two_counts_a_row_twice(backend, assert_close):
+def test_a_weight_of_two_counts_a_row_twice(backend, simd, assert_close):
     """Full batch, the loss a weighted mean: weight 2 on a row is that row twice."""
     X, y = moons(20)
     weights = np.ones(20)
@@ -207,7 +207,7 @@ def test_a_weight_of_two_counts_a_row_twice(backend, assert_close):
         assert_close(a, b, weighted.dtype, scale=1.0)
 
 
-def test_initial_epoch_continues_a_fit(backend):
+def test_initial_epoch_continues_a_fit(backend, simd):
     """5 epochs, then fit(epochs=10, initial_epoch=5): the same weights as 10 at once, History
     numbered from 5."""
     X, y = moons()
@@ -225,7 +225,7 @@ def test_initial_epoch_continues_a_fit(backend):
 
 # ---------------------------------------------------------------- one batch, evaluate
 
-def test_train_on_batch_is_one_full_batch_step(backend):
+def test_train_on_batch_is_one_full_batch_step(backend, simd):
     X, y = moons(16)
     stepped, fitted = explicit_model(), explicit_model()
     results = [stepped.train_on_batch(X, y) for _ in range(3)]
@@ -240,7 +240,7 @@ def test_train_on_batch_is_one_full_batch_step(backend):
     assert stepped.evaluate(X, y, return_dict=False) == [logs["loss"], logs["accuracy"]]
 
 
-def test_a_regression_model_returns_a_scalar_loss(backend):
+def test_a_regression_model_returns_a_scalar_loss(backend, simd):
     X, y = moons(16)
     model = fnn.Sequential([fnn.Dense(4, "tanh"), fnn.Dense(1)], seed=0, dtype="float64")
     model.compile("mse", fnn.SGD(learning_rate=0.1))
@@ -280,7 +280,7 @@ def test_bad_metrics(loss, names, match):
 
 # ---------------------------------------------------------------- learning-rate callbacks
 
-def test_learning_rate_scheduler_sets_each_epochs_rate(backend):
+def test_learning_rate_scheduler_sets_each_epochs_rate(backend, simd):
     X, y = moons()
     model = explicit_model(optimizer=fnn.SGD(learning_rate=0.1))
     seen = []
@@ -304,7 +304,7 @@ def test_a_schedule_that_returns_no_learning_rate_stops_fit(backend, rate):
         np.testing.assert_array_equal(a, b)
 
 
-def test_reduce_lr_on_plateau(backend):
+def test_reduce_lr_on_plateau(backend, simd):
     """A monitored value that stops improving: the rate is cut by factor after patience epochs
     without improvement, counted as Keras counts them around a cooldown, and never below min_lr;
     a scheduled learning rate cannot be cut (TypeError, as in Keras)."""

@@ -112,7 +112,7 @@ def test_re_iterable_source_runs_several_epochs(backend, simd, assert_close):
     assert source.yielded >= 3 * 3  # each epoch iterated the source anew (fit may peek one chunk more)
 
 
-def test_plain_generator_gives_one_epoch_then_asks_for_steps_per_epoch(backend):
+def test_plain_generator_gives_one_epoch_then_asks_for_steps_per_epoch(backend, simd):
     X, y = moons(96)
     m = model()
     with pytest.raises(ValueError, match="steps_per_epoch") as error:
@@ -142,7 +142,7 @@ def test_endless_generator_with_steps_per_epoch_takes_exactly_k_chunks_an_epoch(
     assert_same_weights(streamed, reference)
 
 
-def test_generator_with_validation_data_is_the_array_fit(backend, assert_close):
+def test_generator_with_validation_data_is_the_array_fit(backend, simd, assert_close):
     X, y = moons(96)
     validation = moons(40, seed=1)
     reference = model()
@@ -155,7 +155,7 @@ def test_generator_with_validation_data_is_the_array_fit(backend, assert_close):
     assert_same_history(history, expected, assert_close)
 
 
-def test_the_advice_of_the_ran_out_error_works(backend):
+def test_the_advice_of_the_ran_out_error_works(backend, simd):
     """The error when a generator runs out recommends a class whose __iter__ starts the data
     again (a list of chunks is data, not a stream): following that advice works."""
     X, y = moons(96)

@@ -39,30 +39,19 @@ FASTNN_DROPOUT(fastnn_dropout_base_d, double, )
 #if FASTNN_SIMD
 FASTNN_DROPOUT(fastnn_dropout_avx2_f, float, FASTNN_TARGET)
 FASTNN_DROPOUT(fastnn_dropout_avx2_d, double, FASTNN_TARGET)
+#else  /* no AVX2 build possible: simd is never set, the baseline loop stands in */
+#define fastnn_dropout_avx2_f fastnn_dropout_base_f
+#define fastnn_dropout_avx2_d fastnn_dropout_base_d
 #endif
 
-static void fastnn_dropout_f(const float* a, float* dropped, float* mask, ptrdiff_t size, uint64_t base,
-                             uint32_t threshold, float scale, int simd) {
-#if FASTNN_SIMD
-    if (simd) {
-        fastnn_dropout_avx2_f(a, dropped, mask, size, base, threshold, scale);
-        return;
+/* The entry points, by float type: the AVX2 loop when simd (the CPU has it and it is on), else the baseline one. */
+#define FASTNN_DROPOUT_ENTRY(NAME, T, BASE, AVX2)                                                 \
+    static void NAME(const T* a, T* dropped, T* mask, ptrdiff_t size, uint64_t base, uint32_t threshold, \
+                     T scale, int simd) {                                                         \
+        (simd ? AVX2 : BASE)(a, dropped, mask, size, base, threshold, scale);                     \
     }
-#endif
-    (void)simd;
-    fastnn_dropout_base_f(a, dropped, mask, size, base, threshold, scale);
-}
 
-static void fastnn_dropout_d(const double* a, double* dropped, double* mask, ptrdiff_t size, uint64_t base,
-                             uint32_t threshold, double scale, int simd) {
-#if FASTNN_SIMD
-    if (simd) {
-        fastnn_dropout_avx2_d(a, dropped, mask, size, base, threshold, scale);
-        return;
-    }
-#endif
-    (void)simd;
-    fastnn_dropout_base_d(a, dropped, mask, size, base, threshold, scale);
-}
+FASTNN_DROPOUT_ENTRY(fastnn_dropout_f, float, fastnn_dropout_base_f, fastnn_dropout_avx2_f)
+FASTNN_DROPOUT_ENTRY(fastnn_dropout_d, double, fastnn_dropout_base_d, fastnn_dropout_avx2_d)
 
 #endif

@@ -53,8 +53,8 @@ static int fastnn_simd512_available(void) {
 }
 
 /* Whether the 64-byte versions are the default: not on AMD's cores, which run a 512-bit operation
- * as two 256-bit halves (on a Zen 4 EPYC they measured 0.91-1.02x the AVX2 ones; the note of
- * issue 20 has the figures). FASTNN_SIMD=avx512 uses them anyway. */
+ * as two 256-bit halves (bench/bench_mlp.py's micro-kernel widths rows measure both).
+ * FASTNN_SIMD=avx512 uses them anyway. */
 static int fastnn_simd512_preferred(void) {
 #if FASTNN_SIMD
     return fastnn_simd512_available() && !__builtin_cpu_is("amd");

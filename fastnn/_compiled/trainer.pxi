@@ -428,10 +428,9 @@ def _train(floating[::1] params, run, order, long long step, double[::1] epoch_l
                         w_sum = _weight_sum(sw, rows)
                         l2_f = <floating>(l2 / w_sum)
                         for l in range(L):
-                            penalty = 0
+                            penalty = _sum_squares(P + layers[l].w_at, layers[l].b_at - layers[l].w_at)
                             for i in range(layers[l].w_at, layers[l].b_at):
                                 G[i] = G[i] + l2_f * P[i]
-                                penalty += <double>P[i] * P[i]
                             batch_loss = batch_loss + 0.5 * l2 * penalty / w_sum
                     if penalized:
                         _penalize(layers, L, P, G, &batch_loss)

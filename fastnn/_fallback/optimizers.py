@@ -17,6 +17,11 @@ def scheduled_lr(update, step):
     C.check_schedule(update)
     if step < 1:
         raise C.step_error(step)
+    return _learning_rate(update, step)
+
+
+def _learning_rate(update, step):
+    """scheduled_lr after its checks (the optimizer step's way in, once per step)."""
     a = update.schedule_args
     it = float(step - 1)
     if update.schedule == C.CONSTANT:
@@ -93,7 +98,7 @@ def _flush(state):
 def apply_update(update, params, grads, step, segments):
     """optimizer_step after its checks (the trainer's way in); segments: `segments(sizes)`."""
     t = params.dtype.type
-    lr = scheduled_lr(update, step)
+    lr = _learning_rate(update, step)
     _clip(update, grads, segments)
     kind = update.optimizer
     if kind == C.SGD:
