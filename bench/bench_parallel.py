@@ -61,7 +61,7 @@ def pinned(how: str):
     if "sequential" in how:
         return threads(1)
     if how.endswith("2 threads"):
-        return fnn.parallel._blas().limit(limits=1, user_api="blas")
+        return fnn.threads._blas().limit(limits=1, user_api="blas")
     return contextlib.nullcontext()
 
 

@@ -13,7 +13,8 @@ from .gradcheck import gradcheck
 from .layers import Dense, Dropout, Input
 from .model import Sequential, TrainingDivergedError, load
 from .optimizers import SGD, Adam, AdamW, RMSprop
-from .parallel import fit_parallel, get_num_threads, set_num_threads
+from .parallel import fit_parallel
+from .threads import get_num_threads, set_num_threads
 
 __version__ = "0.1.0"
 __all__ = ["Adam", "AdamW", "Callback", "Dense", "Dropout", "EarlyStopping", "History", "Input",

@@ -201,6 +201,10 @@ class TrainingRun:
     penalties: (L, 2) float64 (l1, l2) per layer, or None: Keras' kernel regularizers, adding
     l1 sum|W| + l2 sum W² to each batch's loss and l1 sign(W) + 2 l2 W to W's gradient.
 
+    threads: how many threads may share each step (>= 1). The compiled twin shares the steps of
+    large networks among that many (its "pool" path, step_path); the results are the same for
+    every count above 1 and equal the one-thread results to rounding. The NumPy twin runs on one.
+
     Two options change the loss of each batch, both documented here once:
     - loss_scale: the batch's loss and its gradient are multiplied by it (to put a loss in another
       library's units: scikit-learn sums its binary loss over the outputs where fastnn averages);
@@ -226,6 +230,7 @@ class TrainingRun:
     dropout: Optional[np.ndarray] = None
     dropout_seed: int = 0
     penalties: Optional[np.ndarray] = None
+    threads: int = 1
 
 
 _MASK64 = (1 << 64) - 1
@@ -448,6 +453,8 @@ def check_run(run: TrainingRun, order, step: int, epoch_loss, epoch_correct, epo
         same_shape("penalties", run.penalties, (L, 2))
         if not np.all(np.isfinite(run.penalties) & (run.penalties >= 0)):
             raise ValueError(f"penalties must be finite and >= 0, got {run.penalties.tolist()}")
+    if isinstance(run.threads, bool) or not isinstance(run.threads, (int, np.integer)) or not 1 <= run.threads <= 64:
+        raise ValueError(f"threads must be an int from 1 to 64, got {run.threads!r}")
     _check_array("epoch_correct", epoch_correct, 1, np.int64)
     same_shape("epoch_correct", epoch_correct, (epochs,))
     _check_array("epoch_metrics", epoch_metrics, 2, np.float64)

@@ -13,6 +13,7 @@ One extension, written by family in fastnn/_compiled/ and included here in depen
   metrics.pxi      binary_correct, categorical_correct, sparse_correct, metric_sum, sparse_metric_sum
   optimizers.pxi   optimizer_step, scheduled_lr
   trainer.pxi      train_epochs, step_path: the training step, and its lanes (lanes.h) for tiny networks
+  pooled.pxi       the training step of large networks shared by fastnn's thread pool (pool.h)
 
 Textual inclusion, not separate extensions: the trainer's nogil loop calls the families' workers
 as static C functions of one translation unit, as before the split (calls across extensions
@@ -53,3 +54,4 @@ include "_compiled/losses.pxi"
 include "_compiled/metrics.pxi"
 include "_compiled/optimizers.pxi"
 include "_compiled/trainer.pxi"
+include "_compiled/pooled.pxi"

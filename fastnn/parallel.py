@@ -1,8 +1,8 @@
-"""Threads: the BLAS thread count, and several models trained at once.
+"""Several models trained at once: fit_parallel.
 
 fit's kernels run without the GIL, so N models fit in N Python threads really run in parallel.
-Each then gets a one-thread BLAS, so N threads never start N × cores BLAS threads.
-Thread counts are controlled through threadpoolctl (`pip install "fastnn[threads]"`).
+Each fit then uses one thread and a one-thread BLAS (fastnn.threads), so N threads never start
+N × cores threads.
 """
 import contextlib
 import os
@@ -11,67 +11,8 @@ import threading
 from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Callable, Iterator, Optional, Sequence
 
+from .threads import one_thread_blas, one_thread_each
 from .trainer import Data
-
-
-def _threadpoolctl():
-    try:
-        import threadpoolctl
-    except ImportError:
-        raise ImportError('controlling BLAS threads needs threadpoolctl: pip install "fastnn[threads]"') from None
-    return threadpoolctl
-
-
-_limits = None  # keeps the process-wide limit set by set_num_threads in force
-_controller = None
-_controller_lock = threading.Lock()
-# fastnn's changes of the BLAS limit, one at a time (_changing_blas)
-_blas_lock = threading.Lock()
-
-
-def _blas():
-    """threadpoolctl's handle on the loaded BLAS libraries, made once: finding them costs more than
-    a small fit (bench/bench_parallel.py times fit_parallel). fastnn's kernels call SciPy's BLAS,
-    which is loaded with them, so it is always among those found."""
-    global _controller
-    with _controller_lock:  # two first calls at once would each make one
-        if _controller is None:
-            _controller = _threadpoolctl().ThreadpoolController()
-    return _controller
-
-
-@contextlib.contextmanager
-def _changing_blas() -> Iterator[None]:
-    """Hold while changing the process-wide BLAS limit, from any thread.
-
-    threadpoolctl (3.8 and later) lets only the first thread that changed OpenBLAS's limit change it
-    again while that thread lives; the others' changes silently do nothing. So a fit_parallel
-    call whose limit was set from one thread and lifted from another left BLAS at one thread.
-    fastnn's changes are made one at a time under _blas_lock, each taking control for itself and
-    giving it back."""
-    clear = getattr(_threadpoolctl().OpenBLASController, "clear_controlling_thread", None)
-    with _blas_lock:
-        if clear is not None:
-            clear(force=True)
-        try:
-            yield
-        finally:
-            if clear is not None:
-                clear(force=True)
-
-
-def set_num_threads(n: int) -> None:
-    """Let BLAS (the matrix products of big layers) use `n` threads, process-wide."""
-    global _limits
-    from .validation import check_positive_int
-    n = check_positive_int("n", n)
-    with _changing_blas():
-        _limits = _blas().limit(limits=n, user_api="blas")
-
-
-def get_num_threads() -> int:
-    """The number of threads BLAS uses now (the largest over the BLAS libraries loaded)."""
-    return max((lib.num_threads for lib in _blas().select(user_api="blas").lib_controllers), default=1)
 
 
 def fit_parallel(models: Sequence, X, y, n_jobs: Optional[int] = None, **fit_kwargs) -> list:
@@ -90,8 +31,8 @@ def fit_parallel(models: Sequence, X, y, n_jobs: Optional[int] = None, **fit_kwa
     workers = min(n_jobs, max(len(models), 1))
     prepared = {}
     data = [_data(m, X, y, prepared) for m in models]
-    with _one_thread_blas(), _workers(workers) as pool:
-        futures = [pool.submit(m.fit, d, None, **fit_kwargs) for m, d in zip(models, data)]
+    with one_thread_blas(), _workers(workers) as pool:
+        futures = [pool.submit(_fit_on_one_thread, m, d, fit_kwargs) for m, d in zip(models, data)]
         try:
             wait(futures)  # every fit ends before the BLAS limit is lifted, also when one of them raised
         except BaseException:  # Ctrl-C in this thread: the workers' fits stop after their current batch
@@ -107,28 +48,9 @@ def fit_parallel(models: Sequence, X, y, n_jobs: Optional[int] = None, **fit_kwa
         return [f.result() for f in futures]
 
 
-_blas_users = 0
-_blas_limit = None
-
-
-@contextlib.contextmanager
-def _one_thread_blas() -> Iterator[None]:
-    """BLAS at one thread while any fit_parallel call runs: the first call in sets the limit, the
-    last one out lifts it (calls that each saved and restored the limit, interleaved from two
-    threads, could restore the other's one-thread limit)."""
-    global _blas_users, _blas_limit
-    with _changing_blas():
-        if _blas_users == 0:
-            _blas_limit = _blas().limit(limits=1, user_api="blas")
-        _blas_users += 1
-    try:
-        yield
-    finally:
-        with _changing_blas():
-            _blas_users -= 1
-            if _blas_users == 0:
-                _blas_limit.restore_original_limits()
-                _blas_limit = None
+def _fit_on_one_thread(model, data: Data, fit_kwargs: dict):
+    with one_thread_each():
+        return model.fit(data, None, **fit_kwargs)
 
 
 def _data(model, X, y, prepared: dict) -> Data:

@@ -15,6 +15,7 @@ A stop request or Ctrl-C ends a kernel call after the batch it is in; `epochs` r
 (`stopped`), and the callers raise KeyboardInterrupt once their bookkeeping matches the
 parameters (the last finished batch).
 """
+import contextlib
 import math
 from dataclasses import dataclass
 from typing import NamedTuple, Optional
@@ -24,6 +25,7 @@ import numpy as np
 from . import _contract
 from .backend import ops
 from .network import Network
+from .threads import get_num_threads, one_thread_blas
 from .validation import as_features, as_sample_weight, as_targets, class_weights
 
 
@@ -111,20 +113,24 @@ class Trainer:
     for passes that only compute the loss and its gradient. grads: the gradient buffer to write,
     network.grads by default (a pass that must not disturb a fit, such as evaluate, brings its
     own). The other options are TrainingRun's: l2, loss_scale; metrics (codes), top_k; dropout
-    (per layer), dropout_seed; penalties (per layer). The run's stop flag is network.stop.
+    (per layer), dropout_seed; penalties (per layer); threads (default: fastnn.get_num_threads()
+    in the calling thread). The run's stop flag is network.stop.
     """
 
     def __init__(self, network: Network, loss: int, data: Data, batch: int, update: Optional[_contract.Update] = None,
                  l2: float = 0.0, loss_scale: float = 1.0, grads: Optional[np.ndarray] = None,
                  metrics: Optional[np.ndarray] = None, top_k: int = 5, dropout: Optional[np.ndarray] = None,
-                 dropout_seed: int = 0, penalties: Optional[np.ndarray] = None):
+                 dropout_seed: int = 0, penalties: Optional[np.ndarray] = None, threads: Optional[int] = None):
         sparse = loss == _contract.SPARSE_CATEGORICAL_CROSSENTROPY
         self.run = _contract.TrainingRun(
             sizes=network.sizes, codes=network.loss_codes(loss), params=network.params,
             grads=network.grads if grads is None else grads, loss=loss, X=data.X,
             Y=None if sparse else data.y, labels=data.y if sparse else None, sample_weight=data.sample_weight,
             batch=batch, update=update, l2=l2, loss_scale=loss_scale, stop=network.stop, metrics=metrics,
-            top_k=top_k, dropout=dropout, dropout_seed=dropout_seed, penalties=penalties)
+            top_k=top_k, dropout=dropout, dropout_seed=dropout_seed, penalties=penalties,
+            threads=get_num_threads() if threads is None else threads)
+        # the pool's workers each call a one-thread BLAS
+        self._blas = one_thread_blas if self.run.threads > 1 and self.path == "pool" else contextlib.nullcontext
 
     def loss_and_count(self) -> tuple[float, int]:
         """(mean loss, correct count) of one epoch that updates nothing (the gradient of its last
@@ -152,7 +158,9 @@ class Trainer:
         epoch_loss = np.zeros(count)
         epoch_correct = np.zeros(count, np.int64)
         epoch_metrics = np.zeros((count, 0 if self.run.metrics is None else len(self.run.metrics)))
-        finished, step, stopped = ops().train_epochs(self.run, order, step, epoch_loss, epoch_correct, epoch_metrics)
+        with self._blas():
+            finished, step, stopped = ops().train_epochs(self.run, order, step, epoch_loss, epoch_correct,
+                                                         epoch_metrics)
         return Epochs(finished, step, epoch_loss, epoch_correct, epoch_metrics, stopped)
 
 

@@ -141,6 +141,14 @@ cdef void _update(const UpdateArgs* u, floating* P, floating* G, floating* veloc
     G is clipped in place."""
     cdef double lr = _scheduled_lr(u, step)
     _clip(u, G, size)
+    _step(u, lr, P, G, velocity, m, v, size, step)
+
+
+cdef void _step(const UpdateArgs* u, double lr, floating* P, const floating* G, floating* velocity, floating* m,
+                floating* v, Py_ssize_t size, long long step) noexcept nogil:
+    """The optimizer's formula at learning rate lr over size elements of the flat buffers (any
+    range of them: every element's update depends on that element alone); state pointers NULL
+    where the optimizer keeps none."""
     if u.optimizer == SGD:
         _sgd_step(P, G, size, <floating>lr)
     elif u.optimizer == MOMENTUM or u.optimizer == NESTEROV:

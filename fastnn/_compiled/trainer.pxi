@@ -62,8 +62,12 @@ def _lane_codes(run, sizes=None, codes=None):
 
 def step_path(run):
     """Which specialisation of the step train_epochs takes for run (a fastnn._contract.TrainingRun):
-    "lanes" (tiny networks across vector lanes) or "layers"."""
-    return "layers" if _lane_codes(run) is None else "lanes"
+    "lanes" (tiny networks across vector lanes), "pool" (large products shared by fastnn's
+    threads, pooled.pxi) or "layers"."""
+    lanes = _lane_codes(run)
+    if lanes is not None:
+        return "lanes"
+    return "pool" if _pool_threads(run, [int(s) for s in run.sizes], lanes) else "layers"
 
 
 cdef struct Layer:
@@ -114,33 +118,34 @@ cdef inline void _drop_out(const Layer* layer, const floating* a, floating* drop
         fastnn_dropout_d(a, dropped, mask, size, base, layer.threshold, 1.0 / (1.0 - layer.rate), _simd)
 
 
-cdef double _layers_batch(const Layer* layers, Py_ssize_t L, const floating* x, const floating* y,
-                          const int64_t* labels, const floating* sw, int loss, floating scale, bint scaled,
-                          const floating* P, floating* G, floating* w, Py_ssize_t rows,
-                          Py_ssize_t* correct, Extras* extras) noexcept nogil:
-    """One batch layer by layer: forward (through each layer's dropout), the loss and its gradient
-    (times `scale` when `scaled`), the metrics, backward into G; returns the batch's mean loss and
-    adds its correct predictions to *correct. x: (rows, n_in) inputs; y: (rows, n_out) targets or
-    labels: (rows,); sw: (rows,) weights or NULL; w: the work buffer that layers' offsets point into."""
-    cdef Py_ssize_t l, i, j, n_y = layers[L - 1].n_out
-    cdef const floating* a = x
-    cdef const floating* inp
-    cdef floating* z
-    cdef floating* d
-    cdef floating* mask
+cdef inline const floating* _layer_input(const Layer* layers, Py_ssize_t l, const floating* x,
+                                        floating* w) noexcept nogil:
+    """What layer l multiplies: its dropped-out input, the data x, or the layer before's output."""
+    if layers[l].rate > 0:
+        return w + layers[l].drop_at
+    if l == 0:
+        return x
+    return w + layers[l - 1].act_at
+
+
+cdef inline void _drop_layer_input(const Layer* layers, Py_ssize_t l, const floating* x, floating* w,
+                                   const Extras* extras, Py_ssize_t rows) noexcept nogil:
+    """The dropout mask of layer l's input for this batch and the dropped-out input (no dropout: nothing)."""
+    if layers[l].rate > 0:
+        _drop_out(&layers[l], x if l == 0 else w + layers[l - 1].act_at, w + layers[l].drop_at,
+                  w + layers[l].mask_at, rows * layers[l].n_in,
+                  _splitmix64(_splitmix64(extras.seed + extras.step) + <uint64_t>l))
+
+
+cdef double _loss_and_metrics(const Layer* layers, Py_ssize_t L, const floating* a, const floating* y,
+                              const int64_t* labels, const floating* sw, int loss, floating scale, bint scaled,
+                              floating* w, Py_ssize_t rows, Py_ssize_t* correct, Extras* extras) noexcept nogil:
+    """The batch's mean loss of the network's output a, its gradient (times `scale` when `scaled`)
+    into the output layer's delta, the correct predictions added to *correct, the metrics' sums."""
+    cdef Py_ssize_t i, j, n_y = layers[L - 1].n_out
+    cdef floating* d = w + layers[L - 1].delta_at
     cdef const floating* out
-    cdef double batch_loss
-    for l in range(L):
-        if layers[l].rate > 0:
-            _drop_out(&layers[l], a, w + layers[l].drop_at, w + layers[l].mask_at, rows * layers[l].n_in,
-                      _splitmix64(_splitmix64(extras.seed + extras.step) + <uint64_t>l))
-            a = w + layers[l].drop_at
-        z = w + layers[l].act_at
-        _dense_forward(a, P + layers[l].w_at, P + layers[l].b_at, layers[l].code, z, rows,
-                       layers[l].n_in, layers[l].n_out)
-        a = z
-    d = w + layers[L - 1].delta_at
-    batch_loss = _loss_batch(loss, a, y, labels, sw, d, rows, n_y)
+    cdef double batch_loss = _loss_batch(loss, a, y, labels, sw, d, rows, n_y)
     correct[0] += _count_correct(loss, a, y, labels, rows, n_y)
     if extras.n_metrics:
         out = a
@@ -152,16 +157,30 @@ cdef double _layers_batch(const Layer* layers, Py_ssize_t L, const floating* x, 
     if scaled:
         for i in range(rows * n_y):
             d[i] = d[i] * scale
+    return batch_loss
+
+
+cdef double _layers_batch(const Layer* layers, Py_ssize_t L, const floating* x, const floating* y,
+                          const int64_t* labels, const floating* sw, int loss, floating scale, bint scaled,
+                          const floating* P, floating* G, floating* w, Py_ssize_t rows,
+                          Py_ssize_t* correct, Extras* extras) noexcept nogil:
+    """One batch layer by layer: forward (through each layer's dropout), the loss and its gradient
+    (times `scale` when `scaled`), the metrics, backward into G; returns the batch's mean loss and
+    adds its correct predictions to *correct. x: (rows, n_in) inputs; y: (rows, n_out) targets or
+    labels: (rows,); sw: (rows,) weights or NULL; w: the work buffer that layers' offsets point into."""
+    cdef Py_ssize_t l, i
+    cdef floating* d
+    cdef floating* z
+    cdef floating* mask
+    for l in range(L):
+        _drop_layer_input(layers, l, x, w, extras, rows)
+        _dense_forward(_layer_input(layers, l, x, w), P + layers[l].w_at, P + layers[l].b_at, layers[l].code,
+                       w + layers[l].act_at, rows, layers[l].n_in, layers[l].n_out)
+    cdef double batch_loss = _loss_and_metrics(layers, L, w + layers[L - 1].act_at, y, labels, sw, loss, scale,
+                                               scaled, w, rows, correct, extras)
     for l in range(L - 1, -1, -1):
         d = w + layers[l].delta_at
-        # what the layer multiplied: its dropped-out input, the data, or the layer before's output
-        if layers[l].rate > 0:
-            inp = w + layers[l].drop_at
-        elif l == 0:
-            inp = x
-        else:
-            inp = w + layers[l - 1].act_at
-        _dense_backward(inp, P + layers[l].w_at, w + layers[l].act_at, d,
+        _dense_backward(_layer_input(layers, l, x, w), P + layers[l].w_at, w + layers[l].act_at, d,
                         layers[l].code, d, G + layers[l].w_at, G + layers[l].b_at,
                         NULL if l == 0 else w + layers[l - 1].delta_at, rows, layers[l].n_in, layers[l].n_out)
         if l > 0 and layers[l].rate > 0:  # back through the mask to the previous layer's output
@@ -374,6 +393,15 @@ def _train(floating[::1] params, run, order, long long step, double[::1] epoch_l
     cdef Py_ssize_t countdown = check_every
     cdef timespec last_check
     clock_gettime(CLOCK_MONOTONIC, &last_check)
+    # large networks on several threads: fastnn's pool, for this call (stopped in `finally`)
+    cdef int threads = _pool_threads(run, sizes, lanes)
+    cdef fastnn_pool* pool = NULL
+    cdef PoolJob job
+    if threads:
+        pool = fastnn_pool_start(threads)
+        if pool == NULL:
+            PyMem_Free(layers)
+            raise MemoryError()
     try:
         with nogil:
             for epoch in range(epochs):
@@ -420,8 +448,12 @@ def _train(floating[::1] params, run, order, long long step, double[::1] epoch_l
                             if weights != NULL:
                                 sw = w + weights_at
                         extras.step = <uint64_t>(step + 1)  # the update this batch precedes
-                        batch_loss = _layers_batch(layers, L, x, y, lab, sw, loss, scale_f, loss_scale != 1.0,
-                                                   P, G, w, rows, &correct, &extras)
+                        if pool != NULL:
+                            batch_loss = _pooled_batch(pool, &job, layers, L, x, y, lab, sw, loss, scale_f,
+                                                       loss_scale != 1.0, P, G, w, rows, &correct, &extras)
+                        else:
+                            batch_loss = _layers_batch(layers, L, x, y, lab, sw, loss, scale_f, loss_scale != 1.0,
+                                                       P, G, w, rows, &correct, &extras)
                     if loss_scale != 1.0:
                         batch_loss = batch_loss * loss_scale
                     if l2 != 0.0:  # the contract's L2 option: on the weights, over the batch's weight sum
@@ -438,7 +470,10 @@ def _train(floating[::1] params, run, order, long long step, double[::1] epoch_l
                     start += rows
                     if updates:
                         step += 1
-                        _update(u, P, G, velocity, m1, m2, n_params, step)
+                        if pool != NULL:
+                            _pooled_update(pool, &job, u, P, G, velocity, m1, m2, n_params, step)
+                        else:
+                            _update(u, P, G, velocity, m1, m2, n_params, step)
                     if stop_flag != NULL and stop_flag[0] != 0:  # a stop request: after every batch
                         stopped = True
                         break
@@ -466,6 +501,7 @@ def _train(floating[::1] params, run, order, long long step, double[::1] epoch_l
                     finished = epoch + 1
                     break
     finally:
+        fastnn_pool_stop(pool)
         PyMem_Free(layers)
     if pending is not None and not isinstance(pending, KeyboardInterrupt):
         raise pending  # what a signal handler of the user's raised

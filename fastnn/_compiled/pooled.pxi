@@ -1,0 +1,210 @@
+# The training step of one batch shared by fastnn's thread pool (pool.h): the "pool" specialisation
+# of train_epochs (trainer.pxi chooses it, _pool_threads) for networks whose products are large.
+#
+# Every product of a layer is cut into blocks of the output's columns, the same blocks for any
+# number of threads, and each task computes one block with a one-thread BLAS call:
+#   forward   Z[:, block] = A·W[:, block], then + b and f over the block while it is in cache;
+#   backward  dW[:, block] = Aᵀ·dZ[:, block] and db[block] (the column sums, row by row), and
+#             dX[:, block] = dZ·W[block, :]ᵀ, then, over that block, the dropout mask and the layer
+#             before's f', which makes the layer before's dZ;
+#   update    the optimizer's formula over ranges of the flat parameters.
+# Cutting by columns copies the smaller operand into each task (the batch's activations, not W)
+# and needs no sums across tasks, so the results do not depend on how many threads there are or
+# which thread takes which task: every element is summed in the order a one-thread call would
+# sum it. What the layers path does once per batch on the whole output (the loss, its gradient,
+# the metrics, dropout masks) stays on the calling thread between the pool's jobs.
+
+from libc.stddef cimport ptrdiff_t
+
+cdef extern from "pool.h" nogil:
+    ctypedef struct fastnn_pool:
+        int helpers
+    ctypedef void (*fastnn_task_fn)(void* ctx, ptrdiff_t task) noexcept nogil
+    fastnn_pool* fastnn_pool_start(int threads)
+    void fastnn_pool_run(fastnn_pool* pool, fastnn_task_fn fn, void* ctx, ptrdiff_t n_tasks)
+    void fastnn_pool_stop(fastnn_pool* pool)
+
+cdef enum:
+    POOL_FORWARD, POOL_BACKWARD, POOL_UPDATE
+
+cdef enum:
+    POOL_BLOCKS = 8            # column blocks per layer, at most: pieces small enough that a slow core
+                               # holds the others up by one of them
+    POOL_MIN_WIDTH = 64        # a layer narrower than this is one block
+    POOL_UPDATE_RANGE = 16384  # parameters per task of the optimizer step
+
+# The smallest batch (in multiply-adds of the forward pass) that the pool takes: below it the
+# step's jobs are too short to share.
+cdef Py_ssize_t POOL_MIN_WORK = 1 << 21
+
+
+cdef struct PoolJob:  # what the tasks of one job read
+    int phase
+    bint is_float
+    const Layer* layers
+    Py_ssize_t l, rows
+    const void* x          # the batch's input (rows, n_in)
+    void* P
+    void* G
+    void* w                # the work buffer that the layers' offsets point into
+    Py_ssize_t dw_tasks    # backward: the tasks before it are dW blocks, the rest dX blocks
+    const UpdateArgs* u    # update: the optimizer, its learning rate and step, the state
+    double lr
+    long long step
+    void* velocity
+    void* m
+    void* v
+    Py_ssize_t n_params
+
+
+cdef inline Py_ssize_t _block_width(Py_ssize_t n, int code) noexcept nogil:
+    """Columns per block of a layer of n outputs with activation `code` (softmax needs whole rows)."""
+    if code == SOFTMAX or n <= POOL_MIN_WIDTH:
+        return n
+    return ((n + POOL_BLOCKS - 1) // POOL_BLOCKS + 15) // 16 * 16
+
+
+cdef inline Py_ssize_t _blocks(Py_ssize_t n, int code) noexcept nogil:
+    cdef Py_ssize_t width = _block_width(n, code)
+    return (n + width - 1) // width
+
+
+def _pool_threads(run, sizes, lanes):
+    """The threads of the pool that train_epochs shares run's steps with, or 0 for none: run.threads
+    when it is above 1, the step is not on the lanes, and a batch's forward pass is at least
+    POOL_MIN_WORK multiply-adds. sizes: run's layer widths (a list)."""
+    if run.threads < 2 or lanes is not None or min(sizes) < 1:
+        return 0
+    work = min(run.batch, run.X.shape[0]) * sum(sizes[l] * sizes[l + 1] for l in range(len(sizes) - 1))
+    return int(run.threads) if work >= POOL_MIN_WORK else 0
+
+
+cdef void _forward_block(const PoolJob* job, Py_ssize_t t, floating* w) noexcept nogil:
+    cdef const Layer* layer = &job.layers[job.l]
+    cdef Py_ssize_t n = layer.n_out, k = layer.n_in, rows = job.rows, i
+    cdef Py_ssize_t width = _block_width(n, layer.code), c0 = t * width, nb = min(width, n - c0)
+    cdef const floating* a = _layer_input(job.layers, job.l, <const floating*>job.x, w)
+    cdef const floating* P = <const floating*>job.P
+    cdef floating* z = w + layer.act_at
+    _gemm(False, False, rows, nb, k, a, k, P + layer.w_at + c0, n, z + c0, n)
+    for i in range(rows):
+        _activate(z + i * n + c0, P + layer.b_at + c0, layer.code, z + i * n + c0, 1, nb)
+
+
+cdef void _weight_grad_block(const PoolJob* job, Py_ssize_t t, floating* w) noexcept nogil:
+    """dW[:, block] and db[block] of layer job.l from its dZ."""
+    cdef const Layer* layer = &job.layers[job.l]
+    cdef Py_ssize_t n = layer.n_out, k = layer.n_in, rows = job.rows, i, j
+    cdef Py_ssize_t width = _block_width(n, layer.code), c0 = t * width, nb = min(width, n - c0)
+    cdef const floating* a = _layer_input(job.layers, job.l, <const floating*>job.x, w)
+    cdef const floating* d = w + layer.delta_at + c0
+    cdef floating* G = <floating*>job.G
+    cdef floating* db = G + layer.b_at + c0
+    _gemm(True, False, k, nb, rows, a, k, d, n, G + layer.w_at + c0, n)
+    for j in range(nb):
+        db[j] = 0
+    for i in range(rows):  # row by row, as _activation_grad sums it
+        for j in range(nb):
+            db[j] += d[i * n + j]
+
+
+cdef void _input_grad_block(const PoolJob* job, Py_ssize_t t, floating* w) noexcept nogil:
+    """dX[:, block] = dZ·W[block, :]ᵀ of layer job.l (> 0), then over the block the layer's dropout
+    mask and the layer before's f': the layer before's dZ."""
+    cdef const Layer* layer = &job.layers[job.l]
+    cdef const Layer* before = &job.layers[job.l - 1]
+    cdef Py_ssize_t n = layer.n_out, k = layer.n_in, rows = job.rows, i, j
+    cdef Py_ssize_t width = _block_width(k, before.code), p0 = t * width, pb = min(width, k - p0)
+    cdef const floating* P = <const floating*>job.P
+    cdef floating* dx = w + before.delta_at
+    cdef floating* row
+    cdef const floating* mask
+    _gemm(False, True, rows, pb, n, w + layer.delta_at, n, P + layer.w_at + p0 * n, n, dx + p0, k)
+    for i in range(rows):
+        row = dx + i * k + p0
+        if layer.rate > 0:
+            mask = w + layer.mask_at + i * k + p0
+            for j in range(pb):
+                row[j] = row[j] * mask[j]
+        _activation_grad(w + before.act_at + i * k + p0, row, before.code, row, NULL, 1, pb)
+
+
+cdef void _update_range(const PoolJob* job, Py_ssize_t t, floating* P) noexcept nogil:
+    cdef Py_ssize_t at = t * POOL_UPDATE_RANGE, size = min(<Py_ssize_t>POOL_UPDATE_RANGE, job.n_params - at)
+    cdef floating* velocity = <floating*>job.velocity
+    cdef floating* m = <floating*>job.m
+    cdef floating* v = <floating*>job.v
+    _step(job.u, job.lr, P + at, <const floating*>job.G + at, velocity + at if velocity != NULL else NULL,
+          m + at if m != NULL else NULL, v + at if v != NULL else NULL, size, job.step)
+
+
+cdef void _pool_task_of(const PoolJob* job, Py_ssize_t t, floating* w) noexcept nogil:
+    if job.phase == POOL_FORWARD:
+        _forward_block(job, t, w)
+    elif job.phase == POOL_BACKWARD:
+        if t < job.dw_tasks:
+            _weight_grad_block(job, t, w)
+        else:
+            _input_grad_block(job, t - job.dw_tasks, w)
+    else:
+        _update_range(job, t, <floating*>job.P)
+
+
+cdef void _pool_task(void* ctx, ptrdiff_t t) noexcept nogil:
+    """Task t of the PoolJob at ctx (pool.h's task function), in the job's dtype."""
+    cdef const PoolJob* job = <const PoolJob*>ctx
+    if job.is_float:
+        _pool_task_of(job, t, <float*>job.w)
+    else:
+        _pool_task_of(job, t, <double*>job.w)
+
+
+cdef double _pooled_batch(fastnn_pool* pool, PoolJob* job, const Layer* layers, Py_ssize_t L,
+                          const floating* x, const floating* y, const int64_t* labels, const floating* sw, int loss,
+                          floating scale, bint scaled, floating* P, floating* G, floating* w, Py_ssize_t rows,
+                          Py_ssize_t* correct, Extras* extras) noexcept nogil:
+    """_layers_batch's batch, its products and the passes over their outputs shared by the pool."""
+    cdef Py_ssize_t l
+    job.is_float = floating is float
+    job.layers = layers
+    job.rows = rows
+    job.x = x
+    job.P = P
+    job.G = G
+    job.w = w
+    job.phase = POOL_FORWARD
+    for l in range(L):
+        _drop_layer_input(layers, l, x, w, extras, rows)
+        job.l = l
+        fastnn_pool_run(pool, _pool_task, job, _blocks(layers[l].n_out, layers[l].code))
+    cdef floating* d = w + layers[L - 1].delta_at
+    cdef floating* a = w + layers[L - 1].act_at
+    cdef double batch_loss = _loss_and_metrics(layers, L, a, y, labels, sw, loss, scale, scaled, w, rows, correct,
+                                               extras)
+    _activation_grad(a, d, layers[L - 1].code, d, NULL, rows, layers[L - 1].n_out)
+    job.phase = POOL_BACKWARD
+    for l in range(L - 1, -1, -1):
+        job.l = l
+        job.dw_tasks = _blocks(layers[l].n_out, layers[l].code)
+        fastnn_pool_run(pool, _pool_task, job,
+                        job.dw_tasks + (_blocks(layers[l].n_in, layers[l - 1].code) if l > 0 else 0))
+    return batch_loss
+
+
+cdef void _pooled_update(fastnn_pool* pool, PoolJob* job, const UpdateArgs* u, floating* P, floating* G,
+                         floating* velocity, floating* m, floating* v, Py_ssize_t n_params,
+                         long long step) noexcept nogil:
+    """_update with the optimizer's formula over ranges of the parameters shared by the pool."""
+    job.lr = _scheduled_lr(u, step)
+    _clip(u, G, n_params)
+    job.phase = POOL_UPDATE
+    job.is_float = floating is float
+    job.u = u
+    job.step = step
+    job.P = P
+    job.G = G
+    job.velocity = velocity
+    job.m = m
+    job.v = v
+    job.n_params = n_params
+    fastnn_pool_run(pool, _pool_task, job, (n_params + POOL_UPDATE_RANGE - 1) // POOL_UPDATE_RANGE)

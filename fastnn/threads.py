@@ -1,0 +1,131 @@
+"""How many threads fastnn uses: `set_num_threads(n)`, the default, and BLAS inside the pool.
+
+The training step of a large network is shared by a pool of fastnn's own threads (the compiled
+kernels' "pool" path): each worker computes blocks of the layers' products through a one-thread
+BLAS, so while such a step runs, BLAS is held to one thread. The count a fit uses is read when its
+Trainer is made (fastnn.trainer):
+- in a thread that `one_thread_each()` marks (fit_parallel's workers): one;
+- else the count given to `set_num_threads`, when it was called;
+- else, for a fit started from the main thread, the cores this process may use; for a fit started
+  from another thread (a thread-backed grid search, a Dask worker), one, so that several fits in
+  parallel never oversubscribe the cores.
+
+BLAS thread counts are controlled through threadpoolctl.
+"""
+import contextlib
+import os
+import threading
+from typing import Iterator, Optional
+
+_setting: Optional[int] = None  # set_num_threads' count, once called
+_local = threading.local()      # .threads: the count of fits in a thread marked by one_thread_each
+
+
+def _threadpoolctl():
+    try:
+        import threadpoolctl
+    except ImportError:
+        raise ImportError('controlling BLAS threads needs threadpoolctl: pip install "fastnn[threads]"') from None
+    return threadpoolctl
+
+
+_limits = None  # keeps the process-wide limit set by set_num_threads in force
+_controller = None
+_controller_lock = threading.Lock()
+# fastnn's changes of the BLAS limit, one at a time (_changing_blas)
+_blas_lock = threading.Lock()
+
+
+def _blas():
+    """threadpoolctl's handle on the loaded BLAS libraries, made once: finding them costs more than
+    a small fit (bench/bench_parallel.py times fit_parallel). fastnn's kernels call SciPy's BLAS,
+    which is loaded with them, so it is always among those found."""
+    global _controller
+    with _controller_lock:  # two first calls at once would each make one
+        if _controller is None:
+            _controller = _threadpoolctl().ThreadpoolController()
+    return _controller
+
+
+@contextlib.contextmanager
+def _changing_blas() -> Iterator[None]:
+    """Hold while changing the process-wide BLAS limit, from any thread.
+
+    threadpoolctl (3.8 and later) lets only the first thread that changed OpenBLAS's limit change it
+    again while that thread lives; the others' changes silently do nothing. So a fit_parallel
+    call whose limit was set from one thread and lifted from another left BLAS at one thread.
+    fastnn's changes are made one at a time under _blas_lock, each taking control for itself and
+    giving it back."""
+    clear = getattr(_threadpoolctl().OpenBLASController, "clear_controlling_thread", None)
+    with _blas_lock:
+        if clear is not None:
+            clear(force=True)
+        try:
+            yield
+        finally:
+            if clear is not None:
+                clear(force=True)
+
+
+def available_cores() -> int:
+    """The cores this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
+def set_num_threads(n: int) -> None:
+    """Let fastnn use `n` threads, process-wide: its pool shares the steps of large networks among
+    n workers, and BLAS (the products fastnn computes outside its pool) is limited to n threads.
+    fit_parallel's workers still use one thread each."""
+    global _limits, _setting
+    from .validation import check_positive_int
+    n = check_positive_int("n", n)
+    with _changing_blas():
+        _limits = _blas().limit(limits=n, user_api="blas")
+    _setting = n
+
+
+def get_num_threads() -> int:
+    """The threads a fit started from the calling thread uses (see this module's rules)."""
+    local = getattr(_local, "threads", None)
+    if local is not None:
+        return local
+    if _setting is not None:
+        return _setting
+    return available_cores() if threading.current_thread() is threading.main_thread() else 1
+
+
+@contextlib.contextmanager
+def one_thread_each() -> Iterator[None]:
+    """Fits started in the calling thread while this holds use one thread (fit_parallel's workers)."""
+    before = getattr(_local, "threads", None)
+    _local.threads = 1
+    try:
+        yield
+    finally:
+        _local.threads = before
+
+
+_blas_users = 0
+_blas_limit = None
+
+
+@contextlib.contextmanager
+def one_thread_blas() -> Iterator[None]:
+    """BLAS at one thread while any caller holds this (fit_parallel's fits, the pool's steps): the
+    first caller in sets the limit, the last one out lifts it (callers that each saved and
+    restored the limit, interleaved from two threads, could restore the other's one-thread limit)."""
+    global _blas_users, _blas_limit
+    with _changing_blas():
+        if _blas_users == 0:
+            _blas_limit = _blas().limit(limits=1, user_api="blas")
+        _blas_users += 1
+    try:
+        yield
+    finally:
+        with _changing_blas():
+            _blas_users -= 1
+            if _blas_users == 0:
+                _blas_limit.restore_original_limits()
+                _blas_limit = None
