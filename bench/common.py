@@ -40,7 +40,7 @@ def all_threads_affinity(cores) -> None:
 
 @contextlib.contextmanager
 def threads(n: int):
-    """Run with `n` threads: BLAS limited to n, torch told n, and with n == 1 every thread of the
+    """Run with `n` threads: fastnn's pool and BLAS limited to n, torch told n, and with n == 1 every thread of the
     process pinned to one core (the only way to hold JAX/XLA's own pool to one core in-process)."""
     from threadpoolctl import threadpool_limits
     everything = os.sched_getaffinity(0)
@@ -52,9 +52,11 @@ def threads(n: int):
             torch.set_num_threads(n)
         if n < len(everything):
             all_threads_affinity(set(sorted(everything)[:n]))
+        fnn.set_num_threads(n)  # fastnn's pool; BLAS too
         with threadpool_limits(limits=n):
             yield
     finally:
+        fnn.set_num_threads(None)
         all_threads_affinity(everything)
         if torch_threads is not None:
             sys.modules["torch"].set_num_threads(torch_threads)

@@ -127,6 +127,57 @@ def layout(sizes) -> tuple[list[LayerSlice], int]:
     return slices, at
 
 
+# ----------------------------------------------------------------------------- threads
+
+# The least work (multiply-adds of a forward pass over the rows at hand) that the compiled twin
+# shares among threads: below it a job is too short to hand out.
+POOL_MIN_WORK = 1 << 21
+
+
+def pool_threads(threads: int, rows: int, sizes) -> int:
+    """How many threads share a pass of `rows` rows through the network of layer widths `sizes`
+    when `threads` may: 1 when the pass is below POOL_MIN_WORK."""
+    work = rows * sum(int(a) * int(b) for a, b in zip(sizes[:-1], sizes[1:]))
+    return int(threads) if threads > 1 and work >= POOL_MIN_WORK else 1
+
+
+def check_threads(threads) -> None:
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or not 1 <= threads <= 64:
+        raise ValueError(f"threads must be an int from 1 to 64, got {threads!r}")
+
+
+def check_network(sizes, codes) -> tuple[list, list]:
+    """(sizes, codes) as lists, checked: (L+1,) int64 widths >= 1 and (L,) int64 activation codes."""
+    _check_array("sizes", sizes, 1, np.int64)
+    _check_array("codes", codes, 1, np.int64)
+    sizes, codes = sizes.tolist(), codes.tolist()
+    if len(sizes) != len(codes) + 1 or len(codes) < 1 or min(sizes) < 1:
+        raise ValueError(f"sizes {sizes} and codes {codes} do not describe a network")
+    for c in codes:
+        if c not in _ACTIVATION_CODES:
+            raise activation_error(c)
+    return sizes, codes
+
+
+def check_predict(sizes, codes, params, X, out, rows: int, threads) -> None:
+    """network_predict's checks, shared by both twins."""
+    sizes, codes = check_network(sizes, codes)
+    dtype = params.dtype if isinstance(params, np.ndarray) else None
+    if dtype not in (np.float32, np.float64):
+        raise ValueError(f"params must be a float32 or float64 array, got {getattr(params, 'dtype', params)!r}")
+    _check_array("params", params, 1, dtype)
+    same_shape("params", params, (layout(sizes)[1],))
+    _check_array("X", X, 2, dtype)
+    same_shape("X", X, (X.shape[0], sizes[0]))
+    _check_array("out", out, 2, dtype)
+    same_shape("out", out, (X.shape[0], sizes[-1]))
+    if not (X.flags.c_contiguous and out.flags.c_contiguous and out.flags.writeable):
+        raise ValueError("X and out must be C-contiguous, and out writeable")
+    if isinstance(rows, bool) or not isinstance(rows, (int, np.integer)) or rows < 1:
+        raise ValueError(f"rows must be an int >= 1, got {rows!r}")
+    check_threads(threads)
+
+
 # ----------------------------------------------------------------------------- train_epochs' arguments
 
 @dataclass(kw_only=True)
@@ -378,14 +429,7 @@ def check_run(run: TrainingRun, order, step: int, epoch_loss, epoch_correct, epo
     epochs = epoch_loss.shape[0]
     if not isinstance(run, TrainingRun):
         raise TypeError(f"run must be a fastnn._contract.TrainingRun, got {type(run).__name__}")
-    _check_array("sizes", run.sizes, 1, np.int64)
-    _check_array("codes", run.codes, 1, np.int64)
-    sizes, codes = run.sizes.tolist(), run.codes.tolist()
-    if len(sizes) != len(codes) + 1 or len(codes) < 1 or min(sizes) < 1:
-        raise ValueError(f"sizes {sizes} and codes {codes} do not describe a network")
-    for c in codes:
-        if c not in _ACTIVATION_CODES:
-            raise activation_error(c)
+    sizes, codes = check_network(run.sizes, run.codes)
     if run.loss not in LOSSES:
         raise ValueError(f"unknown loss code {run.loss!r}")
     dtype = run.params.dtype if isinstance(run.params, np.ndarray) else None
@@ -453,8 +497,7 @@ def check_run(run: TrainingRun, order, step: int, epoch_loss, epoch_correct, epo
         same_shape("penalties", run.penalties, (L, 2))
         if not np.all(np.isfinite(run.penalties) & (run.penalties >= 0)):
             raise ValueError(f"penalties must be finite and >= 0, got {run.penalties.tolist()}")
-    if isinstance(run.threads, bool) or not isinstance(run.threads, (int, np.integer)) or not 1 <= run.threads <= 64:
-        raise ValueError(f"threads must be an int from 1 to 64, got {run.threads!r}")
+    check_threads(run.threads)
     _check_array("epoch_correct", epoch_correct, 1, np.int64)
     same_shape("epoch_correct", epoch_correct, (epochs,))
     _check_array("epoch_metrics", epoch_metrics, 2, np.float64)

@@ -30,6 +30,11 @@ def dense_backward(X: NDArray[_F], W: NDArray[_F], A: NDArray[_F], dA: NDArray[_
                    dZ: NDArray[_F], dW: NDArray[_F], db: NDArray[_F], dX: Optional[NDArray[_F]] = None) -> None:
     """dZ = dA*f'(Z) (may be dA), db, dW = X.T @ dZ, dX = dZ @ W.T; shapes as in dense_forward."""
 
+def network_predict(sizes: NDArray[np.int64], codes: NDArray[np.int64], params: NDArray[_F], X: NDArray[_F],
+                    out: NDArray[_F], rows: int, threads: int) -> None:
+    """out = the network's output for X (n, sizes[0]) -> (n, sizes[-1]), `rows` rows at a time, the
+    chunks shared by `threads` threads when the work is large enough."""
+
 # ----------------------------------------------------------------------------- losses
 
 # Every loss is a mean over rows, weighted by sample_weight (batch,) when given: sum w_i loss_i / sum w_i.
@@ -87,9 +92,10 @@ def train_epochs(run: TrainingRun, order: Optional[NDArray[np.int64]], step: int
     or None (rows in order); epoch_loss, epoch_correct: (epochs,) per-epoch mean loss and correct
     count; epoch_metrics: (epochs, len(run.metrics)) per-epoch sums of the run's metrics."""
 
-def step_path(run: TrainingRun) -> Literal["layers", "lanes"]:
+def step_path(run: TrainingRun) -> Literal["layers", "lanes", "pool"]:
     """The specialisation of the step train_epochs takes for run: "lanes" for tiny networks on CPUs
-    with AVX2 + FMA (micro-kernels on), else "layers"."""
+    with AVX2 + FMA (micro-kernels on), "pool" for large networks when run.threads > 1 (the
+    contract's pool_threads), else "layers"."""
 
 # ----------------------------------------------------------------------------- the AVX2 micro-kernels and lanes
 

@@ -12,7 +12,8 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from . import _contract
-from .backend import ops
+from .backend import get_backend, ops
+from .threads import get_num_threads, one_thread_blas
 
 
 # Rows per chunk of predict: large enough to amortise each kernel call, small enough that the
@@ -96,29 +97,21 @@ class Network:
             codes[-1] = _contract.LINEAR
         return codes
 
-    def _forward(self, X: np.ndarray, outputs: list) -> None:
-        """outputs[l] = layer l's output for X, through the dense layers' forward kernel.
-        X: (m, sizes[0]); outputs[l]: (m, sizes[l+1]), C-contiguous, of the network's dtype."""
-        k = ops()
-        a = X
-        for l, out in enumerate(outputs):
-            k.dense_forward(a, self.W[l], self.b[l], int(self.codes[l]), out)
-            a = out
-
     def layer_outputs(self, X: np.ndarray) -> list[np.ndarray]:
         """Every layer's output A_l = f(A_(l-1) W_l + b_l) for X (n, sizes[0]), one (n, sizes[l+1])
-        array per layer."""
+        array per layer, through the dense layers' forward kernel."""
         outputs = [np.empty((X.shape[0], int(width)), self.dtype) for width in self.sizes[1:]]
-        self._forward(X, outputs)
+        a = X
+        for l, out in enumerate(outputs):
+            ops().dense_forward(a, self.W[l], self.b[l], int(self.codes[l]), out)
+            a = out
         return outputs
 
     def predict(self, X: np.ndarray, out: np.ndarray, rows: int = PREDICT_ROWS) -> None:
-        """out = the network's output for X, `rows` rows at a time. X: (n, sizes[0]) and out:
+        """out = the network's output for X, `rows` rows at a time, the chunks shared by
+        fastnn.get_num_threads() threads when the work is large. X: (n, sizes[0]) and out:
         (n, sizes[-1]), C-contiguous, of the network's dtype."""
-        rows = max(1, min(rows, X.shape[0]))
-        hidden = [np.empty((rows, int(width)), self.dtype) for width in self.sizes[1:-1]]
-        with np.errstate(all="ignore"):  # an overflow is the caller's to report, as the compiled twin leaves it
-            for start in range(0, X.shape[0], rows):
-                chunk = X[start:start + rows]
-                m = chunk.shape[0]
-                self._forward(chunk, [h[:m] for h in hidden] + [out[start:start + m]])
+        threads = get_num_threads()
+        pooled = _contract.pool_threads(threads, X.shape[0], self.sizes) > 1 and get_backend() == "cython"
+        with one_thread_blas() if pooled else contextlib.nullcontext():  # each of the pool's workers: one
+            ops().network_predict(self.sizes, self.codes, self.params, X, out, rows, threads)

@@ -29,7 +29,7 @@ def _threadpoolctl():
     return threadpoolctl
 
 
-_limits = None  # keeps the process-wide limit set by set_num_threads in force
+_original = None  # the limit set by set_num_threads' first call: restoring it gives BLAS its limit of before
 _controller = None
 _controller_lock = threading.Lock()
 # fastnn's changes of the BLAS limit, one at a time (_changing_blas)
@@ -74,15 +74,25 @@ def available_cores() -> int:
     return os.cpu_count() or 1
 
 
-def set_num_threads(n: int) -> None:
+def set_num_threads(n: Optional[int]) -> None:
     """Let fastnn use `n` threads, process-wide: its pool shares the steps of large networks among
     n workers, and BLAS (the products fastnn computes outside its pool) is limited to n threads.
-    fit_parallel's workers still use one thread each."""
-    global _limits, _setting
+    fit_parallel's workers still use one thread each. None: back to the default (BLAS back to
+    the limit it had before the first call)."""
+    global _original, _setting
     from .validation import check_positive_int
+    if n is None:
+        with _changing_blas():
+            if _original is not None:
+                _original.restore_original_limits()
+            _original = None
+        _setting = None
+        return
     n = check_positive_int("n", n)
     with _changing_blas():
-        _limits = _blas().limit(limits=n, user_api="blas")
+        limits = _blas().limit(limits=n, user_api="blas")
+        if _original is None:
+            _original = limits
     _setting = n
 
 

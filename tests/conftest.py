@@ -223,6 +223,8 @@ def _make_call(name, dtype, rng, batch=5, n_in=4, n_out=3, activation=SIGMOID):
                               epoch_metrics=np.zeros((2, 2))),
                          ["run.params", "run.grads", "run.update.m", "run.update.v", "epoch_loss", "epoch_correct",
                           "epoch_metrics"]),
+        "network_predict": (dict(sizes=np.array([n_in, 4, n_out]), codes=np.array([activation, LINEAR]),
+                                 params=rand(n_net), X=X, out=zeros(batch, n_out), rows=2, threads=2), ["out"]),
         "step_path": (dict(run=TrainingRun(sizes=np.array([n_in, 4, n_out]), codes=np.array([activation, LINEAR]),
                                            params=rand(n_net), grads=zeros(n_net), loss=CATEGORICAL_CROSSENTROPY,
                                            X=X, Y=Y, batch=2)), []),

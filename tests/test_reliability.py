@@ -379,7 +379,7 @@ def test_set_num_threads_sets_what_get_num_threads_reports():
         with pytest.raises(ValueError, match="n must be >= 1, got 0"):
             fnn.set_num_threads(0)
     finally:
-        fnn.set_num_threads(before)
+        fnn.set_num_threads(None)
     assert fnn.get_num_threads() == before
 
 
@@ -410,7 +410,7 @@ def test_set_num_threads_takes_effect_from_any_thread():
     finally:
         release.set()
         holder.join()
-        fnn.set_num_threads(before)
+        fnn.set_num_threads(None)
     assert fnn.get_num_threads() == before
 
 
@@ -431,5 +431,6 @@ def test_concurrent_fit_parallel_calls_give_back_the_blas_threads(backend):
         for caller in callers:
             caller.join()
         after.append(fnn.get_num_threads())
+    fnn.set_num_threads(None)
     assert during == {1}
     assert after == [before] * 12

@@ -13,7 +13,8 @@ import fastnn
 from fastnn import _fallback, activations
 
 # Kernels that take an activation code; the twins are compared for every code.
-TAKES_ACTIVATION = {"activate", "activation_grad", "dense_forward", "dense_backward", "train_epochs", "step_path"}
+TAKES_ACTIVATION = {"activate", "activation_grad", "dense_forward", "dense_backward", "train_epochs", "step_path",
+                    "network_predict"}
 SHAPES = [(1, 1, 1), (5, 4, 3), (33, 17, 65)]  # (batch, n_in, n_out)
 
 

@@ -48,9 +48,16 @@
 #define FASTNN_POOL_SPINS 20000
 #define FASTNN_POOL_MAX 64
 
-typedef void (*fastnn_task_fn)(void* ctx, ptrdiff_t task);
+typedef void (*fastnn_task_fn)(void* ctx, ptrdiff_t task, int worker);
 
-typedef struct fastnn_pool {
+typedef struct fastnn_pool fastnn_pool;
+
+typedef struct fastnn_helper {  /* what a helper thread is started with */
+    fastnn_pool* pool;
+    int worker;
+} fastnn_helper;
+
+struct fastnn_pool {
     int helpers;
     uint64_t next;            /* generation << 32 | next task */
     uint32_t generation;
@@ -61,13 +68,15 @@ typedef struct fastnn_pool {
     int quit;
 #if FASTNN_POOL_THREADS
     pthread_t threads[FASTNN_POOL_MAX];
+    fastnn_helper started[FASTNN_POOL_MAX];
     pthread_mutex_t mutex;
     pthread_cond_t wake;
 #endif
-} fastnn_pool;
+};
 
-/* Take and run tasks of job `generation` until it has none left; 0 once it has none. */
-static void fastnn_pool_work(fastnn_pool* pool, uint32_t generation) {
+/* Take and run tasks of job `generation` until it has none left, as worker `worker` (the caller 0,
+ * the helpers 1 on). */
+static void fastnn_pool_work(fastnn_pool* pool, uint32_t generation, int worker) {
     for (;;) {
         uint64_t current = __atomic_load_n(&pool->next, __ATOMIC_ACQUIRE);
         if ((uint32_t)(current >> 32) != generation)
@@ -78,14 +87,15 @@ static void fastnn_pool_work(fastnn_pool* pool, uint32_t generation) {
         if (!__atomic_compare_exchange_n(&pool->next, &current, current + 1, 0, __ATOMIC_ACQ_REL,
                                          __ATOMIC_ACQUIRE))
             continue;
-        pool->fn(pool->ctx, task);
+        pool->fn(pool->ctx, task, worker);
         __atomic_fetch_add(&pool->done, 1, __ATOMIC_RELEASE);
     }
 }
 
 #if FASTNN_POOL_THREADS
 static void* fastnn_pool_helper(void* arg) {
-    fastnn_pool* pool = (fastnn_pool*)arg;
+    fastnn_pool* pool = ((fastnn_helper*)arg)->pool;
+    int worker = ((fastnn_helper*)arg)->worker;
     uint32_t seen = 0;
     for (;;) {
         uint32_t generation = __atomic_load_n(&pool->generation, __ATOMIC_ACQUIRE);
@@ -103,13 +113,13 @@ static void* fastnn_pool_helper(void* arg) {
         if (__atomic_load_n(&pool->quit, __ATOMIC_ACQUIRE))
             return NULL;
         seen = generation;
-        fastnn_pool_work(pool, generation);
+        fastnn_pool_work(pool, generation, worker);
     }
 }
 #endif
 
 /* A pool of `threads` threads, the caller one of them (threads - 1 helpers), or NULL when out of
- * memory. Fewer helpers start when the system refuses more threads. */
+ * memory. Fewer helpers start when the system refuses more threads (pool->helpers says how many). */
 static fastnn_pool* fastnn_pool_start(int threads) {
     fastnn_pool* pool = (fastnn_pool*)calloc(1, sizeof(fastnn_pool));
     if (pool == NULL)
@@ -121,9 +131,13 @@ static fastnn_pool* fastnn_pool_start(int threads) {
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &before);  /* the helpers inherit the blocked set */
     int wanted = threads - 1 < FASTNN_POOL_MAX ? threads - 1 : FASTNN_POOL_MAX;
-    while (pool->helpers < wanted
-           && pthread_create(&pool->threads[pool->helpers], NULL, fastnn_pool_helper, pool) == 0)
-        pool->helpers++;
+    for (; pool->helpers < wanted; pool->helpers++) {
+        fastnn_helper* started = &pool->started[pool->helpers];
+        started->pool = pool;
+        started->worker = pool->helpers + 1;
+        if (pthread_create(&pool->threads[pool->helpers], NULL, fastnn_pool_helper, started) != 0)
+            break;
+    }
     pthread_sigmask(SIG_SETMASK, &before, NULL);
 #else
     (void)threads;
@@ -131,7 +145,8 @@ static fastnn_pool* fastnn_pool_start(int threads) {
     return pool;
 }
 
-/* Run fn(ctx, task) for task = 0 .. n_tasks - 1 across the pool; returns when all are done. */
+/* Run fn(ctx, task, worker) for task = 0 .. n_tasks - 1 across the pool (worker: which thread runs
+ * it, 0 to helpers, for scratch space of its own); returns when all are done. */
 static void fastnn_pool_run(fastnn_pool* pool, fastnn_task_fn fn, void* ctx, ptrdiff_t n_tasks) {
     uint32_t generation = pool->generation + 1;
     if (generation == 0)
@@ -149,7 +164,7 @@ static void fastnn_pool_run(fastnn_pool* pool, fastnn_task_fn fn, void* ctx, ptr
         pthread_mutex_unlock(&pool->mutex);
     }
 #endif
-    fastnn_pool_work(pool, generation);
+    fastnn_pool_work(pool, generation, 0);
     for (int spin = 0; __atomic_load_n(&pool->done, __ATOMIC_ACQUIRE) < n_tasks; spin++) {
         FASTNN_PAUSE();
 #if FASTNN_POOL_THREADS

@@ -1,7 +1,9 @@
-# The training step of one batch shared by fastnn's thread pool (pool.h): the "pool" specialisation
-# of train_epochs (trainer.pxi chooses it, _pool_threads) for networks whose products are large.
+# The work fastnn's thread pool (pool.h) shares: the training step of one batch, the "pool"
+# specialisation of train_epochs (trainer.pxi chooses it, _pool_threads) for networks whose products
+# are large; and network_predict, a network's output for many rows, by chunks of rows.
 #
-# Every product of a layer is cut into blocks of the output's columns, the same blocks for any
+# In the training step,
+# every product of a layer is cut into blocks of the output's columns, the same blocks for any
 # number of threads, and each task computes one block with a one-thread BLAS call:
 #   forward   Z[:, block] = A·W[:, block], then + b and f over the block while it is in cache;
 #   backward  dW[:, block] = Aᵀ·dZ[:, block] and db[block] (the column sums, row by row), and
@@ -19,7 +21,7 @@ from libc.stddef cimport ptrdiff_t
 cdef extern from "pool.h" nogil:
     ctypedef struct fastnn_pool:
         int helpers
-    ctypedef void (*fastnn_task_fn)(void* ctx, ptrdiff_t task) noexcept nogil
+    ctypedef void (*fastnn_task_fn)(void* ctx, ptrdiff_t task, int worker) noexcept nogil
     fastnn_pool* fastnn_pool_start(int threads)
     void fastnn_pool_run(fastnn_pool* pool, fastnn_task_fn fn, void* ctx, ptrdiff_t n_tasks)
     void fastnn_pool_stop(fastnn_pool* pool)
@@ -32,11 +34,6 @@ cdef enum:
                                # holds the others up by one of them
     POOL_MIN_WIDTH = 64        # a layer narrower than this is one block
     POOL_UPDATE_RANGE = 16384  # parameters per task of the optimizer step
-
-# The smallest batch (in multiply-adds of the forward pass) that the pool takes: below it the
-# step's jobs are too short to share.
-cdef Py_ssize_t POOL_MIN_WORK = 1 << 21
-
 
 cdef struct PoolJob:  # what the tasks of one job read
     int phase
@@ -70,13 +67,13 @@ cdef inline Py_ssize_t _blocks(Py_ssize_t n, int code) noexcept nogil:
 
 
 def _pool_threads(run, sizes, lanes):
-    """The threads of the pool that train_epochs shares run's steps with, or 0 for none: run.threads
-    when it is above 1, the step is not on the lanes, and a batch's forward pass is at least
-    POOL_MIN_WORK multiply-adds. sizes: run's layer widths (a list)."""
-    if run.threads < 2 or lanes is not None or min(sizes) < 1:
+    """The threads of the pool that train_epochs shares run's steps with, or 0 for none: the
+    contract's pool_threads for a batch, when the step is not on the lanes. sizes: run's layer
+    widths (a list)."""
+    if lanes is not None:
         return 0
-    work = min(run.batch, run.X.shape[0]) * sum(sizes[l] * sizes[l + 1] for l in range(len(sizes) - 1))
-    return int(run.threads) if work >= POOL_MIN_WORK else 0
+    threads = _contract.pool_threads(run.threads, min(run.batch, run.X.shape[0]), sizes)
+    return threads if threads > 1 else 0
 
 
 cdef void _forward_block(const PoolJob* job, Py_ssize_t t, floating* w) noexcept nogil:
@@ -150,7 +147,7 @@ cdef void _pool_task_of(const PoolJob* job, Py_ssize_t t, floating* w) noexcept 
         _update_range(job, t, <floating*>job.P)
 
 
-cdef void _pool_task(void* ctx, ptrdiff_t t) noexcept nogil:
+cdef void _pool_task(void* ctx, ptrdiff_t t, int worker) noexcept nogil:
     """Task t of the PoolJob at ctx (pool.h's task function), in the job's dtype."""
     cdef const PoolJob* job = <const PoolJob*>ctx
     if job.is_float:
@@ -208,3 +205,91 @@ cdef void _pooled_update(fastnn_pool* pool, PoolJob* job, const UpdateArgs* u, f
     job.v = v
     job.n_params = n_params
     fastnn_pool_run(pool, _pool_task, job, (n_params + POOL_UPDATE_RANGE - 1) // POOL_UPDATE_RANGE)
+
+
+cdef struct PredictJob:
+    bint is_float
+    const int64_t* sizes
+    const int64_t* codes
+    Py_ssize_t L, n, rows, width  # layers, rows of X, rows per chunk, the widest hidden layer
+    const void* P
+    const void* X
+    void* out
+    void* scratch                 # per worker: two (rows, width) buffers for the hidden layers
+
+
+cdef void _predict_chunk(const PredictJob* job, Py_ssize_t t, int worker, floating* scratch) noexcept nogil:
+    cdef Py_ssize_t r0 = t * job.rows, m = min(job.rows, job.n - r0), l, at = 0, n_in, n_out
+    cdef const floating* P = <const floating*>job.P
+    cdef const floating* a = <const floating*>job.X + r0 * job.sizes[0]
+    cdef floating* hidden = scratch + <Py_ssize_t>worker * 2 * job.rows * job.width
+    cdef floating* dst
+    for l in range(job.L):
+        n_in, n_out = job.sizes[l], job.sizes[l + 1]
+        if l == job.L - 1:
+            dst = <floating*>job.out + r0 * n_out
+        else:
+            dst = hidden + (l % 2) * job.rows * job.width
+        _dense_forward(a, P + at, P + at + n_in * n_out, <int>job.codes[l], dst, m, n_in, n_out)
+        at += n_in * n_out + n_out
+        a = dst
+
+
+cdef void _predict_task(void* ctx, ptrdiff_t t, int worker) noexcept nogil:
+    cdef const PredictJob* job = <const PredictJob*>ctx
+    if job.is_float:
+        _predict_chunk(job, t, worker, <float*>job.scratch)
+    else:
+        _predict_chunk(job, t, worker, <double*>job.scratch)
+
+
+def network_predict(sizes, codes, params, X, out, rows, threads):
+    """out = the output of the network (layer widths sizes (L+1,) int64, activation codes (L,)
+    int64, params (n_params,) in the contract's layout) for X, `rows` rows at a time; the chunks
+    are shared by `threads` threads when the work is large enough (the contract's pool_threads);
+    the output is the same for every thread count. X: (n, sizes[0]), out: (n, sizes[-1])."""
+    _contract.check_predict(sizes, codes, params, X, out, rows, threads)
+    _predict(sizes, codes, params, X, out, rows, threads)
+
+
+def _predict(sizes, codes, floating[::1] params, const floating[:, ::1] X, floating[:, ::1] out, Py_ssize_t rows,
+             int threads):
+    """network_predict after its checks, for the dtype of params."""
+    cdef const int64_t[::1] size_view = sizes
+    cdef const int64_t[::1] code_view = codes
+    cdef Py_ssize_t n = X.shape[0], L = code_view.shape[0], l
+    if n == 0:
+        return
+    cdef PredictJob job
+    job.is_float = floating is float
+    job.sizes = &size_view[0]
+    job.codes = &code_view[0]
+    job.L = L
+    job.n = n
+    workers = _contract.pool_threads(threads, n, sizes.tolist())
+    # up to POOL_BLOCKS chunks of at least POOL_MIN_WIDTH rows even when `rows` would make fewer, so
+    # that a few rows are shared too; from n alone, so that the chunks (and a row's output) are the
+    # same for every thread count
+    job.rows = min(rows, n, max(POOL_MIN_WIDTH, (n + POOL_BLOCKS - 1) // POOL_BLOCKS))
+    job.width = max([1] + [int(w) for w in sizes[1:L]])
+    n_chunks = (n + job.rows - 1) // job.rows
+    workers = min(workers, n_chunks)
+    scratch = np.empty(workers * 2 * job.rows * job.width, np.float32 if floating is float else np.float64)
+    cdef floating[::1] scratch_view = scratch
+    job.P = &params[0]
+    job.X = &X[0, 0]
+    job.out = &out[0, 0]
+    job.scratch = &scratch_view[0]
+    cdef fastnn_pool* pool = NULL
+    cdef Py_ssize_t t, count = n_chunks
+    if workers > 1:
+        pool = fastnn_pool_start(workers)
+        if pool == NULL:
+            raise MemoryError()
+    with nogil:
+        if pool != NULL:
+            fastnn_pool_run(pool, _predict_task, &job, count)
+            fastnn_pool_stop(pool)
+        else:
+            for t in range(count):
+                _predict_task(&job, t, 0)

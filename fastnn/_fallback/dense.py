@@ -1,8 +1,9 @@
-"""One dense layer, A = f(X @ W + b), forward and backward in NumPy; the compiled twin is
-fastnn/_compiled/dense.pxi (its products: fastnn/_compiled/matmul.pxi)."""
+"""One dense layer, A = f(X @ W + b), forward and backward in NumPy, and a network's output for
+many rows; the compiled twins are fastnn/_compiled/dense.pxi (its products:
+fastnn/_compiled/matmul.pxi) and pooled.pxi's network_predict."""
 import numpy as np
 
-from .._contract import same_shape
+from .._contract import check_predict, layout, same_shape
 from .activations import activate, activation_grad
 
 
@@ -37,3 +38,23 @@ def dense_backward(X, W, A, dA, activation, dZ, dW, db, dX=None):
     if dX is not None:
         same_shape("dX", dX, (batch, n_in))
         np.matmul(dZ, W.T, out=dX)
+
+
+def network_predict(sizes, codes, params, X, out, rows, threads):
+    """out = the output of the network (layer widths sizes (L+1,) int64, activation codes (L,)
+    int64, params (n_params,) in the contract's layout) for X, `rows` rows at a time (threads:
+    the compiled twin's; NumPy's matmul uses BLAS's). X: (n, sizes[0]), out: (n, sizes[-1])."""
+    check_predict(sizes, codes, params, X, out, rows, threads)
+    slices, _ = layout(sizes)
+    n, rows = X.shape[0], min(rows, max(X.shape[0], 1))
+    hidden = [np.empty((rows, int(width)), X.dtype) for width in sizes[1:-1]]
+    with np.errstate(all="ignore"):  # an overflow is the caller's to report, as the compiled twin leaves it
+        for start in range(0, n, rows):
+            m = min(rows, n - start)
+            a = X[start:start + m]
+            for l, (part, code) in enumerate(zip(slices, codes.tolist())):
+                n_in, n_out = int(sizes[l]), int(sizes[l + 1])
+                dst = out[start:start + m] if l == len(slices) - 1 else hidden[l][:m]
+                dense_forward(a, params[part.w_at:part.b_at].reshape(n_in, n_out), params[part.b_at:part.end], code,
+                              dst)
+                a = dst

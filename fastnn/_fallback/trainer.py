@@ -25,7 +25,7 @@ _LOSS_KERNELS = {code: (getattr(_losses, row.kernel), row.counts and getattr(_me
 
 def step_path(run):
     """Which specialisation of the step train_epochs takes for `run`: always "layers" here (the
-    compiled twin also has "lanes", for tiny networks)."""
+    compiled twin also has "lanes", for tiny networks, and "pool", for large ones on several threads)."""
     return "layers"
 
 
