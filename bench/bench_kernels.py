@@ -1,6 +1,9 @@
 """Kernel level: one dense layer's forward and backward against NumPy at several shapes, and the
-sgemm peak itself, so every row can be read as a fraction of what the machine's BLAS can do; and
-where a training epoch of the medium MLP loses against that peak."""
+sgemm peak itself, so every row can be read as a fraction of what the machine's BLAS can do;
+where a training epoch of the medium MLP loses against that peak; and the products of
+scikit-learn's MLP shapes by OpenBLAS, fastnn's micro-kernels and blis."""
+import contextlib
+
 import numpy as np
 import pytest
 from scipy.linalg.blas import sgemm
@@ -8,7 +11,7 @@ from scipy.linalg.blas import sgemm
 import fastnn as fnn
 from fastnn.activations import RELU
 
-from common import micro_kernels, record, threads
+from common import interleaved, micro_kernels, record, threads
 
 SHAPES = [(4, 2, 2), (32, 32, 32), (256, 128, 512), (256, 512, 512), (512, 1024, 1024)]  # batch, n_in, n_out
 IDS = [f"{b}x{i}x{o}" for b, i, o in SHAPES]
@@ -167,3 +170,72 @@ def test_mlp_gap_to_peak(benchmark, rounds, quick, n_threads):
     row_major_sgemm(A[1], dA[2], dW[1], trans_a=True)
     np.testing.assert_allclose(dW[1], A[1].T @ dA[2], rtol=1e-3, atol=1e-2)
     assert np.isfinite(model.evaluate(X, y)["loss"])
+
+
+# Issue 20: the products of scikit-learn's MLP training on digits (batches of 200 rows and the last
+# one of 147, 64 inputs, 64 hidden units, 10 classes; L-BFGS's full batch of 1,347 rows) and of a
+# 256-wide layer, in float64 (scikit-learn's default) and float32: OpenBLAS through the call fastnn
+# makes (scipy.linalg.cython_blas), fastnn's micro-kernels at both widths, and explosion's `blis`
+# package where installed. Each entry runs its products in a loop without Python between them,
+# except blis's, called from Python (blis.py.gemm), one call per product, on operands laid out so
+# that it multiplies without transposing (its float64 gemm sizes the output as if never transposed).
+SK_SHAPES = [(200, 64, 64), (147, 64, 64), (200, 64, 10), (200, 256, 256), (1347, 64, 64), (1347, 64, 10)]
+PRODUCTS = ["X·W", "Xᵀ·dZ", "dZ·Wᵀ"]
+
+
+def product_operands(shape, product, dtype):
+    """(A, B, C, the expected C, blis's A and B) of product 0, 1 or 2 for rows, n_in, n_out = shape."""
+    m, k, n = shape
+    rng = np.random.default_rng(0)
+    X, W, dZ = (rng.standard_normal(s).astype(dtype) for s in [(m, k), (k, n), (m, n)])
+    if product == 0:
+        return X, W, np.empty((m, n), dtype), X @ W, X, W
+    if product == 1:
+        return X, dZ, np.empty((k, n), dtype), X.T @ dZ, np.ascontiguousarray(X.T), dZ
+    return dZ, W, np.empty((m, k), dtype), dZ @ W.T, dZ, np.ascontiguousarray(W.T)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("product", range(3), ids=["XW", "XtdZ", "dZWt"])
+@pytest.mark.parametrize("shape", SK_SHAPES, ids=[f"{m}x{k}x{n}" for m, k, n in SK_SHAPES])
+def test_sklearn_shape_products(benchmark, rounds, shape, product, dtype):
+    """One product at a shape of scikit-learn's digits training, every implementation in turn in
+    each round, in GFLOP/s."""
+    if "cython" not in fnn.available_backends():
+        pytest.skip("compiled backend not built")
+    kernels = fnn.backend._MODULES["cython"]
+    m, k, n = shape
+    benchmark.group = f"kernel {dtype} {PRODUCTS[product]} at {m}x{k}x{n} (scikit-learn's shapes), 1 thread, interleaved"
+    A, B, C, expected, A_blis, B_blis = product_operands(shape, product, dtype)
+    gflop = 2 * m * k * n / 1e9
+    reps = max(1, int(0.005 * 40 / gflop))  # about 5 ms at 40 GFLOP/s
+    blas = "OpenBLAS (fastnn's GEMM call)"
+    runs = {blas: (lambda: kernels._product_rounds(product, True, A, B, C, reps), reps * gflop)}
+    widths = {}
+    if kernels._simd_available() and kernels._simd_level() != "portable":
+        widths["fastnn micro-kernels AVX2"] = False
+        if kernels._wide_available():
+            widths["fastnn micro-kernels AVX-512"] = True
+    for name in widths:
+        runs[name] = (lambda: kernels._product_rounds(product, False, A, B, C, reps), reps * gflop)
+    try:
+        from blis.py import gemm as blis_gemm
+    except ImportError:  # not installed: the other rows
+        blis_gemm = None
+    if blis_gemm is not None:
+        def blis_run():
+            for _ in range(reps):
+                blis_gemm(A_blis, B_blis, out=C, beta=0.0)
+        runs["blis (blis.py.gemm)"] = (blis_run, reps * gflop)
+
+    def around(name):
+        return micro_kernels(True, wide=widths[name]) if name in widths else contextlib.nullcontext()
+
+    with threads(1):
+        interleaved(benchmark, runs, rounds, "GFLOP", pairs=[(blas, name) for name in runs if name != blas],
+                    around=around)
+        for name, (run, _) in runs.items():  # each computes the product
+            C[...] = np.nan
+            with around(name):
+                run()
+            np.testing.assert_allclose(C, expected, rtol=1e-3, atol=1e-3, err_msg=name)

@@ -102,6 +102,12 @@ def step_path(run: TrainingRun) -> Literal["layers", "lanes", "pool"]:
 def _simd_available() -> bool:
     """Whether this CPU runs the AVX2 + FMA micro-kernels and lanes (and this build has them)."""
 
+def _product_rounds(product: int, blas: bool, A: NDArray[_F], B: NDArray[_F],
+                    C: NDArray[_F], reps: int) -> None:
+    """For benchmarks: `reps` times one of a dense layer's products (0: A·B, 1: Aᵀ·B, 2: A·Bᵀ) by
+    BLAS or the micro-kernels, without returning to Python in between."""
+
+
 def _set_simd(on: bool) -> bool:
     """Use the micro-kernels and lanes (when available) or not; returns the previous setting. For tests."""
 

@@ -56,7 +56,7 @@ from . import _contract
 from .layers import Dense
 from .model import Sequential
 from .optimizers import SGD, Adam
-from .trainer import Data, Trainer, gradient
+from .trainer import Data, Trainer
 
 # scikit-learn's activation names -> fastnn's.
 _ACTIVATIONS = {"identity": "linear", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu",
@@ -264,15 +264,25 @@ class _BaseMLP(BaseEstimator):
         the gradient are float64 in scikit-learn's order, params[order]."""
         network = self.model_.network
         params, grads = network.params, network.grads
-        loss_code, loss_scale = self.model_.loss_code, self._loss_scale()
-        order = self._packed_order()
+        # fastnn.trainer.gradient's pass, its TrainingRun made once for all of L-BFGS's calls
+        trainer = Trainer(network, self.model_.loss_code, data, batch=data.n, l2=self.alpha,
+                          loss_scale=self._loss_scale())
+        # scikit-learn's packing as blocks of the flat buffer (copied as slices, not gathered)
+        blocks, at = [], 0
+        for start, stop in ([(s.w_at, s.b_at) for s in network.slices] + [(s.b_at, s.end) for s in network.slices]):
+            blocks.append((start, stop, at, at + stop - start))
+            at += stop - start
 
         def loss_and_grad(packed):
-            params[order] = packed
-            loss, _ = gradient(network, loss_code, data, l2=self.alpha, loss_scale=loss_scale)
-            return loss, grads[order].astype(np.float64)
+            for start, stop, p, q in blocks:
+                params[start:stop] = packed[p:q]
+            loss, _ = trainer.loss_and_count()
+            packed_grad = np.empty(at)
+            for start, stop, p, q in blocks:
+                packed_grad[p:q] = grads[start:stop]
+            return loss, packed_grad
 
-        return loss_and_grad, order
+        return loss_and_grad, self._packed_order()
 
     def _loss_grad_lbfgs(self, packed, X, y, sample_weight, *buffers):
         """scikit-learn's hook of the same name (its test_gradient checks it against finite
@@ -300,7 +310,7 @@ class _BaseMLP(BaseEstimator):
             raise ValueError(_NON_FINITE)
 
     def _fit_stochastic(self, X, y, sample_weight, incremental):
-        """scikit-learn's _fit_stochastic, with each epoch one call of the training step."""
+        """scikit-learn's _fit_stochastic, with runs of epochs in one call of the training step."""
         network = self.model_.network
         params = network.params
         if not incremental or not hasattr(self, "_optimizer"):
@@ -336,58 +346,97 @@ class _BaseMLP(BaseEstimator):
                 warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is going to be clipped")
             batch = int(np.clip(self.batch_size, 1, n))
         sample_idx = np.arange(n, dtype=np.int64)
-        order = np.empty((1, n), np.int64) if self.shuffle else None
         opt = self._optimizer
+        # Epochs per kernel call: as many as can run before any decision needs Python. The
+        # stopping rule's count grows by at most one per epoch, so it cannot fire before epoch
+        # n_iter_no_change + 1 - count of a call: a call runs up to there and the per-epoch
+        # bookkeeping then replays its epochs in order, so every rule fires at the same epoch as
+        # with one call per epoch. Validation scores need the weights of each epoch, the
+        # invscaling schedule a new learning rate, partial_fit one epoch: one epoch per call.
+        one_at_a_time = early_stopping or incremental or opt.lr_schedule == "invscaling"
+        longest = 1 if one_at_a_time else max(1, min(self.max_iter, self.n_iter_no_change + 1))
+        order = np.empty((longest, n), np.int64) if self.shuffle else None
+        random_state = self._random_state
         trainer = Trainer(network, self.model_.loss_code, train, batch, update=opt.update, l2=self.alpha,
                           loss_scale=self._loss_scale())
         try:
             self.n_iter_ = 0
-            for _ in range(self.max_iter):
+            while self.n_iter_ < self.max_iter:
+                count = 1 if one_at_a_time else max(1, min(self.max_iter - self.n_iter_,
+                                                           self.n_iter_no_change + 1 - self._no_improvement_count))
                 if self.shuffle:
-                    # scikit-learn's shuffle(sample_idx, random_state=...): the same draws, the same order
-                    permutation = np.arange(n)
-                    self._random_state.shuffle(permutation)
-                    sample_idx = sample_idx[permutation]
-                    order[0] = sample_idx
-                result = trainer.epochs(1, order, opt.step)
-                opt.step, epoch_loss = result.step, result.loss
-                if result.stopped:  # Ctrl-C, after a batch: the weights of that batch
-                    raise KeyboardInterrupt
-                finished = result.finished
-                self.n_iter_ += 1
-                self.loss_ = float(epoch_loss[0])
-                self.t_ += n
-                self.loss_curve_.append(self.loss_)
-                if self.verbose:
-                    print("Iteration %d, loss = %.8f" % (self.n_iter_, self.loss_))
-                if not finished:  # the kernel put back the weights from before this epoch
-                    if not early_stopping:
-                        raise ValueError(_NON_FINITE)
-                    self.validation_scores_.append(np.nan)  # a diverged network scores NaN
-                    warnings.warn("The loss became non-finite at iteration %d; stopping with the best "
-                                  "weights." % self.n_iter_, ConvergenceWarning)
+                    state, before = (random_state.get_state(), sample_idx) if count > 1 else (None, None)
+                    for e in range(count):
+                        sample_idx = self._shuffled(sample_idx, order, e)
+                result = trainer.epochs(count, None if order is None else order[:count], opt.step)
+                opt.step = result.step
+                ran = result.finished + (result.finished < count)  # the epochs that started
+                if self.shuffle and ran < count:
+                    # the call ended early: the generator as if only those epochs had been drawn
+                    random_state.set_state(state)
+                    sample_idx = before
+                    for e in range(ran):
+                        sample_idx = self._shuffled(sample_idx, order, e)
+                if self._epochs_end(result, count, early_stopping, incremental, n, X_val, y_val, sw_val):
                     break
-                self._update_no_improvement_count(early_stopping, X_val, y_val, sw_val)
-                opt.iteration_ends(self.t_)
-                if self._no_improvement_count > self.n_iter_no_change:
-                    if early_stopping:
-                        msg = ("Validation score did not improve more than tol=%f for %d consecutive epochs."
-                               % (self.tol, self.n_iter_no_change))
-                    else:
-                        msg = ("Training loss did not improve more than tol=%f for %d consecutive epochs."
-                               % (self.tol, self.n_iter_no_change))
-                    if opt.trigger_stopping(msg, self.verbose):
-                        break
-                    self._no_improvement_count = 0
-                if incremental:
-                    break
-                if self.n_iter_ == self.max_iter:
-                    warnings.warn("Stochastic Optimizer: Maximum iterations (%d) reached and the optimization "
-                                  "hasn't converged yet." % self.max_iter, ConvergenceWarning)
         except KeyboardInterrupt:
             warnings.warn("Training interrupted by user.")
         if early_stopping:
             params[...] = self._best_params
+
+    def _shuffled(self, sample_idx, order, e):
+        """scikit-learn's shuffle(sample_idx, random_state=...): the same draws, the same order,
+        written to order[e]."""
+        permutation = np.arange(sample_idx.size)
+        self._random_state.shuffle(permutation)
+        sample_idx = sample_idx[permutation]
+        order[e] = sample_idx
+        return sample_idx
+
+    def _epochs_end(self, result, count, early_stopping, incremental, n, X_val, y_val, sw_val):
+        """scikit-learn's bookkeeping after each epoch, for the `count` epochs of one kernel call
+        in turn; True when training stops. A call that a stop request or Ctrl-C ended raises
+        KeyboardInterrupt after the epochs before the one it interrupted (the weights are those
+        of its last batch)."""
+        opt = self._optimizer
+        if result.stopped:
+            epochs = min(result.finished, count - 1)
+        else:
+            epochs = result.finished + (result.finished < count)  # and the non-finite one
+        for e in range(epochs):
+            self.n_iter_ += 1
+            self.loss_ = float(result.loss[e])
+            self.t_ += n
+            self.loss_curve_.append(self.loss_)
+            if self.verbose:
+                print("Iteration %d, loss = %.8f" % (self.n_iter_, self.loss_))
+            if e == result.finished:  # the kernel put back the weights from before this epoch
+                if not early_stopping:
+                    raise ValueError(_NON_FINITE)
+                self.validation_scores_.append(np.nan)  # a diverged network scores NaN
+                warnings.warn("The loss became non-finite at iteration %d; stopping with the best "
+                              "weights." % self.n_iter_, ConvergenceWarning)
+                return True
+            self._update_no_improvement_count(early_stopping, X_val, y_val, sw_val)
+            opt.iteration_ends(self.t_)
+            if self._no_improvement_count > self.n_iter_no_change:
+                if early_stopping:
+                    msg = ("Validation score did not improve more than tol=%f for %d consecutive epochs."
+                           % (self.tol, self.n_iter_no_change))
+                else:
+                    msg = ("Training loss did not improve more than tol=%f for %d consecutive epochs."
+                           % (self.tol, self.n_iter_no_change))
+                if opt.trigger_stopping(msg, self.verbose):
+                    return True
+                self._no_improvement_count = 0
+            if incremental:
+                return True
+            if self.n_iter_ == self.max_iter:
+                warnings.warn("Stochastic Optimizer: Maximum iterations (%d) reached and the optimization "
+                              "hasn't converged yet." % self.max_iter, ConvergenceWarning)
+        if result.stopped:
+            raise KeyboardInterrupt
+        return False
 
     def _update_no_improvement_count(self, early_stopping, X, y, sample_weight):
         if early_stopping:

@@ -322,3 +322,50 @@ cdef void _matmul_nt(const floating* dZ, const floating* W, floating* dX,
         _gemm(False, True, m, k, n, dZ, n, W, n, dX, k)
     else:
         _loops_nt(dZ, W, dX, m, n, k)
+
+
+def _product_rounds(int product, bint blas, const floating[:, ::1] A not None, const floating[:, ::1] B not None,
+                    floating[:, ::1] C not None, Py_ssize_t reps):
+    """For benchmarks: `reps` times one of a dense layer's products by the path asked for, not the
+    one _path chooses, without returning to Python in between. product 0: C = A·B (X·W: A (m, k),
+    B (k, n)); 1: C = Aᵀ·B (Xᵀ·dZ: A (m, k), B (m, n), C (k, n)); 2: C = A·Bᵀ (dZ·Wᵀ: A (m, n),
+    B (k, n), C (m, k)). blas: the GEMM call; otherwise the micro-kernels at the width in use."""
+    cdef Py_ssize_t m, k, n, r
+    if product == 0:
+        m, k, n = A.shape[0], A.shape[1], B.shape[1]
+        if B.shape[0] != k or C.shape[0] != m or C.shape[1] != n:
+            raise ValueError("X·W: A (m, k), B (k, n), C (m, n)")
+    elif product == 1:
+        m, k, n = A.shape[0], A.shape[1], B.shape[1]
+        if B.shape[0] != m or C.shape[0] != k or C.shape[1] != n:
+            raise ValueError("Xᵀ·dZ: A (m, k), B (m, n), C (k, n)")
+    elif product == 2:
+        m, n, k = A.shape[0], A.shape[1], B.shape[0]
+        if B.shape[1] != n or C.shape[0] != m or C.shape[1] != k:
+            raise ValueError("dZ·Wᵀ: A (m, n), B (k, n), C (m, k)")
+    else:
+        raise ValueError(f"product must be 0, 1 or 2, not {product}")
+    if m == 0 or k == 0 or n == 0:
+        raise ValueError("empty operands")
+    if not blas and not _simd:
+        raise RuntimeError("the micro-kernels are off (FASTNN_SIMD=0 or a CPU without AVX2 and FMA)")
+    cdef const floating* a = _in2(A)
+    cdef const floating* b = _in2(B)
+    cdef floating* c = _out2(C)
+    with nogil:
+        for r in range(reps):
+            if product == 0:
+                if blas:
+                    _gemm(False, False, m, n, k, a, k, b, n, c, n)
+                else:
+                    _rows(a, k, 1, b, c, m, k, n)
+            elif product == 1:
+                if blas:
+                    _gemm(True, False, k, n, m, a, k, b, n, c, n)
+                else:
+                    _rows(a, 1, k, b, c, k, m, n)
+            else:
+                if blas:
+                    _gemm(False, True, m, k, n, a, n, b, n, c, k)
+                else:
+                    _dots(a, b, c, m, k, n)
