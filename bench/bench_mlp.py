@@ -5,6 +5,7 @@ layers, softmax cross-entropy, batches in order, from fresh He-initialised weigh
 Each training case is also run by fastnn and JAX in turn in every round (common.interleaved; the
 small case also by fastnn without its micro-kernels), for ratios measured on the same machine.
 """
+import contextlib
 import importlib.util
 
 import numpy as np
@@ -87,7 +88,8 @@ def test_mlp_train(benchmark, rounds, quick, case, n_threads, impl):
 @pytest.mark.parametrize("case, n_threads", TRAIN, ids=[f"{c}-{t}thread" for c, t in TRAIN])
 def test_mlp_train_interleaved(benchmark, rounds, quick, case, n_threads):
     """One epoch by fastnn (from a fresh model, made untimed) and by JAX when installed, in turn in
-    every round; on the small case also by fastnn without its micro-kernels."""
+    every round; on the small case also by fastnn without its micro-kernels, on two threads also by
+    fastnn without its pool (one fastnn thread, BLAS on two)."""
     benchmark.group = train_group(case, n_threads) + ", interleaved"
     if "cython" not in fnn.available_backends():
         pytest.skip("compiled backend not built")
@@ -96,9 +98,9 @@ def test_mlp_train_interleaved(benchmark, rounds, quick, case, n_threads):
         pytest.skip('JAX not installed (pip install ".[peers]")')
     X, y, sizes, batch = case_data(case, quick)
 
-    def fastnn_run(simd: bool, wide=None):
+    def fastnn_run(simd: bool, wide=None, pool=True):
         def run(model):
-            with micro_kernels(simd, wide):
+            with micro_kernels(simd, wide), contextlib.nullcontext() if pool else fnn.threads.one_thread_each():
                 model.fit(X, y, epochs=1, batch_size=batch, shuffle=False, verbose=0)
             return model
         return run
@@ -106,6 +108,8 @@ def test_mlp_train_interleaved(benchmark, rounds, quick, case, n_threads):
     fastnn_ways = {"fastnn": (True, None)}
     if case == "small":
         fastnn_ways["fastnn FASTNN_SIMD=0"] = (False, None)
+    if n_threads > 1:  # the step on one fastnn thread, its products on BLAS's threads: before the pool
+        fastnn_ways["fastnn without its pool (BLAS threads)"] = (True, None, False)
     if fnn.backend._MODULES["cython"]._wide_available():  # both widths of the micro-kernels, where both exist
         fastnn_ways.update({"fastnn FASTNN_SIMD=avx2": (True, False), "fastnn FASTNN_SIMD=avx512": (True, True)})
     runs = {name: (fastnn_run(*way), len(X), lambda: fastnn_model(sizes)) for name, way in fastnn_ways.items()}

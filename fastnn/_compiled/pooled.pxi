@@ -252,7 +252,7 @@ def network_predict(sizes, codes, params, X, out, rows, threads):
     _predict(sizes, codes, params, X, out, rows, threads)
 
 
-def _predict(sizes, codes, floating[::1] params, const floating[:, ::1] X, floating[:, ::1] out, Py_ssize_t rows,
+def _predict(sizes, codes, const floating[::1] params, const floating[:, ::1] X, floating[:, ::1] out, Py_ssize_t rows,
              int threads):
     """network_predict after its checks, for the dtype of params."""
     cdef const int64_t[::1] size_view = sizes
