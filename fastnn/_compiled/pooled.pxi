@@ -2,19 +2,21 @@
 # specialisation of train_epochs (trainer.pxi chooses it, _pool_threads) for networks whose products
 # are large; and network_predict, a network's output for many rows, by chunks of rows.
 #
-# In the training step,
-# every product of a layer is cut into blocks of the output's columns, the same blocks for any
-# number of threads, and each task computes one block with a one-thread BLAS call:
-#   forward   Z[:, block] = A·W[:, block], then + b and f over the block while it is in cache;
-#   backward  dW[:, block] = Aᵀ·dZ[:, block] and db[block] (the column sums, row by row), and
-#             dX[:, block] = dZ·W[block, :]ᵀ, then, over that block, the dropout mask and the layer
+# In the training step, every product of a layer is cut into pieces, POOL_PIECES_PER_THREAD per
+# thread, and each task computes one piece with a one-thread BLAS call:
+#   forward   Z[:, piece] = A·W[:, piece], then + b and f over the piece while it is in cache;
+#   backward  dW[:, piece] = Aᵀ·dZ[:, piece] and db[piece] (the column sums, row by row), and
+#             dX[:, piece] = dZ·W[piece, :]ᵀ, then, over that piece, the dropout mask and the layer
 #             before's f', which makes the layer before's dZ;
 #   update    the optimizer's formula over ranges of the flat parameters.
-# Cutting by columns copies the smaller operand into each task (the batch's activations, not W)
-# and needs no sums across tasks, so the results do not depend on how many threads there are or
-# which thread takes which task: every element is summed in the order a one-thread call would
-# sum it. What the layers path does once per batch on the whole output (the loss, its gradient,
-# the metrics, dropout masks) stays on the calling thread between the pool's jobs.
+# Wide layers are cut by their output columns, which copies the smaller operand into each piece (the
+# batch's activations, not W) and needs no sums across pieces; a layer too narrow to cut that way
+# (a classifier's output) or a softmax is cut by rows, and its weight gradient by its inputs. Every
+# element is summed in the order a one-thread BLAS call over its piece sums it, so reruns with the
+# same thread count give the same results bit for bit, whichever thread takes which piece; other
+# thread counts cut other pieces and agree to rounding. What the layers path does once per batch
+# on the whole output (the loss, its gradient, the metrics, dropout masks) stays on the calling
+# thread between the pool's jobs.
 
 from libc.stddef cimport ptrdiff_t
 
@@ -30,21 +32,25 @@ cdef enum:
     POOL_FORWARD, POOL_BACKWARD, POOL_UPDATE
 
 cdef enum:
-    POOL_BLOCKS = 8            # column blocks per layer, at most: pieces small enough that a slow core
-                               # holds the others up by one of them
-    POOL_MIN_WIDTH = 64        # a layer narrower than this is one block
-    POOL_UPDATE_RANGE = 16384  # parameters per task of the optimizer step
+    POOL_PIECES_PER_THREAD = 2  # a product is cut into this many pieces per thread: enough that a slow
+                                # core takes fewer of them, few enough that each copies its operand
+                                # into BLAS's layout once for much work
+    POOL_MIN_PIECE = 64         # a dimension shorter than this is not cut
+    POOL_UPDATE_RANGE = 16384   # parameters per task of the optimizer step
+    POOL_PREDICT_CHUNKS = 8     # network_predict cuts a few rows into this many chunks
+
 
 cdef struct PoolJob:  # what the tasks of one job read
     int phase
     bint is_float
     const Layer* layers
     Py_ssize_t l, rows
+    Py_ssize_t pieces      # how many pieces a product is cut into (POOL_PIECES_PER_THREAD per thread)
     const void* x          # the batch's input (rows, n_in)
     void* P
     void* G
     void* w                # the work buffer that the layers' offsets point into
-    Py_ssize_t dw_tasks    # backward: the tasks before it are dW blocks, the rest dX blocks
+    Py_ssize_t dw_tasks    # backward: the tasks before it are dW pieces, the rest dX pieces
     const UpdateArgs* u    # update: the optimizer, its learning rate and step, the state
     double lr
     long long step
@@ -54,16 +60,35 @@ cdef struct PoolJob:  # what the tasks of one job read
     Py_ssize_t n_params
 
 
-cdef inline Py_ssize_t _block_width(Py_ssize_t n, int code) noexcept nogil:
-    """Columns per block of a layer of n outputs with activation `code` (softmax needs whole rows)."""
-    if code == SOFTMAX or n <= POOL_MIN_WIDTH:
-        return n
-    return ((n + POOL_BLOCKS - 1) // POOL_BLOCKS + 15) // 16 * 16
+cdef inline Py_ssize_t _piece(Py_ssize_t size, Py_ssize_t pieces) noexcept nogil:
+    """The length of the pieces a dimension of `size` is cut into: `pieces` of them, a multiple of
+    16 long, unless it is shorter than POOL_MIN_PIECE."""
+    if size <= POOL_MIN_PIECE:
+        return size
+    return ((size + pieces - 1) // pieces + 15) // 16 * 16
 
 
-cdef inline Py_ssize_t _blocks(Py_ssize_t n, int code) noexcept nogil:
-    cdef Py_ssize_t width = _block_width(n, code)
-    return (n + width - 1) // width
+cdef inline Py_ssize_t _count(Py_ssize_t size, Py_ssize_t piece) noexcept nogil:
+    return (size + piece - 1) // piece
+
+
+cdef inline bint _by_columns(const Layer* layer) noexcept nogil:
+    """Whether a layer's products are cut by its output columns: a wide layer's are; a layer whose
+    outputs are too few to cut (a classifier's 1-10), or a softmax (whole rows), is cut by rows in
+    its forward product and by its inputs in its weight gradient."""
+    return layer.code != SOFTMAX and layer.n_out > POOL_MIN_PIECE
+
+
+cdef inline Py_ssize_t _forward_tasks(const PoolJob* job, const Layer* layer) noexcept nogil:
+    if _by_columns(layer):
+        return _count(layer.n_out, _piece(layer.n_out, job.pieces))
+    return _count(job.rows, _piece(job.rows, job.pieces))
+
+
+cdef inline Py_ssize_t _weight_grad_tasks(const PoolJob* job, const Layer* layer) noexcept nogil:
+    if _by_columns(layer):
+        return _count(layer.n_out, _piece(layer.n_out, job.pieces))
+    return _count(layer.n_in, _piece(layer.n_in, job.pieces))
 
 
 def _pool_threads(run, sizes, lanes):
@@ -76,54 +101,93 @@ def _pool_threads(run, sizes, lanes):
     return threads if threads > 1 else 0
 
 
-cdef void _forward_block(const PoolJob* job, Py_ssize_t t, floating* w) noexcept nogil:
+cdef void _forward_piece(const PoolJob* job, Py_ssize_t t, floating* w) noexcept nogil:
+    """Piece t of layer job.l's forward pass: Z = A·W, + b and f over the piece."""
     cdef const Layer* layer = &job.layers[job.l]
-    cdef Py_ssize_t n = layer.n_out, k = layer.n_in, rows = job.rows, i
-    cdef Py_ssize_t width = _block_width(n, layer.code), c0 = t * width, nb = min(width, n - c0)
+    cdef Py_ssize_t n = layer.n_out, k = layer.n_in, rows = job.rows, i, piece, at, size
     cdef const floating* a = _layer_input(job.layers, job.l, <const floating*>job.x, w)
     cdef const floating* P = <const floating*>job.P
     cdef floating* z = w + layer.act_at
-    _gemm(False, False, rows, nb, k, a, k, P + layer.w_at + c0, n, z + c0, n)
-    for i in range(rows):
-        _activate(z + i * n + c0, P + layer.b_at + c0, layer.code, z + i * n + c0, 1, nb)
+    if _by_columns(layer):  # Z[:, at:at + size]
+        piece = _piece(n, job.pieces)
+        at = t * piece
+        size = min(piece, n - at)
+        _gemm(False, False, rows, size, k, a, k, P + layer.w_at + at, n, z + at, n)
+        for i in range(rows):
+            _activate(z + i * n + at, P + layer.b_at + at, layer.code, z + i * n + at, 1, size)
+    else:  # Z[at:at + size, :]
+        piece = _piece(rows, job.pieces)
+        at = t * piece
+        size = min(piece, rows - at)
+        _gemm(False, False, size, n, k, a + at * k, k, P + layer.w_at, n, z + at * n, n)
+        _activate(z + at * n, P + layer.b_at, layer.code, z + at * n, size, n)
 
 
-cdef void _weight_grad_block(const PoolJob* job, Py_ssize_t t, floating* w) noexcept nogil:
-    """dW[:, block] and db[block] of layer job.l from its dZ."""
+cdef void _weight_grad_piece(const PoolJob* job, Py_ssize_t t, floating* w) noexcept nogil:
+    """Piece t of layer job.l's dW = Aᵀ·dZ, and its db = the column sums of dZ (row by row, as
+    _activation_grad sums them): by output columns, or by inputs (the rows of dW; db with the first)."""
     cdef const Layer* layer = &job.layers[job.l]
-    cdef Py_ssize_t n = layer.n_out, k = layer.n_in, rows = job.rows, i, j
-    cdef Py_ssize_t width = _block_width(n, layer.code), c0 = t * width, nb = min(width, n - c0)
+    cdef Py_ssize_t n = layer.n_out, k = layer.n_in, rows = job.rows, i, j, piece, at, size
     cdef const floating* a = _layer_input(job.layers, job.l, <const floating*>job.x, w)
-    cdef const floating* d = w + layer.delta_at + c0
+    cdef const floating* d = w + layer.delta_at
     cdef floating* G = <floating*>job.G
-    cdef floating* db = G + layer.b_at + c0
-    _gemm(True, False, k, nb, rows, a, k, d, n, G + layer.w_at + c0, n)
-    for j in range(nb):
+    cdef floating* db = G + layer.b_at
+    cdef Py_ssize_t c0 = 0, c1 = n  # db's columns this piece sums
+    if _by_columns(layer):
+        piece = _piece(n, job.pieces)
+        at = t * piece
+        size = min(piece, n - at)
+        _gemm(True, False, k, size, rows, a, k, d + at, n, G + layer.w_at + at, n)
+        c0, c1 = at, at + size
+    else:
+        piece = _piece(k, job.pieces)
+        at = t * piece
+        size = min(piece, k - at)
+        _gemm(True, False, size, n, rows, a + at, k, d, n, G + layer.w_at + at * n, n)
+        if t > 0:
+            return
+    for j in range(c0, c1):
         db[j] = 0
-    for i in range(rows):  # row by row, as _activation_grad sums it
-        for j in range(nb):
+    for i in range(rows):
+        for j in range(c0, c1):
             db[j] += d[i * n + j]
 
 
-cdef void _input_grad_block(const PoolJob* job, Py_ssize_t t, floating* w) noexcept nogil:
-    """dX[:, block] = dZ·W[block, :]ᵀ of layer job.l (> 0), then over the block the layer's dropout
-    mask and the layer before's f': the layer before's dZ."""
+cdef void _input_grad_piece(const PoolJob* job, Py_ssize_t t, floating* w) noexcept nogil:
+    """Piece t of layer job.l's (> 0) dX = dZ·Wᵀ, then over the piece the layer's dropout mask and
+    the layer before's f': the layer before's dZ. By the layer before's columns (whole rows when it
+    is a softmax or too narrow to cut)."""
     cdef const Layer* layer = &job.layers[job.l]
     cdef const Layer* before = &job.layers[job.l - 1]
-    cdef Py_ssize_t n = layer.n_out, k = layer.n_in, rows = job.rows, i, j
-    cdef Py_ssize_t width = _block_width(k, before.code), p0 = t * width, pb = min(width, k - p0)
+    cdef Py_ssize_t n = layer.n_out, k = layer.n_in, rows = job.rows, i, j, piece
+    cdef Py_ssize_t r0 = 0, r1 = rows, p0 = 0, p1 = k  # the piece: dX[r0:r1, p0:p1]
     cdef const floating* P = <const floating*>job.P
     cdef floating* dx = w + before.delta_at
     cdef floating* row
     cdef const floating* mask
-    _gemm(False, True, rows, pb, n, w + layer.delta_at, n, P + layer.w_at + p0 * n, n, dx + p0, k)
-    for i in range(rows):
+    if _by_columns(before):
+        piece = _piece(k, job.pieces)
+        p0 = t * piece
+        p1 = min(p0 + piece, k)
+    else:
+        piece = _piece(rows, job.pieces)
+        r0 = t * piece
+        r1 = min(r0 + piece, rows)
+    _gemm(False, True, r1 - r0, p1 - p0, n, w + layer.delta_at + r0 * n, n, P + layer.w_at + p0 * n, n,
+          dx + r0 * k + p0, k)
+    for i in range(r0, r1):
         row = dx + i * k + p0
         if layer.rate > 0:
             mask = w + layer.mask_at + i * k + p0
-            for j in range(pb):
+            for j in range(p1 - p0):
                 row[j] = row[j] * mask[j]
-        _activation_grad(w + before.act_at + i * k + p0, row, before.code, row, NULL, 1, pb)
+        _activation_grad(w + before.act_at + i * k + p0, row, before.code, row, NULL, 1, p1 - p0)
+
+
+cdef inline Py_ssize_t _input_grad_tasks(const PoolJob* job, const Layer* before) noexcept nogil:
+    if _by_columns(before):
+        return _count(before.n_out, _piece(before.n_out, job.pieces))
+    return _count(job.rows, _piece(job.rows, job.pieces))
 
 
 cdef void _update_range(const PoolJob* job, Py_ssize_t t, floating* P) noexcept nogil:
@@ -137,12 +201,12 @@ cdef void _update_range(const PoolJob* job, Py_ssize_t t, floating* P) noexcept 
 
 cdef void _pool_task_of(const PoolJob* job, Py_ssize_t t, floating* w) noexcept nogil:
     if job.phase == POOL_FORWARD:
-        _forward_block(job, t, w)
+        _forward_piece(job, t, w)
     elif job.phase == POOL_BACKWARD:
         if t < job.dw_tasks:
-            _weight_grad_block(job, t, w)
+            _weight_grad_piece(job, t, w)
         else:
-            _input_grad_block(job, t - job.dw_tasks, w)
+            _input_grad_piece(job, t - job.dw_tasks, w)
     else:
         _update_range(job, t, <floating*>job.P)
 
@@ -173,7 +237,7 @@ cdef double _pooled_batch(fastnn_pool* pool, PoolJob* job, const Layer* layers, 
     for l in range(L):
         _drop_layer_input(layers, l, x, w, extras, rows)
         job.l = l
-        fastnn_pool_run(pool, _pool_task, job, _blocks(layers[l].n_out, layers[l].code))
+        fastnn_pool_run(pool, _pool_task, job, _forward_tasks(job, &layers[l]))
     cdef floating* d = w + layers[L - 1].delta_at
     cdef floating* a = w + layers[L - 1].act_at
     cdef double batch_loss = _loss_and_metrics(layers, L, a, y, labels, sw, loss, scale, scaled, w, rows, correct,
@@ -182,9 +246,8 @@ cdef double _pooled_batch(fastnn_pool* pool, PoolJob* job, const Layer* layers, 
     job.phase = POOL_BACKWARD
     for l in range(L - 1, -1, -1):
         job.l = l
-        job.dw_tasks = _blocks(layers[l].n_out, layers[l].code)
-        fastnn_pool_run(pool, _pool_task, job,
-                        job.dw_tasks + (_blocks(layers[l].n_in, layers[l - 1].code) if l > 0 else 0))
+        job.dw_tasks = _weight_grad_tasks(job, &layers[l])
+        fastnn_pool_run(pool, _pool_task, job, job.dw_tasks + (_input_grad_tasks(job, &layers[l - 1]) if l > 0 else 0))
     return batch_loss
 
 
@@ -267,10 +330,10 @@ def _predict(sizes, codes, const floating[::1] params, const floating[:, ::1] X,
     job.L = L
     job.n = n
     workers = _contract.pool_threads(threads, n, sizes.tolist())
-    # up to POOL_BLOCKS chunks of at least POOL_MIN_WIDTH rows even when `rows` would make fewer, so
-    # that a few rows are shared too; from n alone, so that the chunks (and a row's output) are the
-    # same for every thread count
-    job.rows = min(rows, n, max(POOL_MIN_WIDTH, (n + POOL_BLOCKS - 1) // POOL_BLOCKS))
+    # up to POOL_PREDICT_CHUNKS chunks of at least POOL_MIN_PIECE rows even when `rows` would make
+    # fewer, so that a few rows are shared too; from n alone, so that the chunks (and a row's
+    # output) are the same for every thread count
+    job.rows = min(rows, n, max(POOL_MIN_PIECE, (n + POOL_PREDICT_CHUNKS - 1) // POOL_PREDICT_CHUNKS))
     job.width = max([1] + [int(w) for w in sizes[1:L]])
     n_chunks = (n + job.rows - 1) // job.rows
     workers = min(workers, n_chunks)

@@ -402,6 +402,7 @@ def _train(floating[::1] params, run, order, long long step, double[::1] epoch_l
         if pool == NULL:
             PyMem_Free(layers)
             raise MemoryError()
+        job.pieces = POOL_PIECES_PER_THREAD * threads
     try:
         with nogil:
             for epoch in range(epochs):
