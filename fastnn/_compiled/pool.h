@@ -32,6 +32,9 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#if defined(__linux__)
+#define FASTNN_POOL_PIN 1
+#endif
 #else
 #define FASTNN_POOL_THREADS 0
 #endif
@@ -45,7 +48,7 @@
 
 /* Spins of an idle helper before it sleeps, and of the caller waiting for the last tasks before it
  * yields its core. */
-#define FASTNN_POOL_SPINS 20000
+#define FASTNN_POOL_SPINS 1000000
 #define FASTNN_POOL_MAX 64
 
 typedef void (*fastnn_task_fn)(void* ctx, ptrdiff_t task, int worker);
@@ -72,6 +75,11 @@ struct fastnn_pool {
     pthread_mutex_t mutex;
     pthread_cond_t wake;
 #endif
+#if defined(FASTNN_POOL_PIN)
+    int pinned;               /* whether the caller was moved to a core of its own, */
+    cpu_set_t caller_cores;   /* from these, which it gets back when the pool stops */
+    int cores[FASTNN_POOL_MAX + 1];
+#endif
 };
 
 /* Take and run tasks of job `generation` until it has none left, as worker `worker` (the caller 0,
@@ -96,6 +104,14 @@ static void fastnn_pool_work(fastnn_pool* pool, uint32_t generation, int worker)
 static void* fastnn_pool_helper(void* arg) {
     fastnn_pool* pool = ((fastnn_helper*)arg)->pool;
     int worker = ((fastnn_helper*)arg)->worker;
+#if defined(FASTNN_POOL_PIN)
+    if (pool->pinned) {
+        cpu_set_t one;
+        CPU_ZERO(&one);
+        CPU_SET(pool->cores[worker], &one);
+        pthread_setaffinity_np(pthread_self(), sizeof(one), &one);
+    }
+#endif
     uint32_t seen = 0;
     for (;;) {
         uint32_t generation = __atomic_load_n(&pool->generation, __ATOMIC_ACQUIRE);
@@ -127,6 +143,22 @@ static fastnn_pool* fastnn_pool_start(int threads) {
 #if FASTNN_POOL_THREADS
     pthread_mutex_init(&pool->mutex, NULL);
     pthread_cond_init(&pool->wake, NULL);
+#if defined(FASTNN_POOL_PIN)
+    /* Each thread on a core of its own, when the caller may run on enough of them: left to the
+     * scheduler, two threads of a pool often share one core while another is idle, and one that
+     * spins waiting for the other then takes half its time. */
+    if (pthread_getaffinity_np(pthread_self(), sizeof(pool->caller_cores), &pool->caller_cores) == 0
+        && CPU_COUNT(&pool->caller_cores) >= threads && threads > 1) {
+        int found = 0;
+        for (int cpu = 0; cpu < CPU_SETSIZE && found < threads; cpu++)
+            if (CPU_ISSET(cpu, &pool->caller_cores))
+                pool->cores[found++] = cpu;
+        cpu_set_t one;
+        CPU_ZERO(&one);
+        CPU_SET(pool->cores[0], &one);
+        pool->pinned = pthread_setaffinity_np(pthread_self(), sizeof(one), &one) == 0;
+    }
+#endif
     sigset_t all, before;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &before);  /* the helpers inherit the blocked set */
@@ -187,6 +219,10 @@ static void fastnn_pool_stop(fastnn_pool* pool) {
         pthread_join(pool->threads[i], NULL);
     pthread_mutex_destroy(&pool->mutex);
     pthread_cond_destroy(&pool->wake);
+#endif
+#if defined(FASTNN_POOL_PIN)
+    if (pool->pinned)
+        pthread_setaffinity_np(pthread_self(), sizeof(pool->caller_cores), &pool->caller_cores);
 #endif
     free(pool);
 }
