@@ -8,6 +8,7 @@
 """
 from . import callbacks, data, layers, metrics, models, optimizers, regularizers, schedules
 from .backend import available_backends, get_backend, set_backend, use_backend
+from .config import show_config
 from .callbacks import Callback, EarlyStopping, History, LearningRateScheduler, ModelCheckpoint, ReduceLROnPlateau
 from .gradcheck import gradcheck
 from .layers import Dense, Dropout, Input
@@ -21,4 +22,4 @@ __all__ = ["Adam", "AdamW", "Callback", "Dense", "Dropout", "EarlyStopping", "Hi
            "LearningRateScheduler", "ModelCheckpoint", "ReduceLROnPlateau", "RMSprop", "Sequential", "SGD",
            "TrainingDivergedError", "available_backends", "callbacks", "data", "fit_parallel", "get_backend",
            "get_num_threads", "gradcheck", "layers", "load", "metrics", "models", "optimizers",
-           "regularizers", "schedules", "set_backend", "set_num_threads", "use_backend"]
+           "regularizers", "schedules", "set_backend", "set_num_threads", "show_config", "use_backend"]

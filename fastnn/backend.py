@@ -86,6 +86,12 @@ def available_backends() -> list[str]:
     return [name for name in BACKENDS if _MODULES[name] is not None]
 
 
+def kernels(name: str) -> ModuleType:
+    """The kernel module of backend `name` ("cython" or "python"), whichever is active; ImportError
+    when it is not available."""
+    return _MODULES[_check_name(name)]
+
+
 def ops() -> ModuleType:
     """The active kernel module (fastnn._kernels or fastnn._fallback)."""
     return _MODULES[_current]

@@ -12,6 +12,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from .config import show_config
+
 # The row each group's ratios are taken against: the first of these names present in the group.
 REFERENCE = ("fastnn (cython)", "fastnn", "fit_parallel", "fastnn.sklearn", "n_jobs=2, threading")
 
@@ -111,5 +113,6 @@ def main(quick: bool = False, as_json: bool = False, path=None, pytest_args=()) 
     else:
         cpu = report.get("machine_info", {}).get("cpu", {}).get("brand_raw", "")
         print(f"fastnn benchmarks{' (quick pass)' if quick else ''}: medians; {cpu} {os.cpu_count()} cores")
+        show_config()  # the CPU's features and the paths and BLAS the figures come from
         print(table(rows))
     return status

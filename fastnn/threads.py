@@ -67,6 +67,11 @@ def _changing_blas() -> Iterator[None]:
                 clear(force=True)
 
 
+def blas_libraries() -> list:
+    """threadpoolctl's controllers of the BLAS libraries loaded (fastnn's, SciPy's, NumPy's)."""
+    return list(_blas().select(user_api="blas").lib_controllers)
+
+
 def available_cores() -> int:
     """The cores this process may run on."""
     if hasattr(os, "sched_getaffinity"):

@@ -133,3 +133,20 @@ def test_compiled_kernels_release_the_gil(compiled):
             break
     assert max(fractions) > 0.2, (f"while activate ran ({seconds:.2f} s) the other thread counted at "
                                   f"{[f'{f:.0%}' for f in fractions]} of its undisturbed rate: the GIL was held")
+
+
+def test_show_config_reports_the_cpu_features_paths_threads_and_blas(backend, capsys):
+    import fastnn
+    config = fastnn.config.config()
+    assert config["backend"] == fastnn.get_backend()
+    assert config["threads"] == fastnn.get_num_threads()
+    assert config["blas"], "fastnn's kernels call SciPy's BLAS, which must be found"
+    if config["compiled backend built"]:
+        features = config["cpu features"]
+        assert set(features) >= {"avx2", "fma", "avx512f", "avx512bf16", "amx-tile", "amx-bf16"}
+        assert config["vector paths"] in ("avx512", "avx2", "portable")
+        if not features["avx2"]:
+            assert config["vector paths"] == "portable"
+    fastnn.show_config()
+    printed = capsys.readouterr().out
+    assert "backend: " + fastnn.get_backend() in printed and "blas:" in printed

@@ -63,6 +63,20 @@ static int fastnn_simd512_preferred(void) {
 #endif
 }
 
+/* The CPU features fastnn reports (fastnn.show_config), one bit each, in FASTNN_FEATURE_NAMES' order. */
+#define FASTNN_FEATURE_NAMES "avx2 fma avx512f avx512dq avx512bf16 amx-tile amx-bf16"
+static unsigned fastnn_cpu_features(void) {
+#if FASTNN_SIMD
+    __builtin_cpu_init();
+    return (unsigned)((__builtin_cpu_supports("avx2") ? 1 : 0) | (__builtin_cpu_supports("fma") ? 2 : 0)
+                      | (__builtin_cpu_supports("avx512f") ? 4 : 0) | (__builtin_cpu_supports("avx512dq") ? 8 : 0)
+                      | (__builtin_cpu_supports("avx512bf16") ? 16 : 0) | (__builtin_cpu_supports("amx-tile") ? 32 : 0)
+                      | (__builtin_cpu_supports("amx-bf16") ? 64 : 0));
+#else
+    return 0;
+#endif
+}
+
 #define FASTNN_CAT_(a, b) a##b
 #define FASTNN_CAT(a, b) FASTNN_CAT_(a, b)
 

@@ -8,6 +8,8 @@ cdef extern from "microkernels.h" nogil:
     bint fastnn_simd_available()
     bint fastnn_simd512_available()
     bint fastnn_simd512_preferred()
+    unsigned fastnn_cpu_features()
+    const char* FASTNN_FEATURE_NAMES
 
 _SIMD_SETTING = os.environ.get("FASTNN_SIMD", "").strip().lower()
 cdef bint _simd = fastnn_simd_available() and _SIMD_SETTING != "0"
@@ -45,3 +47,11 @@ def _set_simd(bint on):
     previous = _simd
     _simd = on and fastnn_simd_available()
     return previous
+
+
+def _cpu_features() -> dict:
+    """{feature: whether this CPU has it} for the features fastnn's dispatch looks at (x86-64;
+    all False elsewhere)."""
+    cdef unsigned bits = fastnn_cpu_features()
+    names = (<bytes>FASTNN_FEATURE_NAMES).decode().split()
+    return {name: bool(bits & (1u << i)) for i, name in enumerate(names)}
