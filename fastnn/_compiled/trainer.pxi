@@ -377,7 +377,8 @@ def _train(floating[::1] params, run, order, long long step, double[::1] epoch_l
     try:
         with nogil:
             for epoch in range(epochs):
-                memcpy(w + last_at, P, n_params * sizeof(floating))
+                for i in range(n_params):  # (a loop: its loads match the update's stores just before, which
+                    w[last_at + i] = P[i]  # memcpy's wider, overlapping ones of a small network would wait on)
                 total = 0
                 correct = 0
                 for j in range(n_metrics):
