@@ -58,17 +58,11 @@ cdef inline bint _finite(double x) noexcept nogil:
 
 
 cdef bint _all_finite(const floating* x, Py_ssize_t size) noexcept nogil:
-    """Whether every x[i] is finite: x - x is 0 for them, NaN for inf and NaN, and NaN stays in a
-    sum. Two running sums and no early exit: the loop does not wait on a test per element (x is
-    read to its end whenever it is finite)."""
-    cdef floating s0 = 0, s1 = 0
-    cdef Py_ssize_t i, end = size - size % 2
-    for i in range(0, end, 2):
-        s0 = s0 + (x[i] - x[i])
-        s1 = s1 + (x[i + 1] - x[i + 1])
-    if end < size:
-        s0 = s0 + (x[end] - x[end])
-    return s0 + s1 == 0
+    cdef Py_ssize_t i
+    for i in range(size):
+        if not (x[i] - x[i] == 0):
+            return False
+    return True
 
 
 cdef double _sum_squares(const floating* x, Py_ssize_t size) noexcept nogil:

@@ -7,6 +7,7 @@
 #define FNN_LANES ((ptrdiff_t)(32 / sizeof(FNN_T)))
 #define FNN_SELECT FASTNN_CAT(fastnn_lane_select, FNN_SUFFIX)
 #define FNN_FMA FASTNN_CAT(fastnn_lane_fma, FNN_SUFFIX)
+#define FNN_KEEP FASTNN_CAT(fastnn_lane_keep, FNN_SUFFIX)
 #define FNN_EXP_PARTS FASTNN_CAT(fastnn_lane_exp_parts, FNN_SUFFIX)
 #define FNN_EXP FASTNN_CAT(fastnn_lane_exp, FNN_SUFFIX)
 #define FNN_EXPM1 FASTNN_CAT(fastnn_lane_expm1, FNN_SUFFIX)
@@ -58,6 +59,15 @@ FASTNN_TARGET FASTNN_INLINE FNN_V FNN_FMA(FNN_V a, FNN_V b, FNN_V c) {
 #else
     return (FNN_V)_mm256_fmadd_pd((__m256d)a, (__m256d)b, (__m256d)c);
 #endif
+}
+
+/* v itself, with the compiler unable to see that it is a product: where a product from one piece
+ * of the batch meets an addition in another, the compiler fuses the two into an FMA when it sees
+ * both (the unrolled code of a fixed shape, which keeps v in a register) and cannot when v went
+ * through memory (the code of any shape); kept apart, both round the same. No instruction. */
+FASTNN_TARGET FASTNN_INLINE FNN_V FNN_KEEP(FNN_V v) {
+    __asm__("" : "+x"(v));
+    return v;
 }
 
 /* The parts of exp(x) for x <= 0, or NaN, lane by lane: x = k ln2 + r with |r| <= ln2/2, and
@@ -242,7 +252,7 @@ FASTNN_TARGET FASTNN_INLINE void FNN_FORWARD(const FNN_V* in, FNN_V* out, const 
         FNN_V z = in[0] * W[j];
         FNN_UNROLL for (p = 1; p < n_in; p++)
             z = FNN_FMA(in[p], (FNN_V){0} + W[p * n_out + j], z);
-        out[j] = z + b[j];
+        out[j] = FNN_KEEP(z) + b[j];  /* z is a product when n_in is 1 */
     }
     FNN_ACTIVATE(out, n_out, code, slope);
 }
@@ -296,7 +306,7 @@ FASTNN_TARGET FASTNN_INLINE void FNN_BACKWARD(const FNN_V* a_in, const FNN_V* ou
     ptrdiff_t j, p;
     FNN_GRAD(out, d, n_out, code, slope);
     FNN_UNROLL for (j = 0; j < n_out; j++)
-        gb[j] += d[j];
+        gb[j] += FNN_KEEP(d[j]);  /* d is a product (f'(z), the loss's scale) */
     FNN_UNROLL for (p = 0; p < n_in; p++)
         FNN_UNROLL for (j = 0; j < n_out; j++)
             gW[p * n_out + j] += a_in[p] * d[j];
@@ -312,8 +322,8 @@ FASTNN_TARGET FASTNN_INLINE void FNN_BACKWARD(const FNN_V* a_in, const FNN_V* ou
 
 /* The end of a batch: the gradient's lanes added into G (eight accumulators at a time) and the
  * accumulators left at zero, the hits added to *correct; returns the batch's mean loss. */
-FASTNN_TARGET FASTNN_INLINE double FNN_FINISH(FNN_V* grad, FNN_T* G, ptrdiff_t n_params, FNN_STATE* s, int loss,
-                                              ptrdiff_t m, ptrdiff_t n_y, ptrdiff_t* correct) {
+FASTNN_TARGET FASTNN_INLINE double FNN_FINISH(FNN_V* grad, FNN_T* G, FNN_T* P, ptrdiff_t n_params, int sgd, FNN_T lr,
+                                              FNN_STATE* s, int loss, ptrdiff_t m, ptrdiff_t n_y, ptrdiff_t* correct) {
     const FNN_V zero = {0};
     ptrdiff_t i, j, h, lane;
     FNN_UNROLL for (i = 0; i + 8 <= n_params; i += 8) {
@@ -324,6 +334,23 @@ FASTNN_TARGET FASTNN_INLINE double FNN_FINISH(FNN_V* grad, FNN_T* G, ptrdiff_t n
     FNN_UNROLL for (; i < n_params; i++) {
         G[i] = FASTNN_CAT(fastnn_hsum, FNN_SUFFIX)(grad[i]);
         grad[i] = zero;
+    }
+    if (sgd) {  /* optimizers.pxi's SGD step, P -= lr G, here while G is at hand */
+        const FNN_V rate = zero + lr;
+        FNN_UNROLL for (i = 0; i + FNN_LANES <= n_params; i += FNN_LANES) {
+            FNN_V g, w;
+            memcpy(&g, G + i, sizeof g);
+            memcpy(&w, P + i, sizeof w);
+            FNN_V step = rate * g;
+            __asm__("" : "+x"(step));  /* rounded before the subtraction, as there: not fused into an FMA */
+            w = w - step;
+            memcpy(P + i, &w, sizeof w);
+        }
+        FNN_UNROLL for (; i < n_params; i++) {
+            FNN_T step = lr * G[i];
+            __asm__("" : "+x"(step));
+            P[i] = P[i] - step;
+        }
     }
     FNN_UNROLL for (lane = 0; lane < FNN_LANES; lane++)
         *correct -= s->hits[lane];
@@ -362,8 +389,8 @@ FASTNN_TARGET FASTNN_INLINE FNN_VI FNN_LIVE(ptrdiff_t live) {
 /* fastnn_lanes_batch for any network the lanes take (arguments: there), its buffers in scratch. */
 FASTNN_TARGET static double FASTNN_CAT(fastnn_lanes_any, FNN_SUFFIX)(
         const FNN_T* X, const FNN_T* Y, const int64_t* idx, ptrdiff_t m, const int64_t* sizes,
-        const int64_t* codes, ptrdiff_t L, int loss, double loss_scale, FNN_T slope, const FNN_T* P,
-        FNN_T* G, FNN_T* scratch, ptrdiff_t n_params, ptrdiff_t* correct) {
+        const int64_t* codes, ptrdiff_t L, int loss, double loss_scale, FNN_T slope, FNN_T* P,
+        FNN_T* G, FNN_T* scratch, ptrdiff_t n_params, int sgd, FNN_T lr, ptrdiff_t* correct) {
     const ptrdiff_t n_x = sizes[0], n_y = sizes[L];
     FNN_V* act = (FNN_V*)(((uintptr_t)scratch + 31) & ~(uintptr_t)31);  /* act[sizes[0] + ... + sizes[L]] */
     ptrdiff_t n_act = 0, l, g;
@@ -402,7 +429,7 @@ FASTNN_TARGET static double FASTNN_CAT(fastnn_lanes_any, FNN_SUFFIX)(
             a_end -= n_out;
         }
     }
-    return FNN_FINISH(grad, G, n_params, &s, loss, m, n_y, correct);
+    return FNN_FINISH(grad, G, P, n_params, sgd, lr, &s, loss, m, n_y, correct);
 }
 
 /* fastnn_lanes_batch for the network 2-H-1 (one hidden layer of H neurons), its buffers on the
@@ -410,7 +437,7 @@ FASTNN_TARGET static double FASTNN_CAT(fastnn_lanes_any, FNN_SUFFIX)(
 #define FNN_FIXED(H)                                                                                          \
 FASTNN_TARGET __attribute__((noinline)) static double FASTNN_CAT(fastnn_lanes_2_##H##_1, FNN_SUFFIX)(         \
         const FNN_T* X, const FNN_T* Y, const int64_t* idx, ptrdiff_t m, const int64_t* codes, int loss,    \
-        double loss_scale, FNN_T slope, const FNN_T* P, FNN_T* G, ptrdiff_t* correct) {                     \
+        double loss_scale, FNN_T slope, FNN_T* P, FNN_T* G, int sgd, FNN_T lr, ptrdiff_t* correct) {        \
     enum { N0 = 2, N1 = H, N2 = 1, W1_AT = N0 * N1 + N1, N_PARAMS = W1_AT + N1 * N2 + N2 };                 \
     FNN_V act[N0 + N1 + N2], y[N2], d2[N2], d1[N1], grad[N_PARAMS];                                          \
     const FNN_T bce_scale = (FNN_T)(1.0 / ((double)m * N2)), mse_denominator = (FNN_T)((double)m * N2 / 2.0); \
@@ -427,7 +454,7 @@ FASTNN_TARGET __attribute__((noinline)) static double FASTNN_CAT(fastnn_lanes_2_
         FNN_BACKWARD(act + N0, act + N0 + N1, d2, d1, P + W1_AT, grad + W1_AT, N1, N2, codes[1], slope);      \
         FNN_BACKWARD(act, act + N0, d1, NULL, P, grad, N0, N1, codes[0], slope);                              \
     }                                                                                                         \
-    return FNN_FINISH(grad, G, N_PARAMS, &s, loss, m, N2, correct);                                           \
+    return FNN_FINISH(grad, G, P, N_PARAMS, sgd, lr, &s, loss, m, N2, correct);                               \
 }
 
 /* The networks compiled with constant sizes: XOR's 2-2-1 and its other hidden widths (the
@@ -440,19 +467,20 @@ FNN_FIXED_HIDDEN(FNN_FIXED)
  * Y: (., sizes[L]), row-major. codes: (L,) FASTNN_LANE_* activations; loss: FASTNN_LANE_BCE (from
  * logits: the output's code is LINEAR) or FASTNN_LANE_MSE, each the mean over the batch's rows and
  * outputs. P, G: (n_params,) the parameters and the gradient, W (n_in, n_out) then b per layer.
- * G gets the gradient of the mean loss times loss_scale; *correct gets the number of outputs on
- * the target's side (BCE: logit > 0 where target > 0.5) added. Every layer is 1 neuron to
+ * G gets the gradient of the mean loss times loss_scale and, when sgd is not 0, P the SGD step
+ * P -= lr G (as optimizers.pxi's _sgd_step: lr G rounded, then subtracted); *correct gets the
+ * number of outputs on the target's side (BCE: logit > 0 where target > 0.5) added. Every layer is 1 neuron to
  * FASTNN_LANE_MAX_BYTES wide. scratch: fastnn_lanes_scratch elements, zeros before the first call (its
  * gradient accumulators are left at zero for the next).
  * A network 2-H-1 of FNN_FIXED_HIDDEN goes to its own compiled version (unless
  * fastnn_lanes_fixed is 0, for tests), any other to fastnn_lanes_any. */
 FASTNN_TARGET static double FASTNN_CAT(fastnn_lanes_batch, FNN_SUFFIX)(
         const FNN_T* X, const FNN_T* Y, const int64_t* idx, ptrdiff_t m, const int64_t* sizes,
-        const int64_t* codes, ptrdiff_t L, int loss, double loss_scale, FNN_T slope, const FNN_T* P,
-        FNN_T* G, FNN_T* scratch, ptrdiff_t n_params, ptrdiff_t* correct) {
+        const int64_t* codes, ptrdiff_t L, int loss, double loss_scale, FNN_T slope, FNN_T* P,
+        FNN_T* G, FNN_T* scratch, ptrdiff_t n_params, int sgd, FNN_T lr, ptrdiff_t* correct) {
 #define FNN_CASE(H)                                                                                          \
     case H:                                                                                                   \
-        return FASTNN_CAT(fastnn_lanes_2_##H##_1, FNN_SUFFIX)(X, Y, idx, m, codes, loss, loss_scale, slope, P, G, correct);
+        return FASTNN_CAT(fastnn_lanes_2_##H##_1, FNN_SUFFIX)(X, Y, idx, m, codes, loss, loss_scale, slope, P, G, sgd, lr, correct);
     if (L == 2 && sizes[0] == 2 && sizes[2] == 1 && fastnn_lanes_fixed) {
         switch (sizes[1]) {
             FNN_FIXED_HIDDEN(FNN_CASE)
@@ -460,7 +488,7 @@ FASTNN_TARGET static double FASTNN_CAT(fastnn_lanes_batch, FNN_SUFFIX)(
     }
 #undef FNN_CASE
     return FASTNN_CAT(fastnn_lanes_any, FNN_SUFFIX)(X, Y, idx, m, sizes, codes, L, loss, loss_scale, slope, P, G,
-                                                     scratch, n_params, correct);
+                                                     scratch, n_params, sgd, lr, correct);
 }
 
 #undef FNN_FIXED
@@ -470,10 +498,10 @@ FASTNN_TARGET static double FASTNN_CAT(fastnn_lanes_batch, FNN_SUFFIX)(
 
 static double FASTNN_CAT(fastnn_lanes_batch, FNN_SUFFIX)(
         const FNN_T* X, const FNN_T* Y, const int64_t* idx, ptrdiff_t m, const int64_t* sizes,
-        const int64_t* codes, ptrdiff_t L, int loss, double loss_scale, FNN_T slope, const FNN_T* P,
-        FNN_T* G, FNN_T* scratch, ptrdiff_t n_params, ptrdiff_t* correct) {
+        const int64_t* codes, ptrdiff_t L, int loss, double loss_scale, FNN_T slope, FNN_T* P,
+        FNN_T* G, FNN_T* scratch, ptrdiff_t n_params, int sgd, FNN_T lr, ptrdiff_t* correct) {
     (void)X; (void)Y; (void)idx; (void)m; (void)sizes; (void)codes; (void)L; (void)loss; (void)loss_scale;
-    (void)slope; (void)P; (void)G; (void)scratch; (void)n_params; (void)correct;
+    (void)slope; (void)P; (void)G; (void)scratch; (void)n_params; (void)sgd; (void)lr; (void)correct;
     return 0;
 }
 
@@ -484,6 +512,7 @@ static double FASTNN_CAT(fastnn_lanes_batch, FNN_SUFFIX)(
 #undef FNN_LANES
 #undef FNN_SELECT
 #undef FNN_FMA
+#undef FNN_KEEP
 #undef FNN_EXP_PARTS
 #undef FNN_EXP
 #undef FNN_EXPM1
