@@ -71,45 +71,43 @@ FASTNN_TARGET FASTNN_INLINE FNN_V FNN_KEEP(FNN_V v) {
 }
 
 /* The parts of exp(x) for x <= 0, or NaN, lane by lane: x = k ln2 + r with |r| <= ln2/2, and
- * exp(x) = 2^k (1 + r p) where p = 1 + r/2 + r²/6 + ...: exp(r) by its Taylor series to the term
- * below half an ulp (degree 13 for float64, 7 for float32). Returns 2^k, built in the exponent
- * bits, and sets p and r; FNN_EXP and FNN_EXPM1 finish them, within an ulp or two of libm's. */
-FASTNN_TARGET FASTNN_INLINE FNN_V FNN_EXP_PARTS(FNN_V x, FNN_V* p, FNN_V* r) {
+ * exp(x) = 2^k (1 + s) where s = r + r²/2 + r³/6 + ...: exp(r) - 1 by its Taylor series to the
+ * term below half an ulp (degree 13 for float64, 7 for float32). Returns 2^k, built in the
+ * exponent bits, and sets s; FNN_EXP and FNN_EXPM1 finish them, within an ulp or two of libm's.
+ * s = r + r²/2 + r³ q, with q = 1/6 + r/24 + ... by Estrin's scheme (pairs of terms combined with
+ * r², r⁴ and r⁸): a chain of 6 dependent operations from x's reduction to exp, not Horner's 14,
+ * since a tiny network's epoch waits on two exps one after the other; the small terms are summed
+ * first and 1 is added last, so the rounding stays at the size of s's last bit. */
+FASTNN_TARGET FASTNN_INLINE FNN_V FNN_EXP_PARTS(FNN_V x, FNN_V* s) {
 #if FNN_IS_FLOAT
     const FNN_T log2e = 1.44269504088896341f, ln2_hi = 0.693145751953125f, ln2_lo = 1.42860676533018708e-06f;
     const FNN_T shifter = 12582912.0f;  /* 1.5 * 2^23: x + shifter rounds x to an integer in the low bits */
-    static const FNN_T c[] = {1.0f / 5040, 1.0f / 720, 1.0f / 120, 1.0f / 24, 1.0f / 6, 0.5f, 1.0f};
+    static const FNN_T c[] = {1.0f / 5040, 1.0f / 720, 1.0f / 120, 1.0f / 24, 1.0f / 6, 0.5f};
     const int bias = 127, mantissa = 23;
 #else
     /* ln2_hi has its low 32 bits zero, so k * ln2_hi is exact (fdlibm's split) */
     const FNN_T log2e = 1.4426950408889634, ln2_hi = 6.93147180369123816490e-01, ln2_lo = 1.90821492927058770002e-10;
     const FNN_T shifter = 6755399441055744.0;  /* 1.5 * 2^52 */
     static const FNN_T c[] = {1.0 / 6227020800.0, 1.0 / 479001600.0, 1.0 / 39916800.0, 1.0 / 3628800.0, 1.0 / 362880.0,
-                       1.0 / 40320.0, 1.0 / 5040.0, 1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0};
+                       1.0 / 40320.0, 1.0 / 5040.0, 1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5};
     const int bias = 1023, mantissa = 52;
 #endif
+    const FNN_V zero = {0};
     FNN_V kd = x * log2e + shifter;
     FNN_V k = kd - shifter;
-    *r = (x - k * ln2_hi) - k * ln2_lo;
-    /* p: its last two terms by Horner's rule, the rest (q) by Estrin's scheme, pairs of terms
-     * combined with r², r⁴ and r⁸: a chain of 6 dependent operations, not Horner's 12 (a tiny
-     * network's epoch waits on two exps one after the other), as accurate as Horner's (the
-     * largest terms, added last, carry the rounding). */
-    const FNN_V r1 = *r, r2 = r1 * r1, r4 = r2 * r2;
-#if FNN_IS_FLOAT
-    /* p = c6 + r (c5 + r q), q = c4 + c3 r + ... + c0 r⁴ */
-    FNN_V q0 = r1 * c[3] + c[4], q1 = r1 * c[1] + c[2];
-    FNN_V q = FNN_FMA(r2, q1, q0);
-    q = FNN_FMA(r4, (FNN_V){0} + c[0], q);
-    *p = (q * r1 + c[5]) * r1 + c[6];
-#else
-    /* p = c12 + r (c11 + r q), q = c10 + c9 r + ... + c0 r¹⁰ */
+    const FNN_V r = (x - k * ln2_hi) - k * ln2_lo, r2 = r * r, r3 = r2 * r, r4 = r2 * r2;
+#if FNN_IS_FLOAT  /* q = c4 + c3 r + ... + c0 r⁴ */
+    FNN_V q = FNN_FMA(r2, FNN_FMA(r, zero + c[1], zero + c[2]), FNN_FMA(r, zero + c[3], zero + c[4]));
+    q = FNN_FMA(r4, zero + c[0], q);
+    *s = FNN_FMA(r3, q, FNN_FMA(r2, zero + c[5], r));
+#else  /* q = c10 + c9 r + ... + c0 r¹⁰ */
     const FNN_V r8 = r4 * r4;
-    FNN_V t0 = r1 * c[9] + c[10], t1 = r1 * c[7] + c[8], t2 = r1 * c[5] + c[6], t3 = r1 * c[3] + c[4], t4 = r1 * c[1] + c[2];
-    FNN_V u0 = FNN_FMA(r2, t1, t0), u1 = FNN_FMA(r2, t3, t2), u2 = FNN_FMA(r2, (FNN_V){0} + c[0], t4);
-    FNN_V v0 = FNN_FMA(r4, u1, u0);
-    FNN_V q = FNN_FMA(r8, u2, v0);
-    *p = (q * r1 + c[11]) * r1 + c[12];
+    FNN_V t0 = FNN_FMA(r, zero + c[9], zero + c[10]), t1 = FNN_FMA(r, zero + c[7], zero + c[8]);
+    FNN_V t2 = FNN_FMA(r, zero + c[5], zero + c[6]), t3 = FNN_FMA(r, zero + c[3], zero + c[4]);
+    FNN_V t4 = FNN_FMA(r, zero + c[1], zero + c[2]);
+    FNN_V u0 = FNN_FMA(r2, t1, t0), u1 = FNN_FMA(r2, t3, t2), u2 = FNN_FMA(r2, zero + c[0], t4);
+    FNN_V q = FNN_FMA(r8, u2, FNN_FMA(r4, u1, u0));
+    *s = FNN_FMA(r3, q, FNN_FMA(r2, zero + c[11], r));
 #endif
     /* kd's low bits hold k (plus 2^51 or 2^22, which the shift pushes out): the exponent of 2^k */
     return (FNN_V)(((FNN_VI)kd + bias) << mantissa);
@@ -120,15 +118,15 @@ FASTNN_TARGET FASTNN_INLINE FNN_V FNN_EXP_PARTS(FNN_V x, FNN_V* p, FNN_V* r) {
 
 /* exp(x) for x <= 0, or NaN. */
 FASTNN_TARGET FASTNN_INLINE FNN_V FNN_EXP(FNN_V x) {
-    FNN_V p, r, two_k = FNN_EXP_PARTS(x, &p, &r);
-    return FNN_SELECT(x < FNN_LOWEST, (FNN_V){0}, (p * r + 1) * two_k);  /* NaN < lowest is false: NaN stays */
+    FNN_V s, two_k = FNN_EXP_PARTS(x, &s);
+    return FNN_SELECT(x < FNN_LOWEST, (FNN_V){0}, FNN_FMA(two_k, s, two_k));  /* NaN < lowest is false: NaN stays */
 }
 
 /* exp(x) - 1 for x <= 0, or NaN, without the cancellation of exp(x) - 1 near 0: there k = 0 and
- * it is r p itself. */
+ * it is s itself. */
 FASTNN_TARGET FASTNN_INLINE FNN_V FNN_EXPM1(FNN_V x) {
-    FNN_V p, r, two_k = FNN_EXP_PARTS(x, &p, &r);
-    return FNN_SELECT(x < FNN_LOWEST, (FNN_V){0} - 1, two_k * (r * p) + (two_k - 1));
+    FNN_V s, two_k = FNN_EXP_PARTS(x, &s);
+    return FNN_SELECT(x < FNN_LOWEST, (FNN_V){0} - 1, FNN_FMA(two_k, s, two_k - 1));
 }
 
 /* v = f(v) for n neurons, as activations.pxi's _activate computes it (one test of the code per layer). */
@@ -366,7 +364,7 @@ FASTNN_TARGET FASTNN_INLINE double FNN_FINISH(FNN_V* grad, FNN_T* G, FNN_T* P, p
         }
     if (loss == FASTNN_LANE_BCE)
         total += log1p(fold);
-    return total / ((double)m * n_y);
+    return fastnn_lane_mean(total, m * n_y);
 }
 
 FASTNN_TARGET FASTNN_INLINE void FNN_START(FNN_STATE* s) {
