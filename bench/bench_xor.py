@@ -1,8 +1,10 @@
-"""XOR 2-2-1, float64, full-batch gradient descent, 10,000 epochs: µs per epoch, against the peers.
+"""XOR 2-2-1, float64, full-batch gradient descent, 10,000 epochs: µs per epoch, against the peers
+and the plain-C floor (bench/xor_floor.c: the loop compiled for these sizes, when a C compiler is
+at hand).
 
-The last benchmark runs fastnn and the compiled-loop peers (Numba, JAX) in turn in every round
-(common.interleaved): rows timed one after the other can land on different cores of this host, and
-one of them ran XOR at half the other's speed.
+The last benchmark runs fastnn and the compiled-loop peers (Numba, JAX, the C floor) in turn in
+every round (common.interleaved): rows timed one after the other can land on different cores of
+this host, and one of them ran XOR at half the other's speed.
 """
 import importlib.util
 
@@ -79,18 +81,30 @@ def test_xor_numba(benchmark, rounds):
     assert solved(record(benchmark, run, rounds, EPOCHS, "epoch", "Numba (@njit)"))
 
 
+@pytest.mark.benchmark(group="xor")
+def test_xor_c_floor(benchmark, rounds):
+    run = peers.c_floor_xor(X, Y, EPOCHS)
+    if run is None:
+        pytest.skip("no C compiler")
+    assert solved(record(benchmark, run, rounds, EPOCHS, "epoch", "plain C (-O3, compiled for 2-2-1)"))
+
+
 @pytest.mark.benchmark(group="xor, interleaved")
 def test_xor_interleaved(benchmark, rounds, quick):
     """fastnn's compiled XOR net (a fresh model each round, made untimed), each compiled-loop peer
-    installed, and fastnn without its vector lanes (FASTNN_SIMD=0), in turn in every round; every
-    run trains and predicts."""
+    installed, the plain-C floor where a C compiler is, and fastnn without its vector lanes
+    (FASTNN_SIMD=0), in turn in every round; every run trains and predicts (the peers from their
+    starting weights, made in the timed call)."""
     if "cython" not in fnn.available_backends():
         pytest.skip("compiled backend not built")
     peer_runs = {name: make(X, Y, EPOCHS) for name, module, make in
                  [("Numba", "numba", peers.numba_xor), ("JAX", "jax", peers.jax_xor)]
                  if importlib.util.find_spec(module)}
+    floor = peers.c_floor_xor(X, Y, EPOCHS)
+    if floor is not None:
+        peer_runs["C floor"] = floor
     if not peer_runs:
-        pytest.skip('no compiled-loop peer installed (pip install ".[peers]")')
+        pytest.skip('no compiled-loop peer installed (pip install ".[peers]") and no C compiler')
 
     def fastnn_run(lanes: bool):
         def run(model):
