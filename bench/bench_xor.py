@@ -86,7 +86,7 @@ def test_xor_c_floor(benchmark, rounds):
     run = peers.c_floor_xor(X, Y, EPOCHS)
     if run is None:
         pytest.skip("no C compiler")
-    assert solved(record(benchmark, run, rounds, EPOCHS, "epoch", "plain C (cc -O3, sizes compiled in)"))
+    assert solved(record(benchmark, run, rounds, EPOCHS, "epoch", "plain C floor (cc -O3)"))
 
 
 @pytest.mark.benchmark(group="xor, interleaved")

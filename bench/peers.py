@@ -137,11 +137,12 @@ def c_floor_xor(X, Y, epochs, h=2):
     except ImportError:
         pass
     source = os.path.join(os.path.dirname(os.path.abspath(__file__)), "xor_floor.c")
-    library = os.path.join(tempfile.mkdtemp(prefix="fastnn-bench-"), f"xor_floor_{h}.so")
-    built = subprocess.run([compiler, *flags, "-o", library, source, "-lm"], capture_output=True, text=True)
-    if built.returncode != 0:
-        return None
-    run = ctypes.CDLL(library).xor_floor
+    with tempfile.TemporaryDirectory(prefix="fastnn-bench-") as folder:  # (a loaded library may be unlinked)
+        library = os.path.join(folder, f"xor_floor_{h}.so")
+        built = subprocess.run([compiler, *flags, "-o", library, source, "-lm"], capture_output=True, text=True)
+        if built.returncode != 0:
+            return None
+        run = ctypes.CDLL(library).xor_floor
     array = np.ctypeslib.ndpointer(np.float64, flags="C_CONTIGUOUS")
     run.argtypes = [ctypes.c_int, ctypes.c_double, array, array, array, array, array]
     run.restype = None
