@@ -119,3 +119,31 @@ def test_xor_interleaved(benchmark, rounds, quick):
     # A round is 10-20 ms: many more rounds than the suite's default, for a steady median.
     predictions, _ = interleaved(benchmark, runs, rounds if quick else 20 * rounds, "epoch")
     assert all(solved(p) for p in predictions.values())
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_xor_fixed_lanes_interleaved(benchmark, rounds, quick, dtype):
+    """What compiling XOR's lanes for its sizes (lanes_body.h's 2-H-1 shapes) gains: fastnn's XOR fit
+    with them and with the lanes for any sizes (the same bits), in turn in every round."""
+    kernels = fnn.backend._MODULES["cython"]
+    if kernels is None or not kernels._simd_available():
+        pytest.skip("compiled backend not built, or no AVX2 + FMA: no lanes")
+    benchmark.group = f"xor {dtype} lanes, interleaved"
+
+    def fastnn_run(fixed: bool):
+        def run(model):
+            previous = kernels._set_fixed_lanes(fixed)
+            try:
+                with micro_kernels(True):
+                    model.fit(X, Y, epochs=EPOCHS, batch_size=None, verbose=0)
+            finally:
+                kernels._set_fixed_lanes(previous)
+            return model.predict(X)
+        return run
+
+    def make():
+        return xor_model(dtype=dtype)
+
+    runs = {"fastnn": (fastnn_run(True), EPOCHS, make), "fastnn, lanes for any sizes": (fastnn_run(False), EPOCHS, make)}
+    predictions, _ = interleaved(benchmark, runs, rounds if quick else 20 * rounds, "epoch")
+    assert all(solved(p) for p in predictions.values())
