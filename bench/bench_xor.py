@@ -1,8 +1,10 @@
-"""XOR 2-2-1, float64, full-batch gradient descent, 10,000 epochs: µs per epoch, against the peers.
+"""XOR 2-2-1, float64, full-batch gradient descent, 10,000 epochs: µs per epoch, against the peers
+and the plain-C floor (bench/xor_floor.c: the loop compiled for these sizes, when a C compiler is
+at hand).
 
-The last benchmark runs fastnn and the compiled-loop peers (Numba, JAX) in turn in every round
-(common.interleaved): rows timed one after the other can land on different cores of this host, and
-one of them ran XOR at half the other's speed.
+The last benchmark runs fastnn and the compiled-loop peers (Numba, JAX, the C floor) in turn in
+every round (common.interleaved): rows timed one after the other can land on different cores of
+this host, and one of them ran XOR at half the other's speed.
 """
 import importlib.util
 
@@ -79,18 +81,30 @@ def test_xor_numba(benchmark, rounds):
     assert solved(record(benchmark, run, rounds, EPOCHS, "epoch", "Numba (@njit)"))
 
 
+@pytest.mark.benchmark(group="xor")
+def test_xor_c_floor(benchmark, rounds):
+    run = peers.c_floor_xor(X, Y, EPOCHS)
+    if run is None:
+        pytest.skip("no C compiler")
+    assert solved(record(benchmark, run, rounds, EPOCHS, "epoch", "plain C floor (cc -O3)"))
+
+
 @pytest.mark.benchmark(group="xor, interleaved")
 def test_xor_interleaved(benchmark, rounds, quick):
     """fastnn's compiled XOR net (a fresh model each round, made untimed), each compiled-loop peer
-    installed, and fastnn without its vector lanes (FASTNN_SIMD=0), in turn in every round; every
-    run trains and predicts."""
+    installed, the plain-C floor where a C compiler is, and fastnn without its vector lanes
+    (FASTNN_SIMD=0), in turn in every round; every run trains and predicts (the peers from their
+    starting weights, made in the timed call)."""
     if "cython" not in fnn.available_backends():
         pytest.skip("compiled backend not built")
     peer_runs = {name: make(X, Y, EPOCHS) for name, module, make in
                  [("Numba", "numba", peers.numba_xor), ("JAX", "jax", peers.jax_xor)]
                  if importlib.util.find_spec(module)}
+    floor = peers.c_floor_xor(X, Y, EPOCHS)
+    if floor is not None:
+        peer_runs["C floor"] = floor
     if not peer_runs:
-        pytest.skip('no compiled-loop peer installed (pip install ".[peers]")')
+        pytest.skip('no compiled-loop peer installed (pip install ".[peers]") and no C compiler')
 
     def fastnn_run(lanes: bool):
         def run(model):
@@ -103,5 +117,33 @@ def test_xor_interleaved(benchmark, rounds, quick):
             **{name: (run, EPOCHS) for name, run in peer_runs.items()},
             "fastnn FASTNN_SIMD=0": (fastnn_run(False), EPOCHS, xor_model)}
     # A round is 10-20 ms: many more rounds than the suite's default, for a steady median.
+    predictions, _ = interleaved(benchmark, runs, rounds if quick else 20 * rounds, "epoch")
+    assert all(solved(p) for p in predictions.values())
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_xor_fixed_lanes_interleaved(benchmark, rounds, quick, dtype):
+    """What compiling XOR's lanes for its sizes (lanes_body.h's 2-H-1 shapes) gains: fastnn's XOR fit
+    with them and with the lanes for any sizes (the same bits), in turn in every round."""
+    kernels = fnn.backend._MODULES["cython"]
+    if kernels is None or not kernels._simd_available():
+        pytest.skip("compiled backend not built, or no AVX2 + FMA: no lanes")
+    benchmark.group = f"xor {dtype} lanes, interleaved"
+
+    def fastnn_run(fixed: bool):
+        def run(model):
+            previous = kernels._set_fixed_lanes(fixed)
+            try:
+                with micro_kernels(True):
+                    model.fit(X, Y, epochs=EPOCHS, batch_size=None, verbose=0)
+            finally:
+                kernels._set_fixed_lanes(previous)
+            return model.predict(X)
+        return run
+
+    def make():
+        return xor_model(dtype=dtype)
+
+    runs = {"fastnn": (fastnn_run(True), EPOCHS, make), "fastnn, lanes for any sizes": (fastnn_run(False), EPOCHS, make)}
     predictions, _ = interleaved(benchmark, runs, rounds if quick else 20 * rounds, "epoch")
     assert all(solved(p) for p in predictions.values())

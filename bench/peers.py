@@ -1,4 +1,5 @@
-"""The same work done by other tools, written the way a user of each would write it.
+"""The same work done by other tools, written the way a user of each would write it, and the
+plain-C floor for XOR (bench/xor_floor.c, compiled here when a C compiler is at hand).
 
 Each peer mirrors the scripts that measured the figures quoted in DESIGN.md (../shared/peers):
 XOR 2-H-1 (sigmoid hidden and output, binary cross-entropy from logits, full-batch gradient
@@ -6,6 +7,13 @@ descent, lr 0.5), and the synthetic MLPs (ReLU hidden, softmax cross-entropy, SG
 momentum 0.9, lr 0.05, float32, batches in order). Imports of the optional peers happen inside the
 functions, so a missing peer only skips its benchmark.
 """
+import ctypes
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+
 import numpy as np
 
 LR_XOR = 0.5
@@ -110,6 +118,40 @@ def numba_xor(X, Y, epochs, h=2):
 
     run(*xor_init(h), X, Y, 2, LR_XOR)  # compile
     return lambda: run(*xor_init(h), X, Y, epochs, LR_XOR)
+
+
+def c_floor_xor(X, Y, epochs, h=2):
+    """The plain-C floor: bench/xor_floor.c compiled for this H with the C compiler found ($CC, else
+    cc), -O3, and -march=x86-64-v3 where the CPU has AVX2 and FMA (the instructions fastnn's own
+    vector paths use; not -march=native), loaded through ctypes. X and Y are its constants (XOR's
+    four rows). Returns a callable like numba_xor's, or None without a C compiler (or on a
+    platform other than Linux/macOS)."""
+    compiler = shutil.which(os.environ.get("CC", "cc"))
+    if compiler is None or platform.system() not in ("Linux", "Darwin"):
+        return None
+    flags = ["-O3", f"-DH={h}", "-shared", "-fPIC"]
+    try:
+        import fastnn._kernels as kernels
+        if kernels._simd_available():
+            flags.append("-march=x86-64-v3")
+    except ImportError:
+        pass
+    source = os.path.join(os.path.dirname(os.path.abspath(__file__)), "xor_floor.c")
+    with tempfile.TemporaryDirectory(prefix="fastnn-bench-") as folder:  # (a loaded library may be unlinked)
+        library = os.path.join(folder, f"xor_floor_{h}.so")
+        built = subprocess.run([compiler, *flags, "-o", library, source, "-lm"], capture_output=True, text=True)
+        if built.returncode != 0:
+            return None
+        run = ctypes.CDLL(library).xor_floor
+    array = np.ctypeslib.ndpointer(np.float64, flags="C_CONTIGUOUS")
+    run.argtypes = [ctypes.c_int, ctypes.c_double, array, array, array, array, array]
+    run.restype = None
+
+    def train():
+        p = np.empty(4)
+        run(epochs, LR_XOR, *(np.ascontiguousarray(a) for a in xor_init(h)), p)
+        return p.reshape(-1, 1)
+    return train
 
 
 # ---------------------------------------------------------------- MLPs

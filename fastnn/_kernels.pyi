@@ -120,6 +120,10 @@ def _set_wide(on: bool) -> bool:
 def _simd_level() -> Literal["avx512", "avx2", "portable"]:
     """The vector paths in use (FASTNN_SIMD=0|avx2|avx512 picks at import)."""
 
+def _set_fixed_lanes(on: bool) -> bool:
+    """Send the 2-H-1 networks to the lanes compiled for their sizes (the default) or to the lanes
+    of any sizes; returns the previous setting. For tests."""
+
 def _lane_codes(run: TrainingRun) -> Optional[tuple[NDArray[np.int64], int]]:
     """(activation codes, loss code) of lanes.h when train_epochs runs run's batches across vector
     lanes (micro-kernels on, layers 1 to 64 bytes wide, linear/sigmoid/tanh/ReLU/leaky ReLU, BCE

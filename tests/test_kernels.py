@@ -3,6 +3,7 @@
 Each kernel is compared with a plain float64 NumPy formula written here, on shapes that include
 batch 1, width 1 and odd sizes; the gradients are also checked against finite differences.
 """
+import contextlib
 import dataclasses
 import platform
 from pathlib import Path
@@ -648,11 +649,12 @@ def check_train_epochs(backend, args, dtype, assert_close):
 
 # Networks that the compiled backend trains a batch at a time across vector lanes (_lanes.h, on
 # CPUs with AVX2, with the micro-kernels on): each activation the lanes take, widths 1 to 8, and
-# 16 (the widest they take in float32; in float64 the layer-by-layer path), depths 1 to 3. 13 rows
+# 16 (the widest they take in float32; in float64 the layer-by-layer path), depths 1 to 3; the
+# 2-H-1 ones (xor, 2-5-1, 2-8-1) take the lanes compiled for their sizes. 13 rows
 # in batches of 5 or 13 leave some lanes of the last group empty (float64 vectors hold 4 rows,
 # float32 8).
 LANE_NETS = {"xor": ((2, 2, 1), SIGMOID), "relu-8": ((5, 8, 8, 3), RELU), "relu-16": ((3, 16, 16, 2), RELU),
-             "tanh": ((3, 6, 4, 2), TANH),
+             "tanh": ((3, 6, 4, 2), TANH), "2-5-1": ((2, 5, 1), LEAKY_RELU), "2-8-1": ((2, 8, 1), TANH),
              "leaky": ((1, 7, 1), LEAKY_RELU), "linear": ((4, 3, 2), LINEAR), "one-layer": ((16, 1), LINEAR)}
 LANE_VARIANTS = {"plain": (0.0, 1.0), "l2-scaled": (0.3, 2.0)}  # (l2, loss_scale)
 
@@ -672,6 +674,99 @@ def test_train_epochs_of_tiny_networks(backend, simd, dtype, net, loss, shuffle,
         expected = "lanes" if simd and backend._simd_available() and fits else "layers"
         assert backend.step_path(train_call(args)[0]) == expected
     check_train_epochs(backend, args, dtype, assert_close)
+
+
+@contextlib.contextmanager
+def lanes_on(compiled):
+    """The compiled backend with its micro-kernels and lanes on (the CPU has them)."""
+    previous = compiled._set_simd(True)
+    try:
+        yield
+    finally:
+        compiled._set_simd(previous)
+
+
+def lane_runs(compiled, args, runs):
+    """Each of `runs` (name: (fixed lanes on?, update changes)) from a copy of args' start: its
+    (params, grads, epoch_loss, epoch_correct, train_epochs' result)."""
+    results = {}
+    for name, (fixed, changes) in runs.items():
+        copy = {key: value.copy() if isinstance(value, np.ndarray) else value for key, value in args.items()}
+        call = train_call(copy)
+        if changes:
+            call[0].update = dataclasses.replace(call[0].update, **changes)
+        assert compiled.step_path(call[0]) == "lanes"
+        previous = compiled._set_fixed_lanes(fixed)
+        try:
+            outcome = compiled.train_epochs(*call)
+        finally:
+            compiled._set_fixed_lanes(previous)
+        results[name] = (copy["params"], copy["grads"], copy["epoch_loss"], copy["epoch_correct"], outcome)
+    return results
+
+
+def assert_same_bits(a, b):
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+# The 2-H-1 networks have lanes compiled for their sizes (lanes_body.h's FNN_FIXED): the same
+# operations in the same order as the lanes of any sizes, so the same bits, for every hidden width
+# they cover, the activations, both losses, batches that leave lanes empty, rows in order or
+# shuffled, SGD (whose step the lanes make) and momentum (the optimizer step's).
+@pytest.mark.parametrize("optimizer", [SGD, MOMENTUM], ids=["sgd", "momentum"])
+@pytest.mark.parametrize("batch", [3, 4, 13])
+@pytest.mark.parametrize("shuffle", [False, True], ids=["in-order", "shuffled"])
+@pytest.mark.parametrize("loss", [BINARY_CROSSENTROPY, MSE], ids=["bce", "mse"])
+@pytest.mark.parametrize("hidden", [SIGMOID, TANH, RELU, LEAKY_RELU, LINEAR], ids=activation_ids)
+@pytest.mark.parametrize("width", range(1, 9))
+def test_fixed_lanes_give_the_bits_of_the_lanes_of_any_sizes(compiled, dtype, width, hidden, loss, shuffle, batch,
+                                                             optimizer):
+    if not compiled._simd_available():
+        pytest.skip("no AVX2 + FMA: no lanes")
+    args = train_setup(np.random.default_rng(24 + width), dtype, loss, optimizer, shuffle, n=13, epochs=4, lr=0.3,
+                       sizes=(2, width, 1), hidden=hidden, batch=batch)
+    with lanes_on(compiled):
+        results = lane_runs(compiled, args, {"fixed": (True, {}), "again": (True, {}), "any": (False, {})})
+    assert_same_bits(results["fixed"], results["again"])  # reruns: the same bits
+    assert_same_bits(results["fixed"], results["any"])
+    assert results["fixed"][4] == (4, 4 + 4 * -(-13 // batch), False)
+
+
+@pytest.mark.parametrize("fixed", [True, False], ids=["fixed", "any"])
+def test_lanes_sgd_step_gives_the_bits_of_the_optimizer_step(compiled, dtype, fixed):
+    """Plain SGD on the lanes is stepped by the lanes; with a clipvalue too large to clip, the
+    optimizer step after them makes it: the same bits, in the lanes of both kinds."""
+    if not compiled._simd_available():
+        pytest.skip("no AVX2 + FMA: no lanes")
+    args = train_setup(np.random.default_rng(25), dtype, BINARY_CROSSENTROPY, SGD, True, n=13, epochs=5, lr=0.5,
+                       sizes=(2, 3, 1) if fixed else (3, 4, 2), hidden=SIGMOID, batch=5)
+    with lanes_on(compiled):
+        results = lane_runs(compiled, args, {"lanes": (fixed, {}), "optimizer": (fixed, {"clipvalue": 1e30})})
+    assert_same_bits(results["lanes"], results["optimizer"])
+
+
+@pytest.mark.parametrize("hidden", [SIGMOID, TANH], ids=activation_ids)
+def test_fixed_lanes_on_extreme_values(compiled, dtype, hidden):
+    """Inputs of -750 to 750 and logits of +-900 through the lanes of 2-3-1 (exp underflows, the
+    loss's terms overflow float32's exp): the same bits as the lanes of any sizes, finite."""
+    if not compiled._simd_available():
+        pytest.skip("no AVX2 + FMA: no lanes")
+    args = train_setup(np.random.default_rng(26), dtype, BINARY_CROSSENTROPY, GRADIENT_ONLY, False, n=16,
+                       epochs=1, sizes=(2, 3, 1), hidden=hidden, batch=16)
+    args["X"][:, 0] = np.linspace(-750, 750, 16)
+    args["X"][:, 1] = np.linspace(3, -3, 16)
+    args["params"][:] = [1.0, 0.1, -0.02, 0.5, 0.0, 1.0, 0.0, 0.5, -3.0, 900.0, -900.0, 450.0, 0.0]
+    call = train_call(args)
+    with lanes_on(compiled):
+        previous = compiled._set_fixed_lanes(False)
+        try:
+            expected = compiled.train_epochs(*call), args["grads"].copy(), args["epoch_loss"].copy()
+        finally:
+            compiled._set_fixed_lanes(previous)
+        got = compiled.train_epochs(*call), args["grads"], args["epoch_loss"]
+    assert_same_bits(got[1:], expected[1:])
+    assert np.isfinite(args["epoch_loss"]).all() and np.isfinite(args["grads"]).all()
 
 
 @pytest.mark.parametrize("hidden", [SIGMOID, TANH], ids=activation_ids)

@@ -41,6 +41,22 @@ typedef float fastnn_lane_half __attribute__((vector_size(16)));
 #define FASTNN_LANE_MAX_BYTES 64
 #define FASTNN_LANE_MAX_WIDTH (FASTNN_LANE_MAX_BYTES / (ptrdiff_t)sizeof(float))
 
+/* The small helpers are always inlined, so that in the batches of fixed shapes (lanes_body.h's
+ * FNN_FIXED) every size is a constant where it is used. */
+#define FASTNN_INLINE static inline __attribute__((always_inline))
+#define FNN_UNROLL _Pragma("GCC unroll 16")
+
+/* Whether fastnn_lanes_batch sends the shapes compiled with constant sizes to their own code (1,
+ * the default) or every network to the code for any sizes (0: for tests, which hold the two to
+ * the same results). */
+static int fastnn_lanes_fixed __attribute__((unused)) = 1;
+
+/* total / count, as a multiplication where count is a power of two: the same bits (both round
+ * total / count once), without a division's latency, which a tiny network's epoch waits on. */
+static inline double fastnn_lane_mean(double total, ptrdiff_t count) {
+    return (count & (count - 1)) == 0 ? total * (1.0 / (double)count) : total / (double)count;
+}
+
 #define FNN_T float
 #define FNN_I int32_t
 #define FNN_IS_FLOAT 1

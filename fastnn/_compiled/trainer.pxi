@@ -25,12 +25,24 @@ cdef extern from "lanes.h" nogil:
     Py_ssize_t fastnn_lanes_scratch_d(const int64_t* sizes, Py_ssize_t L, Py_ssize_t n_params)
     double fastnn_lanes_batch_f(const float* X, const float* Y, const int64_t* idx, Py_ssize_t m,
                                 const int64_t* sizes, const int64_t* codes, Py_ssize_t L, int loss,
-                                double loss_scale, float slope, const float* P, float* G, float* scratch,
-                                Py_ssize_t n_params, Py_ssize_t* correct)
+                                double loss_scale, float slope, float* P, float* G, float* scratch,
+                                Py_ssize_t n_params, int sgd, float lr, Py_ssize_t* correct)
     double fastnn_lanes_batch_d(const double* X, const double* Y, const int64_t* idx, Py_ssize_t m,
                                 const int64_t* sizes, const int64_t* codes, Py_ssize_t L, int loss,
-                                double loss_scale, double slope, const double* P, double* G, double* scratch,
-                                Py_ssize_t n_params, Py_ssize_t* correct)
+                                double loss_scale, double slope, double* P, double* G, double* scratch,
+                                Py_ssize_t n_params, int sgd, double lr, Py_ssize_t* correct)
+    int fastnn_lanes_fixed
+
+
+def _set_fixed_lanes(bint on):
+    """Send the 2-H-1 networks to the lanes compiled for their sizes (on: the default) or to the
+    lanes of any sizes; returns the previous setting. For tests, which hold the two to the same
+    results."""
+    global fastnn_lanes_fixed
+    previous = fastnn_lanes_fixed != 0
+    fastnn_lanes_fixed = 1 if on else 0
+    return previous
+
 
 _LANE_ACTIVATIONS = {LINEAR: FASTNN_LANE_LINEAR, SIGMOID: FASTNN_LANE_SIGMOID, TANH: FASTNN_LANE_TANH,
                      RELU: FASTNN_LANE_RELU, LEAKY_RELU: FASTNN_LANE_LEAKY_RELU}
@@ -357,6 +369,11 @@ def _train(floating[::1] params, run, order, long long step, double[::1] epoch_l
             lane_scratch = fastnn_lanes_scratch_d(&size_view[0], L, n_params)
     lane_array = np.zeros(lane_scratch, np.float32 if floating is float else np.float64)
     cdef floating[::1] lane_work = lane_array
+    # plain SGD on the lanes: its step is made by the lanes, on the gradient they have just summed
+    # (nothing else changes the gradient: no clipping, no L2, no penalties)
+    cdef bint lane_sgd = (in_lanes and updates and u.optimizer == SGD and u.clipvalue <= 0 and u.clipnorm <= 0
+                          and u.global_clipnorm <= 0 and l2 == 0.0 and not penalized)
+    cdef floating lane_lr = 0
 
     cdef double total, batch_loss, w_sum, penalty
     cdef Py_ssize_t epoch, start, rows, r, i, idx, finished = epochs, correct
@@ -390,6 +407,8 @@ def _train(floating[::1] params, run, order, long long step, double[::1] epoch_l
     extras.predictions_at = predictions_at
     extras.seed = <uint64_t>run.dropout_seed
     cdef Py_ssize_t check_every = max(1, min(1024, 1000000 // max(1, rows_max * n_params)))
+    cdef bint n_pow2 = (n & (n - 1)) == 0
+    cdef double inv_n = 1.0 / n if n > 0 else 0.0
     cdef Py_ssize_t countdown = check_every
     cdef timespec last_check
     clock_gettime(CLOCK_MONOTONIC, &last_check)
@@ -406,7 +425,8 @@ def _train(floating[::1] params, run, order, long long step, double[::1] epoch_l
     try:
         with nogil:
             for epoch in range(epochs):
-                memcpy(w + last_at, P, n_params * sizeof(floating))
+                for i in range(n_params):  # (a loop: its loads match the update's stores just before, which
+                    w[last_at + i] = P[i]  # memcpy's wider, overlapping ones of a small network would wait on)
                 total = 0
                 correct = 0
                 for j in range(n_metrics):
@@ -424,14 +444,17 @@ def _train(floating[::1] params, run, order, long long step, double[::1] epoch_l
                     if in_lanes:  # the lanes read the batch's rows where they are
                         if rows_of != NULL:
                             x, y, rows_at = &X[0, 0], Yp, rows_of + epoch * n + start
+                        if lane_sgd:  # the update of this batch, made by the lanes
+                            step += 1
+                            lane_lr = <floating>_scheduled_lr(u, step)
                         if floating is float:
                             batch_loss = fastnn_lanes_batch_f(x, y, rows_at, rows, &size_view[0], &lane_codes[0], L,
                                                               lane_loss, loss_scale, <float>LEAKY_SLOPE, P, G,
-                                                              &lane_work[0], n_params, &correct)
+                                                              &lane_work[0], n_params, lane_sgd, lane_lr, &correct)
                         else:
                             batch_loss = fastnn_lanes_batch_d(x, y, rows_at, rows, &size_view[0], &lane_codes[0], L,
                                                               lane_loss, loss_scale, LEAKY_SLOPE, P, G,
-                                                              &lane_work[0], n_params, &correct)
+                                                              &lane_work[0], n_params, lane_sgd, lane_lr, &correct)
                     else:
                         if rows_of != NULL:  # gather this batch's rows
                             for r in range(rows):
@@ -469,7 +492,7 @@ def _train(floating[::1] params, run, order, long long step, double[::1] epoch_l
                         _penalize(layers, L, P, G, &batch_loss)
                     total += batch_loss * rows
                     start += rows
-                    if updates:
+                    if updates and not lane_sgd:
                         step += 1
                         if pool != NULL:
                             _pooled_update(pool, &job, u, P, G, velocity, m1, m2, n_params, step)
@@ -490,7 +513,8 @@ def _train(floating[::1] params, run, order, long long step, double[::1] epoch_l
                 if stopped and start < n:  # within an epoch: it does not count as finished
                     finished = epoch
                     break
-                epoch_loss[epoch] = total / n
+                # (n a power of two: a multiplication, the same bits as the division without its latency)
+                epoch_loss[epoch] = total * inv_n if n_pow2 else total / n
                 epoch_correct[epoch] = correct
                 for j in range(n_metrics):
                     epoch_metrics[epoch, j] = sums[j]
