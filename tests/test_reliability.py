@@ -58,9 +58,15 @@ def run_case(case, backend_name):
         model = small_model(dtype=dtype, n_in=3, n_out=1 if loss == "binary_crossentropy" else 2, loss=loss)
         try:
             model.fit(X, y, epochs=2, batch_size=batch, verbose=0)
-            return "ok", model.predict(np.ones((2, 3)))
+            return "ok", (model.predict(np.ones((2, 3))), float(np.abs(model.network.params).max()))
         except ACCEPTED_ERRORS as exc:
             return "error", type(exc)
+
+
+# Beyond this, a fit's weights were thrown around by huge gradients (targets of 1e9, say): a
+# pre-activation is then the difference of two such weights, whose rounding the two twins' sums
+# decide differently, so their outputs may differ by far more than rounding: both must be finite.
+WILD_WEIGHTS = 1e4
 
 
 @pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")  # hypothesis' float32 arrays
@@ -71,8 +77,12 @@ def test_fuzz_fit_never_crashes_and_backends_agree(both_backends, case):
     outcomes = [run_case(case, name) for name in ("cython", "python")]
     (kind_c, value_c), (kind_p, value_p) = outcomes
     if kind_c == "ok" and kind_p == "ok":
-        rtol = 1e-4 if case[4] == "float32" else 1e-9
-        np.testing.assert_allclose(value_c, value_p, rtol=rtol, atol=rtol)
+        (out_c, weights_c), (out_p, weights_p) = value_c, value_p
+        if max(weights_c, weights_p) > WILD_WEIGHTS:
+            assert np.isfinite(out_c).all() and np.isfinite(out_p).all()
+        else:
+            rtol = 1e-4 if case[4] == "float32" else 1e-9
+            np.testing.assert_allclose(out_c, out_p, rtol=rtol, atol=rtol)
     else:
         # Rejected input is rejected by the shared validation before any kernel, so both agree;
         # only divergence can depend on rounding at the edge of overflow.
