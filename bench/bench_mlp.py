@@ -14,7 +14,7 @@ import pytest
 import fastnn as fnn
 
 import peers
-from common import accuracy, case_data, interleaved, micro_kernels, record, threads
+from common import accuracy, case_data, fastnn_pool, interleaved, micro_kernels, record, threads
 
 TRAIN = [("small", 1), ("medium", 1), ("medium", 2), ("large", 2)]
 
@@ -89,7 +89,7 @@ def test_mlp_train(benchmark, rounds, quick, case, n_threads, impl):
 def test_mlp_train_interleaved(benchmark, rounds, quick, case, n_threads):
     """One epoch by fastnn (from a fresh model, made untimed) and by JAX when installed, in turn in
     every round; on the small case also by fastnn without its micro-kernels, on two threads also by
-    fastnn without its pool (one fastnn thread, BLAS on two)."""
+    fastnn with its own pool (set_num_threads(2, pool=True))."""
     benchmark.group = train_group(case, n_threads) + ", interleaved"
     if "cython" not in fnn.available_backends():
         pytest.skip("compiled backend not built")
@@ -98,9 +98,9 @@ def test_mlp_train_interleaved(benchmark, rounds, quick, case, n_threads):
         pytest.skip('JAX not installed (pip install ".[peers]")')
     X, y, sizes, batch = case_data(case, quick)
 
-    def fastnn_run(simd: bool, wide=None, pool=True):
+    def fastnn_run(simd: bool, wide=None, pool=False):
         def run(model):
-            with micro_kernels(simd, wide), contextlib.nullcontext() if pool else fnn.threads.one_thread_each():
+            with micro_kernels(simd, wide), fastnn_pool(n_threads) if pool else contextlib.nullcontext():
                 model.fit(X, y, epochs=1, batch_size=batch, shuffle=False, verbose=0)
             return model
         return run
@@ -108,8 +108,8 @@ def test_mlp_train_interleaved(benchmark, rounds, quick, case, n_threads):
     fastnn_ways = {"fastnn": (True, None)}
     if case == "small":
         fastnn_ways["fastnn FASTNN_SIMD=0"] = (False, None)
-    if n_threads > 1:  # the step on one fastnn thread, its products on BLAS's threads: before the pool
-        fastnn_ways["fastnn without its pool (BLAS threads)"] = (True, None, False)
+    if n_threads > 1:  # the step shared by fastnn's own threads instead of BLAS's
+        fastnn_ways["fastnn pool=True"] = (True, None, True)
     if fnn.backend._MODULES["cython"]._wide_available():  # both widths of the micro-kernels, where both exist
         fastnn_ways.update({"fastnn FASTNN_SIMD=avx2": (True, False), "fastnn FASTNN_SIMD=avx512": (True, True)})
     runs = {name: (fastnn_run(*way), len(X), lambda: fastnn_model(sizes)) for name, way in fastnn_ways.items()}
@@ -126,7 +126,7 @@ def test_mlp_train_interleaved(benchmark, rounds, quick, case, n_threads):
 
 
 @pytest.mark.benchmark(group="mlp medium inference, 2 threads")
-@pytest.mark.parametrize("impl", ["fastnn", "numpy", "torch", "jax"])
+@pytest.mark.parametrize("impl", ["fastnn", "fastnn-pool", "numpy", "torch", "jax"])
 def test_mlp_inference(benchmark, rounds, quick, impl):
     X, y, sizes, batch = case_data("medium", quick)
     if quick:
@@ -134,12 +134,13 @@ def test_mlp_inference(benchmark, rounds, quick, impl):
     else:  # 100 k rows, as the peers
         X = X[:100_000]
     n = len(X)
-    if impl == "fastnn":
+    if impl.startswith("fastnn"):
         if "cython" not in fnn.available_backends():
             pytest.skip("compiled backend not built")
         model = fastnn_model(sizes)
-        with threads(2):
-            P = record(benchmark, lambda: model.predict(X), rounds, n, "sample", "fastnn (cython)")
+        label = "fastnn (cython, pool=True)" if impl == "fastnn-pool" else "fastnn (cython)"
+        with threads(2), fastnn_pool(2) if impl == "fastnn-pool" else contextlib.nullcontext():
+            P = record(benchmark, lambda: model.predict(X), rounds, n, "sample", label)
         np.testing.assert_allclose(P.sum(axis=1), 1.0, rtol=1e-4)
         return
     if impl == "numpy":

@@ -63,6 +63,17 @@ def threads(n: int):
 
 
 @contextlib.contextmanager
+def fastnn_pool(n: int):
+    """fastnn's own pool of n threads for the steps and predictions inside (fnn.set_num_threads(n,
+    pool=True)); n threads without it afterwards."""
+    fnn.set_num_threads(n, pool=True)
+    try:
+        yield
+    finally:
+        fnn.set_num_threads(n)
+
+
+@contextlib.contextmanager
 def micro_kernels(on: bool, wide: Optional[bool] = None):
     """The compiled backend with its micro-kernels (_compiled/microkernels.h) on, its default where the
     CPU has them, or off (FASTNN_SIMD=0's portable loops and BLAS), for the rows that show the gain;

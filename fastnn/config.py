@@ -4,7 +4,7 @@ import sys
 from typing import Optional, TextIO
 
 from . import backend
-from .threads import blas_libraries, get_num_threads
+from .threads import blas_libraries, get_num_threads, pool_threads
 
 
 def _cpu_model() -> str:
@@ -28,6 +28,7 @@ def config() -> dict:
         result["cpu features"] = compiled._cpu_features()
         result["vector paths"] = compiled._simd_level()  # micro-kernels: avx512, avx2 or portable
     result["threads"] = get_num_threads()
+    result["pool"] = f"{pool_threads()} threads" if pool_threads() > 1 else "off (BLAS's threads for the products)"
     result["blas"] = [f"{lib.internal_api} {lib.version} ({getattr(lib, 'architecture', '?')}), "
                       f"{lib.num_threads} threads, {lib.filepath}" for lib in blas_libraries()]
     return result

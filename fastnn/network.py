@@ -13,7 +13,7 @@ import numpy as np
 
 from . import _contract
 from .backend import get_backend, ops
-from .threads import get_num_threads, one_thread_blas
+from .threads import one_thread_blas, pool_threads
 
 
 # Rows per chunk of predict: large enough to amortise each kernel call, small enough that the
@@ -109,9 +109,9 @@ class Network:
 
     def predict(self, X: np.ndarray, out: np.ndarray, rows: int = PREDICT_ROWS) -> None:
         """out = the network's output for X, `rows` rows at a time, the chunks shared by
-        fastnn.get_num_threads() threads when the work is large. X: (n, sizes[0]) and out:
-        (n, sizes[-1]), C-contiguous, of the network's dtype."""
-        threads = get_num_threads()
+        fastnn's pool (fastnn.threads.pool_threads()) when the work is large. X: (n, sizes[0]) and
+        out: (n, sizes[-1]), C-contiguous, of the network's dtype."""
+        threads = pool_threads()
         pooled = _contract.pool_threads(threads, X.shape[0], self.sizes) > 1 and get_backend() == "cython"
         with one_thread_blas() if pooled else contextlib.nullcontext():  # each of the pool's workers: one
             ops().network_predict(self.sizes, self.codes, self.params, X, out, rows, threads)

@@ -1,9 +1,14 @@
-"""How many threads fastnn uses: `set_num_threads(n)`, the default, and BLAS inside the pool.
+"""How many threads fastnn uses, and how: `set_num_threads(n, pool=False)`.
 
-The training step of a large network is shared by a pool of fastnn's own threads (the compiled
-kernels' "pool" path): each worker computes blocks of the layers' products through a one-thread
-BLAS, so while such a step runs, BLAS is held to one thread. The count a fit uses is read when its
-Trainer is made (fastnn.trainer):
+By default the matrix products of large layers run on BLAS's threads (n of them once
+set_num_threads was called) and everything else on the calling thread. With pool=True the
+training step of a large network, and predict on many rows, are shared instead by a pool of
+fastnn's own threads (the compiled kernels' "pool" path): each worker computes pieces of the
+layers' products through a one-thread BLAS, so while such a step runs, BLAS is held to one
+thread. The pool is faster when other programs compete for the cores (a whole BLAS product waits
+for its slower half); on an idle machine OpenBLAS's threads, which share the packed operands of
+a product, were faster at the shapes measured (docs/performance.md). The pool's thread count is
+read when a Trainer is made (fastnn.trainer):
 - in a thread that `one_thread_each()` marks (fit_parallel's workers): one;
 - else the count given to `set_num_threads`, when it was called;
 - else, for a fit started from the main thread, the cores this process may use; for a fit started
@@ -17,7 +22,10 @@ import os
 import threading
 from typing import Iterator, Optional
 
+import numpy as np
+
 _setting: Optional[int] = None  # set_num_threads' count, once called
+_pool = False                   # set_num_threads' pool
 _local = threading.local()      # .threads: the count of fits in a thread marked by one_thread_each
 
 
@@ -79,12 +87,16 @@ def available_cores() -> int:
     return os.cpu_count() or 1
 
 
-def set_num_threads(n: Optional[int]) -> None:
-    """Let fastnn use `n` threads, process-wide: its pool shares the steps of large networks among
-    n workers, and BLAS (the products fastnn computes outside its pool) is limited to n threads.
-    fit_parallel's workers still use one thread each. None: back to the default (BLAS back to
-    the limit it had before the first call)."""
-    global _original, _setting
+def set_num_threads(n: Optional[int], pool: bool = False) -> None:
+    """Let fastnn use `n` threads, process-wide: BLAS (the products of large layers) is limited to
+    n threads; with pool=True, the steps of large networks and predict on many rows are shared by
+    n of fastnn's own threads instead (see this module's notes for when that is faster).
+    fit_parallel's workers still use one thread each. None: back to the default (no pool; BLAS
+    back to the limit it had before the first call)."""
+    global _original, _setting, _pool
+    if not isinstance(pool, (bool, np.bool_)):
+        raise TypeError(f"pool must be True or False, got {pool!r}")
+    _pool = bool(pool) and n is not None
     from .validation import check_positive_int
     if n is None:
         with _changing_blas():
@@ -101,8 +113,14 @@ def set_num_threads(n: Optional[int]) -> None:
     _setting = n
 
 
+def pool_threads() -> int:
+    """The threads of fastnn's pool for a fit or predict started from the calling thread: 1 (no
+    pool) unless set_num_threads(n, pool=True) asked for one."""
+    return get_num_threads() if _pool else 1
+
+
 def get_num_threads() -> int:
-    """The threads a fit started from the calling thread uses (see this module's rules)."""
+    """The threads a fit started from the calling thread may use (see this module's rules)."""
     local = getattr(_local, "threads", None)
     if local is not None:
         return local

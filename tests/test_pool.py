@@ -80,13 +80,13 @@ def _fit(case, dtype, n_threads, epochs=2):
 
 
 class _threads:
-    """fnn.set_num_threads(n) for a block, the default back afterwards."""
+    """fnn.set_num_threads(n, pool=True) for a block, the default back afterwards."""
 
     def __init__(self, n):
         self.n = n
 
     def __enter__(self):
-        fnn.set_num_threads(self.n)
+        fnn.set_num_threads(self.n, pool=True)
 
     def __exit__(self, *exc):
         fnn.set_num_threads(None)
@@ -176,6 +176,26 @@ def test_the_default_is_the_cores_in_the_main_thread_and_one_elsewhere():
             assert fnn.get_num_threads() == 1
         assert fnn.get_num_threads() == 3
     assert fnn.get_num_threads() == threads.available_cores()
+
+
+def test_the_pool_is_asked_for(backend):
+    model = _model("adam, dropout, sparse labels", np.float32)
+    X, y, _ = _data("adam, dropout, sparse labels", np.float32)
+    model.fit(X[:2], y[:2], epochs=0, verbose=0)
+    data = Data.for_model(model, X, y)
+    try:
+        fnn.set_num_threads(2)
+        assert threads.pool_threads() == 1
+        assert Trainer(model.network, model.loss_code, data, batch=BATCH).path != "pool"
+        fnn.set_num_threads(2, pool=True)
+        assert threads.pool_threads() == 2
+        assert Trainer(model.network, model.loss_code, data, batch=BATCH).path == (
+            "pool" if fnn.get_backend() == "cython" else "layers")
+        with pytest.raises(TypeError, match="pool must be True or False"):
+            fnn.set_num_threads(2, pool="yes")
+    finally:
+        fnn.set_num_threads(None)
+    assert threads.pool_threads() == 1
 
 
 def test_a_pooled_fit_gives_blas_its_threads_back(backend):
