@@ -239,3 +239,72 @@ def test_sklearn_shape_products(benchmark, rounds, shape, product, dtype):
             with around(name):
                 run()
             np.testing.assert_allclose(C, expected, rtol=1e-3, atol=1e-3, err_msg=name)
+
+
+# Issue 20, part 3: the elementwise passes of digits training (elementwise.h) on whole vectors
+# against the compiled twin's portable loops, at the shapes of one batch (200 rows, 64 hidden
+# units, 10 classes; the 64-64-10 network's 4,810 parameters): each kernel called `reps` times
+# from Python per round, the AVX2, AVX-512 and portable entries in turn in every round.
+ELEMENTWISE_CASES = ["softmax_sparse_cce 200x10", "softmax_cce 200x10", "sigmoid_bce 200x10",
+                     "adam step 4810", "relu grad + bias sum 200x64", "bias + relu 200x64", "sigmoid 200x64"]
+
+
+def elementwise_call(kernels, case, dtype):
+    """(a function of no arguments running the case once, calls per round)."""
+    from fastnn import _contract as C
+    rng = np.random.default_rng(0)
+    Z10 = (3 * rng.standard_normal((200, 10))).astype(dtype)
+    labels = rng.integers(0, 10, 200).astype(np.int64)
+    Y10 = np.eye(10, dtype=dtype)[labels]
+    d10 = np.empty_like(Z10)
+    if case.startswith("softmax_sparse_cce"):
+        return lambda: kernels.softmax_sparse_cce(Z10, labels, d10), 200
+    if case.startswith("softmax_cce"):
+        return lambda: kernels.softmax_cce(Z10, Y10, d10), 200
+    if case.startswith("sigmoid_bce"):
+        return lambda: kernels.sigmoid_bce(Z10, Y10, d10), 200
+    if case.startswith("adam"):
+        sizes = np.array([64, 64, 10])
+        n = 64 * 64 + 64 + 64 * 10 + 10
+        params, grads = rng.standard_normal(n).astype(dtype), (1e-3 * rng.standard_normal(n)).astype(dtype)
+        update = C.Update(optimizer=C.ADAM, lr=1e-3, m=np.zeros(n, dtype), v=np.zeros(n, dtype))
+        return lambda: kernels.optimizer_step(update, params, grads, 1, sizes), 200
+    X = rng.standard_normal((200, 1)).astype(dtype)
+    W = rng.standard_normal((1, 64)).astype(dtype)
+    A = np.maximum(rng.standard_normal((200, 64)), 0).astype(dtype)
+    dA, b = rng.standard_normal((200, 64)).astype(dtype), rng.standard_normal(64).astype(dtype)
+    dZ, dW, db, out = np.empty_like(dA), np.empty_like(W), np.empty_like(b), np.empty_like(dA)
+    if case.startswith("relu grad"):  # dense_backward with a one-input product: the derivative and db pass
+        return lambda: kernels.dense_backward(X, W, A, dA, C.RELU, dZ, dW, db), 200
+    if case.startswith("bias + relu"):  # dense_forward with a one-input product: the bias + ReLU pass
+        return lambda: kernels.dense_forward(X, W, b, C.RELU, out), 200
+    return lambda: kernels.activate(dA, C.SIGMOID, out), 200
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("case", ELEMENTWISE_CASES)
+def test_elementwise_passes(benchmark, rounds, case, dtype):
+    """One elementwise pass at digits' shapes: the vector versions' throughput over the portable loops'."""
+    if "cython" not in fnn.available_backends():
+        pytest.skip("compiled backend not built")
+    kernels = fnn.backend._MODULES["cython"]
+    if not kernels._simd_available():
+        pytest.skip("no AVX2 + FMA: only the portable loops")
+    benchmark.group = f"kernel {dtype} {case} (digits' shapes), 1 thread, interleaved"
+    call, reps = elementwise_call(kernels, case, dtype)
+
+    def run():
+        for _ in range(reps):
+            call()
+
+    levels = {"vector AVX2": (True, False), "portable loops": (False, False)}
+    if kernels._wide_available():
+        levels["vector AVX-512"] = (True, True)
+    runs = {name: (run, reps) for name in levels}
+
+    def around(name):
+        return micro_kernels(*levels[name])
+
+    with threads(1):
+        interleaved(benchmark, runs, rounds * 3, "call",
+                    pairs=[(name, "portable loops") for name in levels if name != "portable loops"], around=around)
