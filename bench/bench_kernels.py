@@ -246,7 +246,8 @@ def test_sklearn_shape_products(benchmark, rounds, shape, product, dtype):
 # units, 10 classes; the 64-64-10 network's 4,810 parameters): each kernel called `reps` times
 # from Python per round, the AVX2, AVX-512 and portable entries in turn in every round.
 ELEMENTWISE_CASES = ["softmax_sparse_cce 200x10", "softmax_cce 200x10", "sigmoid_bce 200x10",
-                     "adam step 4810", "relu grad + bias sum 200x64", "bias + relu 200x64", "sigmoid 200x64"]
+                     "adam step 4810", "relu grad + bias sum 200x64", "bias + relu 200x64", "sigmoid 200x64",
+                     "tanh 200x64", "softmax 200x10"]
 
 
 def elementwise_call(kernels, case, dtype):
@@ -278,7 +279,9 @@ def elementwise_call(kernels, case, dtype):
         return lambda: kernels.dense_backward(X, W, A, dA, C.RELU, dZ, dW, db), 200
     if case.startswith("bias + relu"):  # dense_forward with a one-input product: the bias + ReLU pass
         return lambda: kernels.dense_forward(X, W, b, C.RELU, out), 200
-    return lambda: kernels.activate(dA, C.SIGMOID, out), 200
+    if case.startswith("softmax 200x10"):  # the output activation of predict_proba
+        return lambda: kernels.activate(Z10, C.SOFTMAX, d10), 200
+    return lambda: kernels.activate(dA, C.TANH if case.startswith("tanh") else C.SIGMOID, out), 200
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -308,3 +311,36 @@ def test_elementwise_passes(benchmark, rounds, case, dtype):
     with threads(1):
         interleaved(benchmark, runs, rounds * 3, "call",
                     pairs=[(name, "portable loops") for name in levels if name != "portable loops"], around=around)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("solver", ["adam", "lbfgs"])
+def test_digits_elementwise(benchmark, rounds, solver, dtype):
+    """scikit-learn's digits fit by fastnn.sklearn's MLPClassifier(hidden_layer_sizes=(64,)) with the
+    vector passes and with the portable loops, in turn in every round, per epoch (L-BFGS iteration):
+    what elementwise.h gains in a whole fit (the products are OpenBLAS's on both paths)."""
+    pytest.importorskip("sklearn")
+    if "cython" not in fnn.available_backends():
+        pytest.skip("compiled backend not built")
+    kernels = fnn.backend._MODULES["cython"]
+    if not kernels._simd_available():
+        pytest.skip("no AVX2 + FMA: only the portable loops")
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+    from fastnn.sklearn import MLPClassifier
+    X, y = load_digits(return_X_y=True)
+    X_train, _, y_train, _ = train_test_split(X, y, random_state=0)
+    unit = "epoch" if solver == "adam" else "iteration"
+    benchmark.group = f"digits {solver} {dtype}: elementwise passes on vectors or not, 1 thread, interleaved"
+    levels = {"vector": True, "portable loops": False}
+
+    def fit():
+        return MLPClassifier(hidden_layer_sizes=(64,), random_state=0, solver=solver, dtype=dtype).fit(X_train, y_train)
+
+    with threads(1):
+        units = {}
+        for name, on in levels.items():  # untimed: the epochs each path takes (rounding may change L-BFGS's)
+            with micro_kernels(on):
+                units[name] = fit().n_iter_
+        interleaved(benchmark, {name: (fit, units[name]) for name in levels}, rounds * 2, unit,
+                    around=lambda name: micro_kernels(levels[name]))

@@ -126,6 +126,7 @@ cdef extern from "elementwise.h" nogil:
         FASTNN_EW_RELU
         FASTNN_EW_LEAKY_RELU
         FASTNN_EW_EXP
+        FASTNN_EW_SOFTMAX
         FASTNN_EW_ADAM
         FASTNN_EW_ADAMW
         FASTNN_EW_MOMENTUM

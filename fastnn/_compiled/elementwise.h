@@ -1,7 +1,8 @@
 /* The elementwise passes of the training step on whole vectors: the softmax cross-entropy (dense
  * and sparse labels), the sigmoid binary cross-entropy, the optimizer steps (Adam/AdamW, momentum,
  * RMSprop), the derivative of an activation with the bias gradient's column sums, and the bias +
- * activation pass, for losses.pxi, optimizers.pxi and activations.pxi.
+ * activation pass (ReLU, leaky ReLU, linear, sigmoid, tanh, softmax), for losses.pxi, optimizers.pxi
+ * and activations.pxi.
  *
  * fastnn is built for baseline x86-64 (SSE2), so its own loops run two float64 lanes wide and call
  * libm's scalar exp once per element. These versions are compiled with target attributes next to
@@ -10,9 +11,9 @@
  * loops stay the portable path (FASTNN_SIMD=0) and the reference these are tested against.
  *
  * Numerics, against the .pxi loops:
- * - exp is computed on whole vectors by range reduction and a polynomial (elementwise_body.h),
- *   within an ulp or two of libm's; where libm's result is subnormal, libm itself is called for
- *   those lanes, so results underflow as libm's do. The one log per row stays libm's.
+ * - exp (and tanh's expm1) is computed on whole vectors by range reduction and a polynomial
+ *   (elementwise_body.h), within a few ulps of libm's; where libm's exp is subnormal, libm itself
+ *   is called for those lanes, so results underflow as libm's do. The one log per row stays libm's.
  * - Every other operation is the .pxi's, in the same order and precision, and without FMA: the
  *   body is compiled with floating-point contraction off (GCC contracts a*b+c into one rounding
  *   by default, which would make the vector results differ from the portable ones). So the
@@ -30,9 +31,9 @@
 #include "microkernels.h"
 
 /* The derivatives and activations these passes take; activations.pxi maps the contract's codes
- * onto these (softmax and the rest stay on its loops). */
+ * onto these (softmax's derivative and exp's activation stay on its loops). */
 enum { FASTNN_EW_NONE, FASTNN_EW_LINEAR, FASTNN_EW_SIGMOID, FASTNN_EW_TANH, FASTNN_EW_RELU,
-       FASTNN_EW_LEAKY_RELU, FASTNN_EW_EXP };
+       FASTNN_EW_LEAKY_RELU, FASTNN_EW_EXP, FASTNN_EW_SOFTMAX };
 /* The optimizer formulas. */
 enum { FASTNN_EW_ADAM, FASTNN_EW_ADAMW, FASTNN_EW_MOMENTUM, FASTNN_EW_NESTEROV, FASTNN_EW_RMSPROP };
 

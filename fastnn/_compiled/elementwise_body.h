@@ -209,6 +209,38 @@ FNN_TGT static inline FNN_V FNN_N(exp)(FNN_V x) {
     return y;
 }
 
+/* exp(x) - 1 for x <= 0, or NaN, without the cancellation of exp(x) - 1 near 0: the parts of
+ * exp above, 2^k (1 + r p) - 1 = 2^k r p + (2^k - 1), which is r p itself where k = 0. Below the
+ * smallest normal result it is -1 (as libm's, to the last bit). */
+FNN_TGT static inline FNN_V FNN_N(expm1)(FNN_V x) {
+#if FNN_IS_FLOAT
+    const FNN_T log2e = 1.44269504088896341f, ln2_hi = 0.693145751953125f, ln2_lo = 1.42860676533018708e-06f;
+    const FNN_T shifter = 12582912.0f;
+    static const FNN_T c[] = {1.0f / 5040, 1.0f / 720, 1.0f / 120, 1.0f / 24, 1.0f / 6, 0.5f, 1.0f};
+    const int bias = 127, mantissa = 23;
+    const FNN_T lowest = -87.3365447505531f;
+#else
+    const FNN_T log2e = 1.4426950408889634, ln2_hi = 6.93147180369123816490e-01, ln2_lo = 1.90821492927058770002e-10;
+    const FNN_T shifter = 6755399441055744.0;
+    static const FNN_T c[] = {1.0 / 6227020800.0, 1.0 / 479001600.0, 1.0 / 39916800.0, 1.0 / 3628800.0,
+                              1.0 / 362880.0, 1.0 / 40320.0, 1.0 / 5040.0, 1.0 / 720.0, 1.0 / 120.0,
+                              1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0};
+    const int bias = 1023, mantissa = 52;
+    const FNN_T lowest = -708.3964185322641;
+#endif
+    const FNN_V zero = {0};
+    FNN_V kd = FNN_N(fma)(x, zero + log2e, zero + shifter);
+    FNN_V k = kd - shifter;
+    FNN_V r = FNN_N(fma)(k, zero - ln2_hi, x);
+    r = FNN_N(fma)(k, zero - ln2_lo, r);
+    FNN_V p = zero + c[0];
+    for (size_t i = 1; i < sizeof c / sizeof c[0]; i++)
+        p = FNN_N(fma)(p, r, zero + c[i]);
+    FNN_V two_k = (FNN_V)(((FNN_VI)kd + bias) << mantissa);
+    FNN_V y = FNN_N(fma)(two_k, r * p, two_k - 1);
+    return FNN_N(select)(x < lowest, zero - 1, y);  /* NaN < lowest is false: NaN stays */
+}
+
 /* max(z[:n]) as activations.pxi's _row_max: NaN if the row holds one. n >= 1. */
 FNN_TGT static inline FNN_T FNN_N(row_max)(const FNN_T* z, ptrdiff_t n) {
     FNN_V top = (FNN_V){0} - (FNN_T)INFINITY, v;
@@ -528,18 +560,15 @@ FNN_TGT static inline FNN_V FNN_N(derivative)(int code, FNN_V o, FNN_V a, FNN_T 
     return o;
 }
 
-FNN_TGT static void FNN_N(grad)(const FNN_T* A, const FNN_T* dA, int code, FNN_T* out, FNN_T* db,
-                               ptrdiff_t m, ptrdiff_t n, FNN_T slope) {
+/* The rows with one code: the loop is compiled once per code, so no test of it is left inside. */
+FNN_TGT static inline void FNN_N(grad_rows)(const FNN_T* A, const FNN_T* dA, int code, FNN_T* out, FNN_T* db,
+                                           ptrdiff_t m, ptrdiff_t n, FNN_T slope) {
     const FNN_T zero = 0, one = 1;
-    if (db != NULL)
-        for (ptrdiff_t j = 0; j < n; j++)
-            db[j] = 0;
     for (ptrdiff_t i = 0; i < m; i++) {
         const FNN_T* a = A + i * n;
         const FNN_T* g = dA + i * n;
         FNN_T* o = out + i * n;
         ptrdiff_t j = 0;
-        /* one test of the code per row; the compiler keeps it out of the loop */
         for (; j + FNN_L <= n; j += FNN_L) {
             FNN_V r = FNN_N(derivative)(code, FNN_N(load)(g + j), FNN_N(load)(a + j), slope);
             FNN_N(store)(o + j, r);
@@ -554,9 +583,26 @@ FNN_TGT static void FNN_N(grad)(const FNN_T* A, const FNN_T* dA, int code, FNN_T
         }
     }
 }
+
+FNN_TGT static void FNN_N(grad)(const FNN_T* A, const FNN_T* dA, int code, FNN_T* out, FNN_T* db,
+                               ptrdiff_t m, ptrdiff_t n, FNN_T slope) {
+    if (db != NULL)
+        for (ptrdiff_t j = 0; j < n; j++)
+            db[j] = 0;
+#define FNN_CASE(CODE) case CODE: FNN_N(grad_rows)(A, dA, CODE, out, db, m, n, slope); break;
+    switch (code) {
+        FNN_CASE(FASTNN_EW_RELU)
+        FNN_CASE(FASTNN_EW_SIGMOID)
+        FNN_CASE(FASTNN_EW_TANH)
+        FNN_CASE(FASTNN_EW_LEAKY_RELU)
+        FNN_CASE(FASTNN_EW_EXP)
+        default: FNN_N(grad_rows)(A, dA, FASTNN_EW_LINEAR, out, db, m, n, slope);
+    }
+#undef FNN_CASE
+}
 #undef FNN_DERIVATIVE
 
-/* activations.pxi's _activate for LINEAR, RELU, LEAKY_RELU and SIGMOID: out = f(Z + b), b NULL
+/* activations.pxi's _activate for LINEAR, RELU, LEAKY_RELU, SIGMOID and TANH (and SOFTMAX, below): out = f(Z + b), b NULL
  * for no bias; out is Z or does not overlap it. The sum z + b is rounded to the data's type before
  * f, as there. Without a bias the rows are one flat run of m * n elements. */
 FNN_TGT static inline FNN_V FNN_N(activation)(int code, FNN_V x, FNN_T slope) {
@@ -569,15 +615,16 @@ FNN_TGT static inline FNN_V FNN_N(activation)(int code, FNN_V x, FNN_T slope) {
         FNN_V e = FNN_N(exp)(-FNN_N(abs)(x));
         return FNN_N(select)(x >= 0, one, e) / (one + e);
     }
+    if (code == FASTNN_EW_TANH) {  /* tanh|z| = -e / (2 + e), e = expm1(-2|z|): no overflow, no cancellation */
+        FNN_V a = FNN_N(abs)(x), e = FNN_N(expm1)(-(a + a));
+        FNN_V t = FNN_N(abs)(-e / (e + 2));
+        return (FNN_V)((FNN_VI)t | ((FNN_VI)x & ~(FNN_VI)FNN_N(abs)(x)));  /* x's sign: tanh(-0) is -0 */
+    }
     return x;
 }
 
-FNN_TGT static void FNN_N(activate)(const FNN_T* Z, const FNN_T* b, int code, FNN_T* out, ptrdiff_t m,
-                                   ptrdiff_t n, FNN_T slope) {
-    if (b == NULL) {
-        n *= m;
-        m = 1;
-    }
+FNN_TGT static inline void FNN_N(activate_rows)(const FNN_T* Z, const FNN_T* b, int code, FNN_T* out,
+                                               ptrdiff_t m, ptrdiff_t n, FNN_T slope) {
     for (ptrdiff_t i = 0; i < m; i++) {
         const FNN_T* z = Z + i * n;
         FNN_T* o = out + i * n;
@@ -595,6 +642,59 @@ FNN_TGT static void FNN_N(activate)(const FNN_T* Z, const FNN_T* b, int code, FN
             FNN_N(store_part)(o + j, FNN_N(activation)(code, x, slope), n - j);
         }
     }
+}
+
+/* activations.pxi's _softmax_row over m rows: out = softmax(Z + b), in blocks of rows as the
+ * softmax losses: z + b, each row's max and the shift; exp of the block on vectors; per row the sum
+ * in double, in the .pxi's order, and the division. */
+FNN_TGT static void FNN_N(softmax_rows)(const FNN_T* Z, const FNN_T* b, FNN_T* out, ptrdiff_t m, ptrdiff_t n) {
+    const ptrdiff_t block = FNN_N(block_rows)(n);
+    for (ptrdiff_t i0 = 0; i0 < m; i0 += block) {
+        ptrdiff_t rows = m - i0 < block ? m - i0 : block, i, j;
+        for (i = 0; i < rows; i++) {
+            const FNN_T* z = Z + (i0 + i) * n;
+            FNN_T* o = out + (i0 + i) * n;
+            if (b != NULL)
+                for (j = 0; j < n; j++)
+                    o[j] = z[j] + b[j];
+            else if (o != z)
+                memcpy(o, z, (size_t)n * sizeof(FNN_T));
+            FNN_T top = n < 2 * FNN_L ? FNN_N(row_max1)(o, n) : FNN_N(row_max)(o, n);
+            for (j = 0; j < n; j++)
+                o[j] = o[j] - top;
+        }
+        FNN_N(exp_run)(out + i0 * n, rows * n);
+        for (i = 0; i < rows; i++) {
+            FNN_T* o = out + (i0 + i) * n;
+            double sum_e = 0;
+            for (j = 0; j < n; j++)
+                sum_e += o[j];
+            FNN_T total = (FNN_T)sum_e;
+            for (j = 0; j < n; j++)
+                o[j] = o[j] / total;
+        }
+    }
+}
+
+FNN_TGT static void FNN_N(activate)(const FNN_T* Z, const FNN_T* b, int code, FNN_T* out, ptrdiff_t m,
+                                   ptrdiff_t n, FNN_T slope) {
+    if (code == FASTNN_EW_SOFTMAX) {
+        FNN_N(softmax_rows)(Z, b, out, m, n);
+        return;
+    }
+    if (b == NULL) {
+        n *= m;
+        m = 1;
+    }
+#define FNN_CASE(CODE) case CODE: FNN_N(activate_rows)(Z, b, CODE, out, m, n, slope); break;
+    switch (code) {  /* the loop compiled once per code, as in grad */
+        FNN_CASE(FASTNN_EW_RELU)
+        FNN_CASE(FASTNN_EW_SIGMOID)
+        FNN_CASE(FASTNN_EW_TANH)
+        FNN_CASE(FASTNN_EW_LEAKY_RELU)
+        default: FNN_N(activate_rows)(Z, b, FASTNN_EW_LINEAR, out, m, n, slope);
+    }
+#undef FNN_CASE
 }
 
 #undef FNN_L
