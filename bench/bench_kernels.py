@@ -239,3 +239,108 @@ def test_sklearn_shape_products(benchmark, rounds, shape, product, dtype):
             with around(name):
                 run()
             np.testing.assert_allclose(C, expected, rtol=1e-3, atol=1e-3, err_msg=name)
+
+
+# Issue 20, part 3: the elementwise passes of digits training (elementwise.h) on whole vectors
+# against the compiled twin's portable loops, at the shapes of one batch (200 rows, 64 hidden
+# units, 10 classes; the 64-64-10 network's 4,810 parameters): each kernel called `reps` times
+# from Python per round, the AVX2, AVX-512 and portable entries in turn in every round.
+ELEMENTWISE_CASES = ["softmax_sparse_cce 200x10", "softmax_cce 200x10", "sigmoid_bce 200x10",
+                     "adam step 4810", "relu grad + bias sum 200x64", "bias + relu 200x64", "sigmoid 200x64",
+                     "tanh 200x64", "softmax 200x10"]
+
+
+def elementwise_call(kernels, case, dtype):
+    """(a function of no arguments running the case once, calls per round)."""
+    from fastnn import _contract as C
+    rng = np.random.default_rng(0)
+    Z10 = (3 * rng.standard_normal((200, 10))).astype(dtype)
+    labels = rng.integers(0, 10, 200).astype(np.int64)
+    Y10 = np.eye(10, dtype=dtype)[labels]
+    d10 = np.empty_like(Z10)
+    if case.startswith("softmax_sparse_cce"):
+        return lambda: kernels.softmax_sparse_cce(Z10, labels, d10), 200
+    if case.startswith("softmax_cce"):
+        return lambda: kernels.softmax_cce(Z10, Y10, d10), 200
+    if case.startswith("sigmoid_bce"):
+        return lambda: kernels.sigmoid_bce(Z10, Y10, d10), 200
+    if case.startswith("adam"):
+        sizes = np.array([64, 64, 10])
+        n = 64 * 64 + 64 + 64 * 10 + 10
+        params, grads = rng.standard_normal(n).astype(dtype), (1e-3 * rng.standard_normal(n)).astype(dtype)
+        update = C.Update(optimizer=C.ADAM, lr=1e-3, m=np.zeros(n, dtype), v=np.zeros(n, dtype))
+        return lambda: kernels.optimizer_step(update, params, grads, 1, sizes), 200
+    X = rng.standard_normal((200, 1)).astype(dtype)
+    W = rng.standard_normal((1, 64)).astype(dtype)
+    A = np.maximum(rng.standard_normal((200, 64)), 0).astype(dtype)
+    dA, b = rng.standard_normal((200, 64)).astype(dtype), rng.standard_normal(64).astype(dtype)
+    dZ, dW, db, out = np.empty_like(dA), np.empty_like(W), np.empty_like(b), np.empty_like(dA)
+    if case.startswith("relu grad"):  # dense_backward with a one-input product: the derivative and db pass
+        return lambda: kernels.dense_backward(X, W, A, dA, C.RELU, dZ, dW, db), 200
+    if case.startswith("bias + relu"):  # dense_forward with a one-input product: the bias + ReLU pass
+        return lambda: kernels.dense_forward(X, W, b, C.RELU, out), 200
+    if case.startswith("softmax 200x10"):  # the output activation of predict_proba
+        return lambda: kernels.activate(Z10, C.SOFTMAX, d10), 200
+    return lambda: kernels.activate(dA, C.TANH if case.startswith("tanh") else C.SIGMOID, out), 200
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("case", ELEMENTWISE_CASES)
+def test_elementwise_passes(benchmark, rounds, case, dtype):
+    """One elementwise pass at digits' shapes: the vector versions' throughput over the portable loops'."""
+    if "cython" not in fnn.available_backends():
+        pytest.skip("compiled backend not built")
+    kernels = fnn.backend._MODULES["cython"]
+    if not kernels._simd_available():
+        pytest.skip("no AVX2 + FMA: only the portable loops")
+    benchmark.group = f"kernel {dtype} {case} (digits' shapes), 1 thread, interleaved"
+    call, reps = elementwise_call(kernels, case, dtype)
+
+    def run():
+        for _ in range(reps):
+            call()
+
+    levels = {"vector AVX2": (True, False), "portable loops": (False, False)}
+    if kernels._wide_available():
+        levels["vector AVX-512"] = (True, True)
+    runs = {name: (run, reps) for name in levels}
+
+    def around(name):
+        return micro_kernels(*levels[name])
+
+    with threads(1):
+        interleaved(benchmark, runs, rounds * 3, "call",
+                    pairs=[(name, "portable loops") for name in levels if name != "portable loops"], around=around)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("solver", ["adam", "lbfgs"])
+def test_digits_elementwise(benchmark, rounds, solver, dtype):
+    """scikit-learn's digits fit by fastnn.sklearn's MLPClassifier(hidden_layer_sizes=(64,)) with the
+    vector passes and with the portable loops, in turn in every round, per epoch (L-BFGS iteration):
+    what elementwise.h gains in a whole fit (the products are OpenBLAS's on both paths)."""
+    pytest.importorskip("sklearn")
+    if "cython" not in fnn.available_backends():
+        pytest.skip("compiled backend not built")
+    kernels = fnn.backend._MODULES["cython"]
+    if not kernels._simd_available():
+        pytest.skip("no AVX2 + FMA: only the portable loops")
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+    from fastnn.sklearn import MLPClassifier
+    X, y = load_digits(return_X_y=True)
+    X_train, _, y_train, _ = train_test_split(X, y, random_state=0)
+    unit = "epoch" if solver == "adam" else "iteration"
+    benchmark.group = f"digits {solver} {dtype}: elementwise passes on vectors or not, 1 thread, interleaved"
+    levels = {"vector": True, "portable loops": False}
+
+    def fit():
+        return MLPClassifier(hidden_layer_sizes=(64,), random_state=0, solver=solver, dtype=dtype).fit(X_train, y_train)
+
+    with threads(1):
+        units = {}
+        for name, on in levels.items():  # untimed: the epochs each path takes (rounding may change L-BFGS's)
+            with micro_kernels(on):
+                units[name] = fit().n_iter_
+        interleaved(benchmark, {name: (fit, units[name]) for name in levels}, rounds * 2, unit,
+                    around=lambda name: micro_kernels(levels[name]))

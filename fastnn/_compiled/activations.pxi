@@ -57,6 +57,24 @@ cdef inline floating _leaky_relu(floating x, floating slope) noexcept nogil:
     return (zero if x < 0 else x) + slope * (x if x < 0 else zero)
 
 
+cdef inline int _ew_code(int activation) noexcept nogil:
+    """elementwise.h's code of an activation; FASTNN_EW_NONE (softmax, and any activation added
+    without a vector version) keeps the loops here."""
+    if activation == SIGMOID:
+        return FASTNN_EW_SIGMOID
+    if activation == RELU:
+        return FASTNN_EW_RELU
+    if activation == TANH:
+        return FASTNN_EW_TANH
+    if activation == LEAKY_RELU:
+        return FASTNN_EW_LEAKY_RELU
+    if activation == EXP:
+        return FASTNN_EW_EXP
+    if activation == LINEAR:
+        return FASTNN_EW_LINEAR
+    return FASTNN_EW_NONE
+
+
 cdef void _activate(const floating* Z, const floating* b, int activation, floating* out,
                     Py_ssize_t m, Py_ssize_t n) noexcept nogil:
     """out = f(Z + b), Z, out: (m, n), b: (n,) or NULL (no bias), in one pass; out may be Z.
@@ -68,6 +86,19 @@ cdef void _activate(const floating* Z, const floating* b, int activation, floati
     cdef Py_ssize_t i, j
     cdef floating slope = <floating>LEAKY_SLOPE
     cdef floating* o
+    # elementwise.h's pass on whole vectors (exp stays here, libm's: its argument may be positive;
+    # linear without a bias is a copy)
+    cdef int code = FASTNN_EW_SOFTMAX if activation == SOFTMAX else _ew_code(activation)
+    if _simd and (activation == RELU or activation == LEAKY_RELU or activation == SIGMOID or activation == TANH or
+                  activation == SOFTMAX or (activation == LINEAR and b != NULL)):
+        if _overlap(out, Z, m * n * sizeof(floating)):
+            memmove(out, Z, m * n * sizeof(floating))
+            Z = out
+        if floating is float:
+            fastnn_ew_activate_f(Z, b, code, out, m, n, slope, _wide)
+        else:
+            fastnn_ew_activate_d(Z, b, code, out, m, n, slope, _wide)
+        return
     if out != Z:  # (memmove: a view of another part of the same buffer may overlap)
         memmove(out, Z, m * n * sizeof(floating))
     if activation == SIGMOID:  # exp-bound: adding b in a pass of its own costs nothing measurable
@@ -136,6 +167,15 @@ cdef void _activation_grad(const floating* A, const floating* dA, int activation
     cdef double dot
     cdef const floating* ar
     cdef floating* o
+    if _simd and _ew_code(activation) != FASTNN_EW_NONE:  # elementwise.h: the same operations on whole vectors
+        if _overlap(out, dA, m * n * sizeof(floating)):
+            memmove(out, dA, m * n * sizeof(floating))
+            dA = out
+        if floating is float:
+            fastnn_ew_grad_f(A, dA, _ew_code(activation), out, db, m, n, slope, _wide)
+        else:
+            fastnn_ew_grad_d(A, dA, _ew_code(activation), out, db, m, n, slope, _wide)
+        return
     if out != dA:
         memmove(out, dA, m * n * sizeof(floating))
     if db != NULL:

@@ -111,3 +111,55 @@ cdef inline const int64_t* _labels_ptr(const int64_t[::1] labels) noexcept nogil
     return &labels[0] if labels.shape[0] > 0 else NULL
 
 
+
+
+# The vector versions of the elementwise passes (elementwise.h: AVX2 + FMA, and AVX-512 where
+# `wide`), which losses.pxi, optimizers.pxi and activations.pxi call when simd is on; their own
+# loops stay the portable path.
+
+cdef extern from "elementwise.h" nogil:
+    enum:
+        FASTNN_EW_NONE
+        FASTNN_EW_LINEAR
+        FASTNN_EW_SIGMOID
+        FASTNN_EW_TANH
+        FASTNN_EW_RELU
+        FASTNN_EW_LEAKY_RELU
+        FASTNN_EW_EXP
+        FASTNN_EW_SOFTMAX
+        FASTNN_EW_ADAM
+        FASTNN_EW_ADAMW
+        FASTNN_EW_MOMENTUM
+        FASTNN_EW_NESTEROV
+        FASTNN_EW_RMSPROP
+    double fastnn_ew_softmax_sparse_f(const float* Z, const int64_t* labels, const float* w, float* dZ,
+                                      Py_ssize_t m, Py_ssize_t n, double w_sum, bint wide)
+    double fastnn_ew_softmax_sparse_d(const double* Z, const int64_t* labels, const double* w, double* dZ,
+                                      Py_ssize_t m, Py_ssize_t n, double w_sum, bint wide)
+    double fastnn_ew_softmax_dense_f(const float* Z, const float* Y, const float* w, float* dZ,
+                                     Py_ssize_t m, Py_ssize_t n, double w_sum, bint wide)
+    double fastnn_ew_softmax_dense_d(const double* Z, const double* Y, const double* w, double* dZ,
+                                     Py_ssize_t m, Py_ssize_t n, double w_sum, bint wide)
+    double fastnn_ew_sigmoid_bce_f(const float* Z, const float* Y, float* dZ, Py_ssize_t size, float scale,
+                                   bint wide)
+    double fastnn_ew_sigmoid_bce_d(const double* Z, const double* Y, double* dZ, Py_ssize_t size, double scale,
+                                   bint wide)
+    void fastnn_ew_step_f(int formula, float* param, const float* grad, float* s1, float* s2, Py_ssize_t size,
+                          float a, float b, float c, float d, float e, float f, float decay, bint wide)
+    void fastnn_ew_step_d(int formula, double* param, const double* grad, double* s1, double* s2, Py_ssize_t size,
+                          double a, double b, double c, double d, double e, double f, double decay, bint wide)
+    void fastnn_ew_grad_f(const float* A, const float* dA, int code, float* out, float* db, Py_ssize_t m,
+                          Py_ssize_t n, float slope, bint wide)
+    void fastnn_ew_grad_d(const double* A, const double* dA, int code, double* out, double* db, Py_ssize_t m,
+                          Py_ssize_t n, double slope, bint wide)
+    void fastnn_ew_activate_f(const float* Z, const float* b, int code, float* out, Py_ssize_t m, Py_ssize_t n,
+                              float slope, bint wide)
+    void fastnn_ew_activate_d(const double* Z, const double* b, int code, double* out, Py_ssize_t m,
+                              Py_ssize_t n, double slope, bint wide)
+
+
+cdef inline bint _overlap(const void* a, const void* b, size_t n_bytes) noexcept nogil:
+    """Whether two different ranges of n_bytes each share a byte (views of one buffer)."""
+    cdef const char* x = <const char*>a
+    cdef const char* y = <const char*>b
+    return x != y and x < y + n_bytes and y < x + n_bytes

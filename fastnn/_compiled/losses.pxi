@@ -28,6 +28,11 @@ cdef double _sigmoid_bce(const floating* Z, const floating* Y, const floating* w
     cdef floating z, y, e, wi = 1, zero = 0, one = 1
     cdef double w_sum = _weight_sum(w, m), loss_sum = 0, q = 0
     cdef floating scale = <floating>(1 / (w_sum * n))  # a multiply per element, not a second divide
+    if _simd and w == NULL:  # elementwise.h: exp on whole vectors, a running product per lane
+        if floating is float:
+            return fastnn_ew_sigmoid_bce_f(Z, Y, dZ, m * n, scale, _wide) / (w_sum * n)
+        else:
+            return fastnn_ew_sigmoid_bce_d(Z, Y, dZ, m * n, scale, _wide) / (w_sum * n)
     for i in range(m):
         if w != NULL:
             wi = w[i]
@@ -97,6 +102,11 @@ cdef double _softmax_cce(const floating* Z, const floating* Y, const floating* w
     cdef const floating* z
     cdef const floating* t
     cdef floating* d
+    if _simd and keep:  # elementwise.h: these loops with exp on whole vectors
+        if floating is float:
+            return fastnn_ew_softmax_dense_f(Z, Y, w, dZ, m, n, w_sum, _wide) / w_sum
+        else:
+            return fastnn_ew_softmax_dense_d(Z, Y, w, dZ, m, n, w_sum, _wide) / w_sum
     for i in range(m):
         z = Z + i * n
         t = Y + i * n
@@ -152,6 +162,11 @@ cdef double _softmax_sparse_cce(const floating* Z, const int64_t* labels, const 
     cdef floating denom = <floating>w_sum
     cdef const floating* z
     cdef floating* d
+    if _simd:  # elementwise.h: these loops with exp on whole vectors
+        if floating is float:
+            return fastnn_ew_softmax_sparse_f(Z, labels, w, dZ, m, n, w_sum, _wide) / w_sum
+        else:
+            return fastnn_ew_softmax_sparse_d(Z, labels, w, dZ, m, n, w_sum, _wide) / w_sum
     for i in range(m):
         z = Z + i * n
         d = dZ + i * n

@@ -84,6 +84,14 @@ cdef void _momentum_step(floating* param, const floating* grad, floating* veloci
                          floating lr, floating momentum, bint nesterov) noexcept nogil:
     cdef Py_ssize_t i
     cdef floating v
+    if _simd:  # elementwise.h: the same operations on whole vectors
+        if floating is float:
+            fastnn_ew_step_f(FASTNN_EW_NESTEROV if nesterov else FASTNN_EW_MOMENTUM, param, grad, velocity, NULL,
+                             size, lr, momentum, 0, 0, 0, 0, 0, _wide)
+        else:
+            fastnn_ew_step_d(FASTNN_EW_NESTEROV if nesterov else FASTNN_EW_MOMENTUM, param, grad, velocity, NULL,
+                             size, lr, momentum, 0, 0, 0, 0, 0, _wide)
+        return
     if nesterov:  # two loops, not a test inside one: a loop with a branch in it does not vectorise
         for i in range(size):
             v = _normal_or_zero(velocity[i] * momentum - lr * grad[i])
@@ -97,13 +105,24 @@ cdef void _momentum_step(floating* param, const floating* grad, floating* veloci
 
 
 cdef void _adam_step(floating* param, const floating* grad, floating* m, floating* v, Py_ssize_t size,
-                     double lr, double beta1, double beta2, double eps, long long step) noexcept nogil:
+                     double lr, double beta1, double beta2, double eps, long long step, bint decoupled,
+                     floating decay) noexcept nogil:
+    """Adam's update; with `decoupled` (AdamW) param -= decay * param first."""
     # Python's float ** int and ** 0.5 are C pow, as here.
     cdef double step_size = lr * pow(1 - pow(beta2, <double>step), 0.5) / (1 - pow(beta1, <double>step))
     cdef floating b1 = <floating>beta1, c1 = <floating>(1 - beta1), b2 = <floating>beta2
     cdef floating c2 = <floating>(1 - beta2), s = <floating>step_size
     cdef floating e = <floating>eps, g, mi, vi
     cdef Py_ssize_t i
+    cdef int formula = FASTNN_EW_ADAMW if decoupled else FASTNN_EW_ADAM
+    if _simd:  # elementwise.h: the same operations on whole vectors, the decay in the same pass
+        if floating is float:
+            fastnn_ew_step_f(formula, param, grad, m, v, size, b1, c1, b2, c2, s, e, decay, _wide)
+        else:
+            fastnn_ew_step_d(formula, param, grad, m, v, size, b1, c1, b2, c2, s, e, decay, _wide)
+        return
+    if decoupled:
+        _decay(param, size, decay)
     for i in range(size):
         g = grad[i]
         mi = _normal_or_zero(m[i] * b1 + c1 * g)
@@ -117,6 +136,12 @@ cdef void _rmsprop_step(floating* param, const floating* grad, floating* v, floa
                         floating lr, floating rho, floating eps, floating momentum) noexcept nogil:
     cdef floating c = 1 - rho, g, vi, increment
     cdef Py_ssize_t i
+    if _simd:  # elementwise.h: the same operations on whole vectors
+        if floating is float:
+            fastnn_ew_step_f(FASTNN_EW_RMSPROP, param, grad, v, velocity, size, lr, rho, eps, momentum, 0, 0, 0, _wide)
+        else:
+            fastnn_ew_step_d(FASTNN_EW_RMSPROP, param, grad, v, velocity, size, lr, rho, eps, momentum, 0, 0, 0, _wide)
+        return
     for i in range(size):
         g = grad[i]
         vi = _normal_or_zero(v[i] * rho + c * g * g)
@@ -157,9 +182,8 @@ cdef void _step(const UpdateArgs* u, double lr, floating* P, const floating* G, 
         _rmsprop_step(P, G, v, velocity if u.momentum > 0 else NULL, size, <floating>lr, <floating>u.rho,
                       <floating>u.eps, <floating>u.momentum)
     else:
-        if u.optimizer == ADAMW:
-            _decay(P, size, <floating>(lr * u.weight_decay))
-        _adam_step(P, G, m, v, size, lr, u.beta1, u.beta2, u.eps, step)
+        _adam_step(P, G, m, v, size, lr, u.beta1, u.beta2, u.eps, step, u.optimizer == ADAMW,
+                   <floating>(lr * u.weight_decay))
 
 
 cdef class _UpdateState:
