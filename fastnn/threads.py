@@ -7,13 +7,12 @@ fastnn's own threads (the compiled kernels' "pool" path): each worker computes p
 layers' products through a one-thread BLAS, so while such a step runs, BLAS is held to one
 thread. The pool is faster when other programs compete for the cores (a whole BLAS product waits
 for its slower half); on an idle machine OpenBLAS's threads, which share the packed operands of
-a product, were faster at the shapes measured (docs/performance.md). The pool's thread count is
-read when a Trainer is made (fastnn.trainer):
-- in a thread that `one_thread_each()` marks (fit_parallel's workers): one;
-- else the count given to `set_num_threads`, when it was called;
-- else, for a fit started from the main thread, the cores this process may use; for a fit started
-  from another thread (a thread-backed grid search, a Dask worker), one, so that several fits in
-  parallel never oversubscribe the cores.
+a product, were faster at the shapes measured (docs/performance.md). With the pool, a fit or
+predict started from the main thread uses its n threads; one started from another thread (a
+thread-backed grid search, a Dask worker, fit_parallel's workers) uses one, so that several fits in
+parallel never oversubscribe the cores. get_num_threads reports n once set_num_threads was called
+(one in fit_parallel's workers), else the cores this process may use for the main thread and one
+for any other.
 
 BLAS thread counts are controlled through threadpoolctl.
 """
@@ -33,7 +32,8 @@ def _threadpoolctl():
     try:
         import threadpoolctl
     except ImportError:
-        raise ImportError('controlling BLAS threads needs threadpoolctl: pip install "fastnn[threads]"') from None
+        raise ImportError("controlling BLAS threads needs threadpoolctl, a dependency of fastnn: "
+                          "pip install threadpoolctl") from None
     return threadpoolctl
 
 
@@ -115,8 +115,10 @@ def set_num_threads(n: Optional[int], pool: bool = False) -> None:
 
 def pool_threads() -> int:
     """The threads of fastnn's pool for a fit or predict started from the calling thread: 1 (no
-    pool) unless set_num_threads(n, pool=True) asked for one."""
-    return get_num_threads() if _pool else 1
+    pool) unless set_num_threads(n, pool=True) asked for one and this is the main thread."""
+    if not _pool or getattr(_local, "threads", None) is not None:
+        return 1
+    return get_num_threads() if threading.current_thread() is threading.main_thread() else 1
 
 
 def get_num_threads() -> int:

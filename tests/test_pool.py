@@ -189,6 +189,13 @@ def test_the_pool_is_asked_for(backend):
         assert Trainer(model.network, model.loss_code, data, batch=BATCH).path != "pool"
         fnn.set_num_threads(2, pool=True)
         assert threads.pool_threads() == 2
+        seen = []
+        worker = threading.Thread(target=lambda: seen.append(threads.pool_threads()))
+        worker.start()
+        worker.join()
+        assert seen == [1]  # a fit from another thread (a thread-backed grid search) takes no pool
+        with threads.one_thread_each():
+            assert threads.pool_threads() == 1
         assert Trainer(model.network, model.loss_code, data, batch=BATCH).path == (
             "pool" if fnn.get_backend() == "cython" else "layers")
         with pytest.raises(TypeError, match="pool must be True or False"):
