@@ -253,8 +253,8 @@ class TrainingRun:
     l1 sum|W| + l2 sum W² to each batch's loss and l1 sign(W) + 2 l2 W to W's gradient.
 
     threads: how many threads may share each step (>= 1). The compiled twin shares the steps of
-    large networks among that many (its "pool" path, step_path); the results are the same for
-    every count above 1 and equal the one-thread results to rounding. The NumPy twin runs on one.
+    large networks among that many (its "pool" path, step_path); reruns with the same count give
+    the same results bit for bit, other counts the same to rounding. The NumPy twin runs on one.
 
     Two options change the loss of each batch, both documented here once:
     - loss_scale: the batch's loss and its gradient are multiplied by it (to put a loss in another
