@@ -20,6 +20,7 @@
 #include <stddef.h>
 #include <string.h>
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <cpuid.h>
 #include <immintrin.h>
 #endif
 
@@ -52,12 +53,25 @@ static int fastnn_simd512_available(void) {
 #endif
 }
 
-/* Whether the 64-byte versions are the default: not on AMD's cores, which run a 512-bit operation
- * as two 256-bit halves (bench/bench_mlp.py's micro-kernel widths rows measure both).
- * FASTNN_SIMD=avx512 uses them anyway. */
+/* The CPU's family as CPUID reports it (base family plus extended family), 0 where unknown. */
+static unsigned fastnn_cpu_family(void) {
+#if FASTNN_SIMD
+    unsigned eax, ebx, ecx, edx;
+    if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx))
+        return 0;
+    unsigned family = (eax >> 8) & 0xf;
+    return family == 0xf ? family + ((eax >> 20) & 0xff) : family;
+#else
+    return 0;
+#endif
+}
+
+/* Whether the 64-byte versions are the default: everywhere they exist except on AMD's cores before
+ * Zen 5 (family 0x1A), which run a 512-bit operation as two 256-bit halves (bench/bench_mlp.py's
+ * micro-kernel widths rows measure both). FASTNN_SIMD=avx2 or avx512 chooses either anyway. */
 static int fastnn_simd512_preferred(void) {
 #if FASTNN_SIMD
-    return fastnn_simd512_available() && !__builtin_cpu_is("amd");
+    return fastnn_simd512_available() && (!__builtin_cpu_is("amd") || fastnn_cpu_family() >= 0x1a);
 #else
     return 0;
 #endif

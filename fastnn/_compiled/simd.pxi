@@ -1,6 +1,6 @@
 # The AVX2 + FMA paths (microkernels.h, lanes.h, dropout.h) are compiled next to the baseline code
 # and used only on CPUs that have them, the micro-kernels at AVX-512's width where the CPU has
-# AVX-512 F and DQ and runs it at full width (fastnn_simd512_preferred). FASTNN_SIMD in the
+# AVX-512 F and DQ and runs it at full width (fastnn_simd512_preferred: Intel's, and AMD's from Zen 5). FASTNN_SIMD in the
 # environment picks: 0 the portable paths, avx2 no AVX-512, avx512 AVX-512 wherever the CPU has
 # it; _set_simd and _set_wide switch them for tests.
 
