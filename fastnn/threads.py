@@ -94,23 +94,22 @@ def set_num_threads(n: Optional[int], pool: bool = False) -> None:
     fit_parallel's workers still use one thread each. None: back to the default (no pool; BLAS
     back to the limit it had before the first call)."""
     global _original, _setting, _pool
+    from .validation import check_positive_int
     if not isinstance(pool, (bool, np.bool_)):
         raise TypeError(f"pool must be True or False, got {pool!r}")
-    _pool = bool(pool) and n is not None
-    from .validation import check_positive_int
     if n is None:
         with _changing_blas():
             if _original is not None:
                 _original.restore_original_limits()
             _original = None
-        _setting = None
+        _setting, _pool = None, False
         return
-    n = check_positive_int("n", n)
+    n = check_positive_int("n", n)  # before anything changes
     with _changing_blas():
         limits = _blas().limit(limits=n, user_api="blas")
         if _original is None:
             _original = limits
-    _setting = n
+    _setting, _pool = n, bool(pool)
 
 
 def pool_threads() -> int:

@@ -130,7 +130,7 @@ class Trainer:
             top_k=top_k, dropout=dropout, dropout_seed=dropout_seed, penalties=penalties,
             threads=pool_threads() if threads is None else threads)
         # the pool's workers each call a one-thread BLAS
-        self._blas = one_thread_blas if self.run.threads > 1 and self.path == "pool" else contextlib.nullcontext
+        self._blas = one_thread_blas if self.path == "pool" else contextlib.nullcontext
 
     def loss_and_count(self) -> tuple[float, int]:
         """(mean loss, correct count) of one epoch that updates nothing (the gradient of its last

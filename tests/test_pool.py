@@ -200,6 +200,10 @@ def test_the_pool_is_asked_for(backend):
             "pool" if fnn.get_backend() == "cython" else "layers")
         with pytest.raises(TypeError, match="pool must be True or False"):
             fnn.set_num_threads(2, pool="yes")
+        fnn.set_num_threads(2)
+        with pytest.raises(ValueError, match="n must be >= 1"):
+            fnn.set_num_threads(0, pool=True)
+        assert threads.pool_threads() == 1 and fnn.get_num_threads() == 2  # a refused call changes nothing
     finally:
         fnn.set_num_threads(None)
     assert threads.pool_threads() == 1

@@ -115,8 +115,9 @@ static void* fastnn_pool_helper(void* arg) {
     uint32_t seen = 0;
     for (;;) {
         uint32_t generation = __atomic_load_n(&pool->generation, __ATOMIC_ACQUIRE);
-        for (int spin = 0; generation == seen && spin < FASTNN_POOL_SPINS; spin++) {
-            FASTNN_PAUSE();
+        for (int spin = 0; generation == seen && spin < FASTNN_POOL_SPINS
+                           && !__atomic_load_n(&pool->quit, __ATOMIC_ACQUIRE); spin++) {
+            FASTNN_PAUSE();  /* the stop of the pool need not wait out the spin */
             generation = __atomic_load_n(&pool->generation, __ATOMIC_ACQUIRE);
         }
         if (generation == seen) {
