@@ -9,6 +9,7 @@ parameters and results. What they must agree on lives here, and both import it:
   counts correct predictions (None: not a classification loss), and the output activation computed
   inside the loss (from logits);
 - the layout of the flat parameter buffer;
+- what a bfloat16 product is (`check_bfloat16`);
 - `TrainingRun` and `Update`, what `train_epochs` takes, by name;
 - the argument checks and their error messages, so the twins raise the same errors.
 
@@ -141,6 +142,33 @@ def pool_threads(threads: int, rows: int, sizes) -> int:
     return int(threads) if threads > 1 and work >= POOL_MIN_WORK else 1
 
 
+# ----------------------------------------------------------------------------- bfloat16 products
+# With bfloat16 on, each of a dense layer's three products (X·W forward, Xᵀ·dZ and dZ·Wᵀ backward)
+# takes its two operands rounded from float32 to bfloat16 (8 bits of mantissa): to nearest, ties to
+# even; a float32 subnormal becomes a zero of its sign (bfloat16 hardware treats them so); a NaN
+# stays a NaN. Each product of two bfloat16 is exact in float32, and the sums are in float32, in an
+# order each twin chooses (so the twins agree to float32 rounding of the rounded operands). The
+# parameters, the bias, the activations, the loss and the optimizer stay float32: only the
+# products' operands are rounded, as PyTorch's autocast and Keras' "mixed_bfloat16" do.
+
+
+def check_bfloat16(bfloat16, dtype) -> None:
+    """bfloat16: a bool, True only for float32 (a float64 model keeps its float64 products)."""
+    if not isinstance(bfloat16, (bool, np.bool_)):
+        raise ValueError(f"bfloat16 must be a bool, got {bfloat16!r}")
+    if bfloat16 and np.dtype(dtype) != np.float32:
+        raise ValueError(f"bfloat16 products need float32 parameters, got {np.dtype(dtype).name}")
+
+
+def check_rounding(a, out) -> None:
+    """round_bfloat16's checks: a and out (n,) float32, C-contiguous, out writeable."""
+    _check_array("a", a, 1, np.float32)
+    _check_array("out", out, 1, np.float32)
+    same_shape("out", out, a.shape)
+    if not (a.flags.c_contiguous and out.flags.c_contiguous and out.flags.writeable):
+        raise ValueError("a and out must be C-contiguous, and out writeable")
+
+
 def check_threads(threads) -> None:
     if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or not 1 <= threads <= 64:
         raise ValueError(f"threads must be an int from 1 to 64, got {threads!r}")
@@ -159,7 +187,7 @@ def check_network(sizes, codes) -> tuple[list, list]:
     return sizes, codes
 
 
-def check_predict(sizes, codes, params, X, out, rows: int, threads) -> None:
+def check_predict(sizes, codes, params, X, out, rows: int, threads, bfloat16=False) -> None:
     """network_predict's checks, shared by both twins."""
     sizes, codes = check_network(sizes, codes)
     dtype = params.dtype if isinstance(params, np.ndarray) else None
@@ -176,6 +204,7 @@ def check_predict(sizes, codes, params, X, out, rows: int, threads) -> None:
     if isinstance(rows, bool) or not isinstance(rows, (int, np.integer)) or rows < 1:
         raise ValueError(f"rows must be an int >= 1, got {rows!r}")
     check_threads(threads)
+    check_bfloat16(bfloat16, dtype)
 
 
 # ----------------------------------------------------------------------------- train_epochs' arguments
@@ -252,6 +281,8 @@ class TrainingRun:
     penalties: (L, 2) float64 (l1, l2) per layer, or None: Keras' kernel regularizers, adding
     l1 sum|W| + l2 sum W² to each batch's loss and l1 sign(W) + 2 l2 W to W's gradient.
 
+    bfloat16: the dense layers' products take bfloat16 operands (see check_bfloat16); float32 only.
+
     threads: how many threads may share each step (>= 1). The compiled twin shares the steps of
     large networks among that many (its "pool" path, step_path); reruns with the same count give
     the same results bit for bit, other counts the same to rounding. The NumPy twin runs on one.
@@ -282,6 +313,7 @@ class TrainingRun:
     dropout_seed: int = 0
     penalties: Optional[np.ndarray] = None
     threads: int = 1
+    bfloat16: bool = False
 
 
 _MASK64 = (1 << 64) - 1
@@ -498,6 +530,7 @@ def check_run(run: TrainingRun, order, step: int, epoch_loss, epoch_correct, epo
         if not np.all(np.isfinite(run.penalties) & (run.penalties >= 0)):
             raise ValueError(f"penalties must be finite and >= 0, got {run.penalties.tolist()}")
     check_threads(run.threads)
+    check_bfloat16(run.bfloat16, dtype)
     _check_array("epoch_correct", epoch_correct, 1, np.int64)
     same_shape("epoch_correct", epoch_correct, (epochs,))
     _check_array("epoch_metrics", epoch_metrics, 2, np.float64)

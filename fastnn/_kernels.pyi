@@ -23,17 +23,23 @@ def activation_grad(A: NDArray[_F], dA: NDArray[_F], activation: int, out: NDArr
 
 # ----------------------------------------------------------------------------- dense layer
 
-def dense_forward(X: NDArray[_F], W: NDArray[_F], b: NDArray[_F], activation: int, out: NDArray[_F]) -> None:
-    """out = f(X @ W + b). X: (batch, n_in), W: (n_in, n_out), b: (n_out,), out: (batch, n_out)."""
+def round_bfloat16(a: NDArray[np.float32], out: NDArray[np.float32]) -> None:
+    """out = a rounded to bfloat16 (and widened back to float32). a, out: (n,); out may be a."""
+
+def dense_forward(X: NDArray[_F], W: NDArray[_F], b: NDArray[_F], activation: int, out: NDArray[_F],
+                  bfloat16: bool = False) -> None:
+    """out = f(X @ W + b). X: (batch, n_in), W: (n_in, n_out), b: (n_out,), out: (batch, n_out);
+    bfloat16: the product of X and W rounded to bfloat16 (float32 only)."""
 
 def dense_backward(X: NDArray[_F], W: NDArray[_F], A: NDArray[_F], dA: NDArray[_F], activation: int,
-                   dZ: NDArray[_F], dW: NDArray[_F], db: NDArray[_F], dX: Optional[NDArray[_F]] = None) -> None:
+                   dZ: NDArray[_F], dW: NDArray[_F], db: NDArray[_F], dX: Optional[NDArray[_F]] = None,
+                   bfloat16: bool = False) -> None:
     """dZ = dA*f'(Z) (may be dA), db, dW = X.T @ dZ, dX = dZ @ W.T; shapes as in dense_forward."""
 
 def network_predict(sizes: NDArray[np.int64], codes: NDArray[np.int64], params: NDArray[_F], X: NDArray[_F],
-                    out: NDArray[_F], rows: int, threads: int) -> None:
+                    out: NDArray[_F], rows: int, threads: int, bfloat16: bool = False) -> None:
     """out = the network's output for X (n, sizes[0]) -> (n, sizes[-1]), `rows` rows at a time, the
-    chunks shared by `threads` threads when the work is large enough."""
+    chunks shared by `threads` threads when the work is large enough; bfloat16 products when `bfloat16`."""
 
 # ----------------------------------------------------------------------------- losses
 
@@ -116,6 +122,9 @@ def _wide_available() -> bool:
 
 def _set_wide(on: bool) -> bool:
     """Use the AVX-512 micro-kernels (when available) or the AVX2 ones; returns the previous setting."""
+
+def _bf16_path() -> Literal["avx512bf16", "emulation"]:
+    """How bfloat16 products are computed now (AVX512-BF16 when the CPU has it and the vector paths are on)."""
 
 def _simd_level() -> Literal["avx512", "avx2", "portable"]:
     """The vector paths in use (FASTNN_SIMD=0|avx2|avx512 picks at import)."""

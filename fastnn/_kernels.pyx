@@ -8,6 +8,8 @@ One extension, written by family in fastnn/_compiled/ and included here in depen
   simd.pxi         the switch for the AVX2 + FMA micro-kernels and lanes (FASTNN_SIMD)
   activations.pxi  activate, activation_grad
   matmul.pxi       the three products of a dense layer and the one chooser of their path
+  pool.pxi         fastnn's thread pool (pool.h)
+  bf16.pxi         round_bfloat16, and the products with bfloat16 operands (bf16.h), shared by the pool
   dense.pxi        dense_forward, dense_backward
   losses.pxi       sigmoid_bce, softmax_cce, softmax_sparse_cce, mse, poisson_nll
   metrics.pxi      binary_correct, categorical_correct, sparse_correct, metric_sum, sparse_metric_sum
@@ -49,6 +51,8 @@ include "_compiled/cmath.pxi"
 include "_compiled/simd.pxi"
 include "_compiled/activations.pxi"
 include "_compiled/matmul.pxi"
+include "_compiled/pool.pxi"
+include "_compiled/bf16.pxi"
 include "_compiled/dense.pxi"
 include "_compiled/losses.pxi"
 include "_compiled/metrics.pxi"

@@ -14,6 +14,7 @@ from typing import Optional
 import numpy as np
 
 from . import layers, trainer
+from .backend import ops
 from .model import Sequential
 from .validation import check_real
 
@@ -21,6 +22,10 @@ from .validation import check_real
 # Finite differences in float64 are good to ~1e-9 relative, so a float64 backward pass that is right
 # lands far below 1e-6, while a wrong formula is off by a sizeable fraction of the gradient.
 TOLERANCE = {np.dtype(np.float32): 1e-3, np.dtype(np.float64): 1e-6}
+# A bfloat16 model's products round every operand to 8 significant bits (a relative 2⁻⁹), the
+# activations and dZ as well as W, which a smooth reference cannot follow: its gradient is compared
+# with that of the network whose weights are rounded, to a tolerance of a few roundings.
+BFLOAT16_TOLERANCE = 3e-2
 # The default step h = cbrt(float64 eps) · max(1, |w|), where a central difference's truncation
 # error (∝ h²) and rounding error (∝ eps / h) meet.
 _STEP = np.finfo(np.float64).eps ** (1 / 3)
@@ -48,9 +53,15 @@ class GradcheckResult:
 
 
 def _float64_twin(model: Sequential) -> Sequential:
-    """The same network in float64 with the same weights, for the finite differences."""
+    """The same network in float64 with the same weights (a bfloat16 model's W rounded to bfloat16,
+    as its products take them), for the finite differences."""
     twin = Sequential([layers.from_config(layer.config()) for layer in model.dense_layers], seed=0, dtype="float64")
-    twin.set_weights(model.get_weights())
+    weights = model.get_weights()
+    if model.precision == "bfloat16":
+        for i in range(0, len(weights), 2):
+            flat = weights[i].reshape(-1)
+            ops().round_bfloat16(flat, flat)
+    twin.set_weights(weights)
     twin.compile(loss=model.loss, optimizer="sgd")
     return twin
 
@@ -64,7 +75,10 @@ def gradcheck(model: Sequential, X, y, eps: Optional[float] = None,
     X: (n_samples, n_in); y: as model.fit takes it. Keep both small: the check runs two passes
     of the training step per parameter.
     eps: the finite-difference step; default cbrt(float64 eps) · max(1, |w|) per parameter.
-    tolerance: pass threshold on the relative error; default 1e-6 for float64 models, 1e-3 for float32.
+    tolerance: pass threshold on the relative error; default 1e-6 for float64 models, 1e-3 for float32,
+    BFLOAT16_TOLERANCE for precision="bfloat16", whose gradient is compared with the exact gradient
+    of the network with its weights rounded to bfloat16 (its activations and dZ are rounded too,
+    which the tolerance allows for).
 
     The analytic gradient is the training step's own (one full-batch pass that updates nothing),
     in the model's dtype on the active backend, so the check covers the path fit takes, the lanes
@@ -81,7 +95,8 @@ def gradcheck(model: Sequential, X, y, eps: Optional[float] = None,
         raise RuntimeError("call model.compile(loss, optimizer) before gradcheck(model, ...)")
     if eps is not None:
         eps = check_real("eps", eps, low=0.0, low_open=True)
-    tolerance = TOLERANCE[model.dtype] if tolerance is None else check_real("tolerance", tolerance, low=0.0)
+    default = BFLOAT16_TOLERANCE if model.precision == "bfloat16" else TOLERANCE[model.dtype]
+    tolerance = default if tolerance is None else check_real("tolerance", tolerance, low=0.0)
 
     data = trainer.Data.for_model(model, X, y)
     # Dropout's masks are those of step 1 in every pass, so the loss differentiated is one function.

@@ -19,7 +19,7 @@ from .progress import Progress
 from .layers import Dense, Dropout, Input
 from .network import PREDICT_ROWS, Network
 from .trainer import Data, Epochs, Trainer, evaluator
-from .validation import as_features, as_weights, check_dtype, check_positive_int, check_real
+from .validation import as_features, as_weights, check_dtype, check_positive_int, check_precision, check_real
 
 # fit returns to Python about this often (seconds) when nothing needs it after every epoch.
 _CHUNK_SECONDS = 0.1
@@ -51,6 +51,10 @@ class Sequential:
     or model.add(layer) one at a time.
 
     dtype: "float32" (default) or "float64"; all parameters and computations use it.
+    precision: None (default), or "bfloat16" for a float32 model: the matrix products of training
+    and prediction take their operands rounded to bfloat16 (about 3 significant digits) and sum in
+    float32; the weights, biases, activations, loss and optimizer stay float32 (mixed precision, as
+    PyTorch's autocast and Keras' "mixed_bfloat16"). Fast on CPUs with AVX512-BF16.
     seed: seeds the generator used for initialisation and shuffling (same seed, same run).
     network: the fastnn.network.Network that holds the parameters and their gradients, once the
     model is built: as soon as it knows its input width (the first Dense's n_in, an Input,
@@ -58,10 +62,11 @@ class Sequential:
     """
 
     def __init__(self, layers: Optional[Sequence[Union[Dense, Input]]] = None, seed: Optional[int] = None,
-                 dtype: str = "float32"):
+                 dtype: str = "float32", precision: Optional[str] = None):
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
             raise ValueError(f"seed must be a non-negative int or None, got {seed!r}")
         self.dtype = check_dtype(dtype)
+        self.precision = check_precision(precision, self.dtype)
         self.seed = seed
         self._rng = np.random.default_rng(seed)
         self._sequence: list[Union[Dense, Dropout]] = []  # the layers as given
@@ -92,7 +97,7 @@ class Sequential:
     # Unpickling (joblib and Dask ship models between processes): pickled views come back as
     # copies, so the layers' W and b must become views into the network's buffer again.
     def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
+        self.__dict__.update({"precision": None, **state})  # (pickled before precision existed: None)
         if self.network is not None:
             self._bind_layers()
 
@@ -158,7 +163,7 @@ class Sequential:
             return
         kept = [] if self.network is None else [a.copy() for pair in zip(self.network.W, self.network.b) for a in pair]
         self.network = Network([self.n_in] + [layer.n_out for layer in self._layers],
-                               [layer.code for layer in self._layers], self.dtype)
+                               [layer.code for layer in self._layers], self.dtype, self.precision == "bfloat16")
         self._bind_layers()
         for i, layer in enumerate(self._layers):
             if 2 * i < len(kept):
@@ -243,13 +248,15 @@ class Sequential:
             out.append("  ".join(cell.ljust(w) for cell, w in zip(r, widths)))
             if j == 0:
                 out.append(line)
-        out += [line, f"total params: {self.count_params():,} ({self.dtype.name})"]
+        products = "" if self.precision is None else f", {self.precision} products"
+        out += [line, f"total params: {self.count_params():,} ({self.dtype.name}{products})"]
         if self.loss is not None:
             out.append(f"loss: {self.loss}, optimizer: {self.optimizer!r}")
         print_fn("\n".join(out))
 
     def __repr__(self) -> str:
-        return f"Sequential({self._sequence!r}, dtype={self.dtype.name!r})"
+        precision = "" if self.precision is None else f", precision={self.precision!r}"
+        return f"Sequential({self._sequence!r}, dtype={self.dtype.name!r}{precision})"
 
     # ------------------------------------------------------------------ weights
 
@@ -676,13 +683,13 @@ class Sequential:
     # ------------------------------------------------------------------ files
 
     def get_config(self) -> dict:
-        """The model as JSON-able settings (Keras' get_config): dtype, seed, the layers' configs,
+        """The model as JSON-able settings (Keras' get_config): dtype, precision, seed, the layers' configs,
         and what compile was given. Sequential.from_config(config) makes a model like this one,
         with fresh weights."""
         compiled = None
         if self.loss is not None:
             compiled = {"loss": self.loss, "optimizer": self.optimizer.config(), "metrics": self._metric_specs}
-        return {"dtype": self.dtype.name, "seed": self.seed, "input": self._input,
+        return {"dtype": self.dtype.name, "precision": self.precision, "seed": self.seed, "input": self._input,
                 "layers": [layer.config() for layer in self._sequence], "compile": compiled}
 
     @classmethod
@@ -690,7 +697,7 @@ class Sequential:
         """The model get_config() describes, built if its input width is known, compiled if it was."""
         first = [Input(shape=(config["input"],))] if config.get("input") is not None else []
         model = cls(first + [layers.from_config(c) for c in config["layers"]], seed=config.get("seed"),
-                    dtype=config["dtype"])
+                    dtype=config["dtype"], precision=config.get("precision"))
         compiled = config.get("compile")
         if compiled is not None:
             model.compile(compiled["loss"], optimizers.from_config(compiled["optimizer"]),

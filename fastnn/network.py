@@ -13,7 +13,7 @@ import numpy as np
 
 from . import _contract
 from .backend import get_backend, ops
-from .threads import one_thread_blas, pool_threads
+from .threads import one_thread_blas, product_threads
 
 
 # Rows per chunk of predict: large enough to amortise each kernel call, small enough that the
@@ -22,7 +22,8 @@ PREDICT_ROWS = 1024
 
 
 class Network:
-    """sizes: (L+1,) layer widths; codes: (L,) activation codes (fastnn._contract); dtype.
+    """sizes: (L+1,) layer widths; codes: (L,) activation codes (fastnn._contract); dtype;
+    bfloat16: the products take bfloat16 operands (fastnn._contract's bfloat16 products; float32).
 
     Attributes: sizes and codes (int64 arrays); params and grads, (n_params,) of `dtype`;
     slices[l], where layer l lies in them; W[l] (n_in, n_out), b[l] (n_out,), dW[l], db[l], views;
@@ -31,10 +32,12 @@ class Network:
     batch (fastnn._contract.TrainingRun.stop).
     """
 
-    def __init__(self, sizes: Sequence[int], codes: Sequence[int], dtype):
+    def __init__(self, sizes: Sequence[int], codes: Sequence[int], dtype, bfloat16: bool = False):
         self.sizes = np.array(sizes, np.int64)
         self.codes = np.array(codes, np.int64)
         self.dtype = np.dtype(dtype)
+        _contract.check_bfloat16(bfloat16, self.dtype)
+        self.bfloat16 = bool(bfloat16)
         self.slices, n_params = _contract.layout(self.sizes)
         self.params = np.zeros(n_params, self.dtype)
         self.grads = np.zeros(n_params, self.dtype)
@@ -55,10 +58,10 @@ class Network:
     # views must point into the unpickled buffers again.
     def __getstate__(self) -> dict:
         return {"sizes": self.sizes, "codes": self.codes, "dtype": self.dtype, "params": self.params,
-                "grads": self.grads}
+                "grads": self.grads, "bfloat16": self.bfloat16}
 
     def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
+        self.__dict__.update({"bfloat16": False, **state})  # (pickled before bfloat16 existed: False)
         self.slices, _ = _contract.layout(self.sizes)
         self._make_views()
         self.lock = threading.Lock()
@@ -103,15 +106,15 @@ class Network:
         outputs = [np.empty((X.shape[0], int(width)), self.dtype) for width in self.sizes[1:]]
         a = X
         for l, out in enumerate(outputs):
-            ops().dense_forward(a, self.W[l], self.b[l], int(self.codes[l]), out)
+            ops().dense_forward(a, self.W[l], self.b[l], int(self.codes[l]), out, self.bfloat16)
             a = out
         return outputs
 
     def predict(self, X: np.ndarray, out: np.ndarray, rows: int = PREDICT_ROWS) -> None:
         """out = the network's output for X, `rows` rows at a time, the chunks shared by
-        fastnn's pool (fastnn.threads.pool_threads()) when the work is large. X: (n, sizes[0]) and
+        fastnn's pool (fastnn.threads.product_threads) when the work is large. X: (n, sizes[0]) and
         out: (n, sizes[-1]), C-contiguous, of the network's dtype."""
-        threads = pool_threads()
+        threads = product_threads(self.bfloat16)
         pooled = _contract.pool_threads(threads, X.shape[0], self.sizes) > 1 and get_backend() == "cython"
         with one_thread_blas() if pooled else contextlib.nullcontext():  # each of the pool's workers: one
-            ops().network_predict(self.sizes, self.codes, self.params, X, out, rows, threads)
+            ops().network_predict(self.sizes, self.codes, self.params, X, out, rows, threads, self.bfloat16)

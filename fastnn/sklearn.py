@@ -6,7 +6,9 @@ Change one import and a pipeline, grid search or pickled model keeps working:
 
 The constructors take scikit-learn's parameters with the same names, meanings and defaults, plus
 `dtype` (None: float32 input stays float32, anything else is float64, as scikit-learn does;
-"float32" asks for the fast path). Training follows scikit-learn's algorithm step for step (the
+"float32" asks for the fast path) and `precision` (None, or "bfloat16": the matrix products take
+bfloat16 operands with float32 sums and float32 weights, fastnn.Sequential's precision; with
+dtype None it makes the model float32). Training follows scikit-learn's algorithm step for step (the
 same initialisation from `random_state`, the same shuffles, batches, L2 penalty, sample weights,
 learning-rate schedules, stopping rules and attributes), but each epoch is one call of the training
 step (fastnn.trainer) with the GIL released, and L-BFGS evaluates the loss and gradient with one
@@ -135,6 +137,8 @@ class _BaseMLP(BaseEstimator):
     def _dtype(self, X):
         if self.dtype is not None:
             return np.dtype(self.dtype)
+        if self.precision == "bfloat16":  # float32 master weights under bfloat16 products
+            return np.dtype(np.float32)
         return X.dtype if X.dtype == np.float32 else np.dtype(np.float64)
 
     def _as_dense(self, X, dtype):
@@ -147,7 +151,7 @@ class _BaseMLP(BaseEstimator):
         n_layers = len(weights) // 2
         names = [_ACTIVATIONS[self.activation]] * (n_layers - 1) + [_ACTIVATIONS[self.out_activation_]]
         layers = [Dense(W.shape[0], W.shape[1], name) for W, name in zip(weights[0::2], names)]
-        model = Sequential(layers, seed=0, dtype=np.dtype(dtype).name)
+        model = Sequential(layers, seed=0, dtype=np.dtype(dtype).name, precision=self.precision)
         model.set_weights(weights)
         # model_ comes compiled with the matching fastnn optimizer, for users who go on with model_.fit
         # (fastnn's SGD takes momentum < 1). The estimator itself trains with _Optimizer's state.
@@ -491,7 +495,7 @@ class _BaseMLP(BaseEstimator):
         return tags
 
 
-_DTYPE = {"dtype": [None, StrOptions({"float32", "float64"})]}
+_DTYPE = {"dtype": [None, StrOptions({"float32", "float64"})], "precision": [None, StrOptions({"bfloat16"})]}
 
 
 class MLPClassifier(ClassifierMixin, _BaseMLP):
@@ -508,7 +512,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                  batch_size="auto", learning_rate="constant", learning_rate_init=0.001, power_t=0.5, max_iter=200,
                  shuffle=True, random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1, beta_1=0.9,
-                 beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000, dtype=None):
+                 beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000, dtype=None,
+                 precision=None):
         self._store(locals())
 
     loss = "log_loss"  # scikit-learn's name for the classifier's loss (not a parameter)
@@ -599,7 +604,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
                  alpha=0.0001, batch_size="auto", learning_rate="constant", learning_rate_init=0.001, power_t=0.5,
                  max_iter=200, shuffle=True, random_state=None, tol=1e-4, verbose=False, warm_start=False,
                  momentum=0.9, nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1, beta_1=0.9,
-                 beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000, dtype=None):
+                 beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000, dtype=None,
+                 precision=None):
         self._store(locals())
 
     def _validate_input(self, X, y, incremental, reset):

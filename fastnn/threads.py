@@ -120,6 +120,14 @@ def pool_threads() -> int:
     return get_num_threads() if threading.current_thread() is threading.main_thread() else 1
 
 
+def product_threads(bfloat16: bool) -> int:
+    """The threads of fastnn's own that a fit or predict started from the calling thread shares its
+    work among (fastnn._contract.TrainingRun.threads): pool_threads(), except that bfloat16
+    products, which BLAS does not compute, always take get_num_threads() (one in the workers of
+    fit_parallel and of thread-backed searches)."""
+    return get_num_threads() if bfloat16 else pool_threads()
+
+
 def get_num_threads() -> int:
     """The threads a fit started from the calling thread may use (see this module's rules)."""
     local = getattr(_local, "threads", None)

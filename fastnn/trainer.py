@@ -25,7 +25,7 @@ import numpy as np
 from . import _contract
 from .backend import ops
 from .network import Network
-from .threads import one_thread_blas, pool_threads
+from .threads import one_thread_blas, product_threads
 from .validation import as_features, as_sample_weight, as_targets, class_weights
 
 
@@ -114,7 +114,7 @@ class Trainer:
     network.grads by default (a pass that must not disturb a fit, such as evaluate, brings its
     own). The other options are TrainingRun's: l2, loss_scale; metrics (codes), top_k; dropout
     (per layer), dropout_seed; penalties (per layer); threads, of fastnn's pool (default:
-    fastnn.threads.pool_threads() in the calling thread). The run's stop flag is network.stop.
+    fastnn.threads.product_threads in the calling thread). The run's stop flag is network.stop.
     """
 
     def __init__(self, network: Network, loss: int, data: Data, batch: int, update: Optional[_contract.Update] = None,
@@ -128,7 +128,7 @@ class Trainer:
             Y=None if sparse else data.y, labels=data.y if sparse else None, sample_weight=data.sample_weight,
             batch=batch, update=update, l2=l2, loss_scale=loss_scale, stop=network.stop, metrics=metrics,
             top_k=top_k, dropout=dropout, dropout_seed=dropout_seed, penalties=penalties,
-            threads=pool_threads() if threads is None else threads)
+            threads=product_threads(network.bfloat16) if threads is None else threads, bfloat16=network.bfloat16)
         # the pool's workers each call a one-thread BLAS
         self._blas = one_thread_blas if self.path == "pool" else contextlib.nullcontext
 

@@ -6,6 +6,7 @@ Messages name the argument and say what was expected.
 """
 import math
 import numbers
+from typing import Optional
 
 import numpy as np
 
@@ -22,6 +23,19 @@ def check_dtype(dtype) -> np.dtype:
     if dt is None or dt.name not in DTYPES or not dt.isnative:
         raise ValueError(f"dtype must be one of {list(DTYPES)} (native byte order), got {dtype!r}")
     return np.dtype(dt.name)
+
+
+PRECISIONS = (None, "bfloat16")
+
+
+def check_precision(precision, dtype) -> Optional[str]:
+    """The precision of a model's matrix products: None (its dtype's) or "bfloat16" (float32
+    models only: bfloat16 operands, float32 sums)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be None or 'bfloat16', got {precision!r}")
+    if precision == "bfloat16" and np.dtype(dtype) != np.float32:
+        raise ValueError(f"precision='bfloat16' needs dtype='float32' (float32 master weights), got dtype={np.dtype(dtype).name!r}")
+    return precision
 
 
 def check_positive_int(name: str, value, minimum: int = 1) -> int:

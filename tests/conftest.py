@@ -190,6 +190,8 @@ def _make_call(name, dtype, rng, batch=5, n_in=4, n_out=3, activation=SIGMOID):
         "activate": (dict(Z=Z, activation=activation, out=zeros(batch, n_out)), ["out"]),
         "activation_grad": (dict(A=A, dA=rand(batch, n_out), activation=activation,
                                  out=zeros(batch, n_out)), ["out"]),
+        # (bfloat16 rounding is of float32 only, whatever dtype the test asks for)
+        "round_bfloat16": (dict(a=rand(n_flat).astype(np.float32), out=np.zeros(n_flat, np.float32)), ["out"]),
         "dense_forward": (dict(X=X, W=W, b=b, activation=activation, out=zeros(batch, n_out)), ["out"]),
         "dense_backward": (dict(X=X, W=W, A=A, dA=rand(batch, n_out), activation=activation,
                                 dZ=zeros(batch, n_out), dW=zeros(n_in, n_out), db=zeros(n_out),

@@ -18,26 +18,8 @@
 # on the whole output (the loss, its gradient, the metrics, dropout masks) stays on the calling
 # thread between the pool's jobs.
 
-from libc.stddef cimport ptrdiff_t
-
-cdef extern from "pool.h" nogil:
-    ctypedef struct fastnn_pool:
-        int helpers
-    ctypedef void (*fastnn_task_fn)(void* ctx, ptrdiff_t task, int worker) noexcept nogil
-    fastnn_pool* fastnn_pool_start(int threads)
-    void fastnn_pool_run(fastnn_pool* pool, fastnn_task_fn fn, void* ctx, ptrdiff_t n_tasks)
-    void fastnn_pool_stop(fastnn_pool* pool)
-
 cdef enum:
     POOL_FORWARD, POOL_BACKWARD, POOL_UPDATE
-
-cdef enum:
-    POOL_PIECES_PER_THREAD = 2  # a product is cut into this many pieces per thread: enough that a slow
-                                # core takes fewer of them, few enough that each copies its operand
-                                # into BLAS's layout once for much work
-    POOL_MIN_PIECE = 64         # a dimension shorter than this is not cut
-    POOL_UPDATE_RANGE = 16384   # parameters per task of the optimizer step
-    POOL_PREDICT_CHUNKS = 8     # network_predict cuts a few rows into this many chunks
 
 
 cdef struct PoolJob:  # what the tasks of one job read
@@ -95,7 +77,7 @@ def _pool_threads(run, sizes, lanes):
     """The threads of the pool that train_epochs shares run's steps with, or 0 for none: the
     contract's pool_threads for a batch, when the step is not on the lanes. sizes: run's layer
     widths (a list)."""
-    if lanes is not None:
+    if lanes is not None or run.bfloat16:
         return 0
     threads = _contract.pool_threads(run.threads, min(run.batch, run.X.shape[0]), sizes)
     return threads if threads > 1 else 0
@@ -279,6 +261,8 @@ cdef struct PredictJob:
     const void* X
     void* out
     void* scratch                 # per worker: two (rows, width) buffers for the hidden layers
+    uint32_t* bf                  # bfloat16 products (float32 only), or NULL: each layer's W as they
+    Py_ssize_t bf_rows            # read it (bf16.pxi), then per worker bf_rows words for a layer's input
 
 
 cdef void _predict_chunk(const PredictJob* job, Py_ssize_t t, int worker, floating* scratch) noexcept nogil:
@@ -287,14 +271,26 @@ cdef void _predict_chunk(const PredictJob* job, Py_ssize_t t, int worker, floati
     cdef const floating* a = <const floating*>job.X + r0 * job.sizes[0]
     cdef floating* hidden = scratch + <Py_ssize_t>worker * 2 * job.rows * job.width
     cdef floating* dst
+    cdef Py_ssize_t bf_at = 0  # the layer's W in job.bf
+    cdef uint32_t* bf_input = NULL
+    for l in range(job.L):
+        n_in, n_out = job.sizes[l], job.sizes[l + 1]
+        bf_at += _bf16_weights_size(n_in, n_out)
+    if job.bf != NULL:
+        bf_input = job.bf + bf_at + <Py_ssize_t>worker * job.bf_rows
+    bf_at = 0
     for l in range(job.L):
         n_in, n_out = job.sizes[l], job.sizes[l + 1]
         if l == job.L - 1:
             dst = <floating*>job.out + r0 * n_out
         else:
             dst = hidden + (l % 2) * job.rows * job.width
-        _dense_forward(a, P + at, P + at + n_in * n_out, <int>job.codes[l], dst, m, n_in, n_out)
+        if floating is float and bf_input != NULL:
+            _bf16_forward(NULL, a, job.bf + bf_at, bf_input, P + at + n_in * n_out, <int>job.codes[l], dst, m, n_in, n_out)
+        else:
+            _dense_forward(a, P + at, P + at + n_in * n_out, <int>job.codes[l], dst, m, n_in, n_out)
         at += n_in * n_out + n_out
+        bf_at += _bf16_weights_size(n_in, n_out)
         a = dst
 
 
@@ -306,17 +302,18 @@ cdef void _predict_task(void* ctx, ptrdiff_t t, int worker) noexcept nogil:
         _predict_chunk(job, t, worker, <double*>job.scratch)
 
 
-def network_predict(sizes, codes, params, X, out, rows, threads):
+def network_predict(sizes, codes, params, X, out, rows, threads, bfloat16=False):
     """out = the output of the network (layer widths sizes (L+1,) int64, activation codes (L,)
-    int64, params (n_params,) in the contract's layout) for X, `rows` rows at a time; the chunks
-    are shared by `threads` threads when the work is large enough (the contract's pool_threads);
-    the output is the same for every thread count. X: (n, sizes[0]), out: (n, sizes[-1])."""
-    _contract.check_predict(sizes, codes, params, X, out, rows, threads)
-    _predict(sizes, codes, params, X, out, rows, threads)
+    int64, params (n_params,) in the contract's layout) for X, `rows` rows at a time, with bfloat16
+    products when `bfloat16`; the chunks are shared by `threads` threads when the work is large
+    enough (the contract's pool_threads); the output is the same for every thread count.
+    X: (n, sizes[0]), out: (n, sizes[-1])."""
+    _contract.check_predict(sizes, codes, params, X, out, rows, threads, bfloat16)
+    _predict(sizes, codes, params, X, out, rows, threads, bool(bfloat16))
 
 
 def _predict(sizes, codes, const floating[::1] params, const floating[:, ::1] X, floating[:, ::1] out, Py_ssize_t rows,
-             int threads):
+             int threads, bint bfloat16):
     """network_predict after its checks, for the dtype of params."""
     cdef const int64_t[::1] size_view = sizes
     cdef const int64_t[::1] code_view = codes
@@ -343,6 +340,21 @@ def _predict(sizes, codes, const floating[::1] params, const floating[:, ::1] X,
     job.X = &X[0, 0]
     job.out = &out[0, 0]
     job.scratch = &scratch_view[0]
+    # bfloat16: every layer's W converted once, then per worker the scratch of a layer's input
+    cdef Py_ssize_t bf_weights = 0, at = 0, bf_at = 0
+    for l in range(L):
+        bf_weights += _bf16_weights_size(size_view[l], size_view[l + 1])
+    job.bf_rows = max([_bf16_rows_size(job.rows, int(w)) for w in sizes[:L]])
+    bf_array = np.empty(bf_weights + workers * job.bf_rows if bfloat16 else 1, np.uint32)
+    cdef uint32_t[::1] bf_view = bf_array
+    job.bf = &bf_view[0] if bfloat16 else NULL
+    if floating is float:
+        if bfloat16:
+            with nogil:
+                for l in range(L):
+                    _bf16_weights(&params[at], job.bf + bf_at, size_view[l], size_view[l + 1])
+                    at += size_view[l] * size_view[l + 1] + size_view[l + 1]
+                    bf_at += _bf16_weights_size(size_view[l], size_view[l + 1])
     cdef fastnn_pool* pool = NULL
     cdef Py_ssize_t t, count = n_chunks
     if workers > 1:

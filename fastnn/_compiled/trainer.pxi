@@ -56,7 +56,7 @@ def _lane_codes(run, sizes=None, codes=None):
     sizes, codes: run's, as lists, when the caller has them."""
     sizes = [int(s) for s in run.sizes] if sizes is None else sizes
     codes = [int(c) for c in run.codes] if codes is None else codes
-    if (not _simd or run.sample_weight is not None or not codes or min(sizes) < 1
+    if (not _simd or run.bfloat16 or run.sample_weight is not None or not codes or min(sizes) < 1
             or max(sizes) * run.params.dtype.itemsize > FASTNN_LANE_MAX_BYTES):
         return None
     if (run.metrics is not None and len(run.metrics)) or (run.dropout is not None and run.dropout.any()):
@@ -93,6 +93,8 @@ cdef struct Layer:
     Py_ssize_t mask_at       # and the mask: 1 / (1 - rate) where kept, else 0
     uint32_t threshold       # keep_bits >= threshold: kept
     double l1, l2            # Keras' kernel regularizers on W
+    Py_ssize_t bw_at, bx_at, bdz_at  # bfloat16 products: offsets in their scratch of W, the input
+                                     # and dZ as the products read them (bf16.pxi)
 
 
 cdef struct Extras:  # what a batch computes besides its loss and gradient: metrics and dropout
@@ -174,27 +176,45 @@ cdef double _loss_and_metrics(const Layer* layers, Py_ssize_t L, const floating*
 
 cdef double _layers_batch(const Layer* layers, Py_ssize_t L, const floating* x, const floating* y,
                           const int64_t* labels, const floating* sw, int loss, floating scale, bint scaled,
-                          const floating* P, floating* G, floating* w, Py_ssize_t rows,
-                          Py_ssize_t* correct, Extras* extras) noexcept nogil:
+                          const floating* P, floating* G, floating* w, uint32_t* bf, fastnn_pool* bf_pool,
+                          Py_ssize_t rows, Py_ssize_t* correct, Extras* extras) noexcept nogil:
     """One batch layer by layer: forward (through each layer's dropout), the loss and its gradient
     (times `scale` when `scaled`), the metrics, backward into G; returns the batch's mean loss and
     adds its correct predictions to *correct. x: (rows, n_in) inputs; y: (rows, n_out) targets or
-    labels: (rows,); sw: (rows,) weights or NULL; w: the work buffer that layers' offsets point into."""
+    labels: (rows,); sw: (rows,) weights or NULL; w: the work buffer that layers' offsets point into;
+    bf: NULL, or (float32) the scratch of bfloat16 products, which their offsets point into;
+    bf_pool: NULL, or the threads that share the bfloat16 products."""
     cdef Py_ssize_t l, i
     cdef floating* d
     cdef floating* z
     cdef floating* mask
+    if floating is float:
+        if bf != NULL:  # W as the products read it, once per step
+            for l in range(L):
+                _bf16_weights(P + layers[l].w_at, bf + layers[l].bw_at, layers[l].n_in, layers[l].n_out)
     for l in range(L):
         _drop_layer_input(layers, l, x, w, extras, rows)
+        if floating is float:
+            if bf != NULL:
+                _bf16_forward(bf_pool, _layer_input(layers, l, x, w), bf + layers[l].bw_at, bf + layers[l].bx_at,
+                              P + layers[l].b_at, layers[l].code, w + layers[l].act_at, rows, layers[l].n_in,
+                              layers[l].n_out)
+                continue
         _dense_forward(_layer_input(layers, l, x, w), P + layers[l].w_at, P + layers[l].b_at, layers[l].code,
                        w + layers[l].act_at, rows, layers[l].n_in, layers[l].n_out)
     cdef double batch_loss = _loss_and_metrics(layers, L, w + layers[L - 1].act_at, y, labels, sw, loss, scale,
                                                scaled, w, rows, correct, extras)
     for l in range(L - 1, -1, -1):
         d = w + layers[l].delta_at
-        _dense_backward(_layer_input(layers, l, x, w), P + layers[l].w_at, w + layers[l].act_at, d,
-                        layers[l].code, d, G + layers[l].w_at, G + layers[l].b_at,
-                        NULL if l == 0 else w + layers[l - 1].delta_at, rows, layers[l].n_in, layers[l].n_out)
+        if floating is float and bf != NULL:
+            _bf16_backward(bf_pool, _layer_input(layers, l, x, w), bf + layers[l].bw_at, bf + layers[l].bx_at,
+                           bf + layers[l].bdz_at, w + layers[l].act_at, d, layers[l].code, d, G + layers[l].w_at,
+                           G + layers[l].b_at, NULL if l == 0 else w + layers[l - 1].delta_at, rows,
+                           layers[l].n_in, layers[l].n_out)
+        else:
+            _dense_backward(_layer_input(layers, l, x, w), P + layers[l].w_at, w + layers[l].act_at, d,
+                            layers[l].code, d, G + layers[l].w_at, G + layers[l].b_at,
+                            NULL if l == 0 else w + layers[l - 1].delta_at, rows, layers[l].n_in, layers[l].n_out)
         if l > 0 and layers[l].rate > 0:  # back through the mask to the previous layer's output
             z = w + layers[l - 1].delta_at
             mask = w + layers[l].mask_at
@@ -326,7 +346,7 @@ def _train(floating[::1] params, run, order, long long step, double[::1] epoch_l
     cdef Layer* layers = <Layer*>PyMem_Malloc(L * sizeof(Layer))
     if layers == NULL:
         raise MemoryError()
-    cdef Py_ssize_t at = 0, p_at = 0, l
+    cdef Py_ssize_t at = 0, p_at = 0, l, bf_size = 0
     for l in range(L):  # the flat parameters in the contract's layout: W then b per layer
         layers[l].n_in = sizes[l]
         layers[l].n_out = sizes[l + 1]
@@ -345,6 +365,13 @@ def _train(floating[::1] params, run, order, long long step, double[::1] epoch_l
             layers[l].mask_at = at + rows_max * sizes[l]
             at += 2 * rows_max * sizes[l]
         layers[l].l1, layers[l].l2 = penalties[l]
+        layers[l].bw_at = bf_size
+        layers[l].bx_at = bf_size + _bf16_weights_size(sizes[l], sizes[l + 1])
+        layers[l].bdz_at = layers[l].bx_at + _bf16_rows_size(rows_max, sizes[l])
+        bf_size = layers[l].bdz_at + _bf16_rows_size(rows_max, sizes[l + 1])
+    bf_array = np.empty(bf_size if run.bfloat16 else 1, np.uint32)  # (check_run: bfloat16 only for float32)
+    cdef uint32_t[::1] bf_view = bf_array
+    cdef uint32_t* bf = &bf_view[0] if run.bfloat16 else NULL
     cdef bint penalized = any(a > 0 or b > 0 for a, b in penalties)
     cdef Py_ssize_t batch_at = at, targets_at = at + rows_max * n_x, weights_at = targets_at + rows_max * n_y
     cdef Py_ssize_t predictions_at = weights_at + rows_max
@@ -422,6 +449,16 @@ def _train(floating[::1] params, run, order, long long step, double[::1] epoch_l
             PyMem_Free(layers)
             raise MemoryError()
         job.pieces = POOL_PIECES_PER_THREAD * threads
+    # bfloat16 products of a large network on several threads: shared by a pool of their own (the
+    # rest of the step stays on the calling thread)
+    cdef fastnn_pool* bf_pool = NULL
+    cdef int bf_threads = _bf16_threads(run, sizes)
+    if bf_threads > 1:
+        bf_pool = fastnn_pool_start(bf_threads)
+        if bf_pool == NULL:
+            fastnn_pool_stop(pool)
+            PyMem_Free(layers)
+            raise MemoryError()
     try:
         with nogil:
             for epoch in range(epochs):
@@ -477,7 +514,7 @@ def _train(floating[::1] params, run, order, long long step, double[::1] epoch_l
                                                        loss_scale != 1.0, P, G, w, rows, &correct, &extras)
                         else:
                             batch_loss = _layers_batch(layers, L, x, y, lab, sw, loss, scale_f, loss_scale != 1.0,
-                                                       P, G, w, rows, &correct, &extras)
+                                                       P, G, w, bf, bf_pool, rows, &correct, &extras)
                     if loss_scale != 1.0:
                         batch_loss = batch_loss * loss_scale
                     if l2 != 0.0:  # the contract's L2 option: on the weights, over the batch's weight sum
@@ -527,6 +564,7 @@ def _train(floating[::1] params, run, order, long long step, double[::1] epoch_l
                     break
     finally:
         fastnn_pool_stop(pool)
+        fastnn_pool_stop(bf_pool)
         PyMem_Free(layers)
     if pending is not None and not isinstance(pending, KeyboardInterrupt):
         raise pending  # what a signal handler of the user's raised

@@ -1,6 +1,7 @@
 """The NumPy twin of fastnn._kernels: the same functions, parameters and results, file by family.
 
   activations.py  activate, activation_grad            the activation table's functions and derivatives
+  bfloat16.py     round_bfloat16                       float32 rounded to bfloat16 (the products' operands)
   dense.py        dense_forward, dense_backward        one dense layer, forward and backward;
                   network_predict                      a network's output for many rows
   losses.py       sigmoid_bce, softmax_cce, ...        losses from logits, with their gradients
@@ -15,12 +16,13 @@ returned but scalars; one dtype (float32 or float64) per call; activations as in
 checks the shapes it relies on and raises the contract's errors.
 """
 from .activations import activate, activation_grad
+from .bfloat16 import round_bfloat16
 from .dense import dense_backward, dense_forward, network_predict
 from .losses import mse, poisson_nll, sigmoid_bce, softmax_cce, softmax_sparse_cce
 from .metrics import binary_correct, categorical_correct, metric_sum, sparse_correct, sparse_metric_sum
 from .optimizers import optimizer_step, scheduled_lr
 from .trainer import step_path, train_epochs
 
-__all__ = ["activate", "activation_grad", "dense_forward", "dense_backward", "network_predict", "sigmoid_bce", "softmax_cce",
+__all__ = ["activate", "activation_grad", "round_bfloat16", "dense_forward", "dense_backward", "network_predict", "sigmoid_bce", "softmax_cce",
            "softmax_sparse_cce", "mse", "poisson_nll", "binary_correct", "categorical_correct", "sparse_correct",
            "metric_sum", "sparse_metric_sum", "optimizer_step", "scheduled_lr", "train_epochs", "step_path"]

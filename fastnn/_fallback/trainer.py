@@ -148,7 +148,7 @@ def _train(run, order, step, epoch_loss, epoch_correct, epoch_metrics, epochs, i
                 if l in dropping:
                     masks[l] = _dropout_mask(run, step + 1, l, (rows, sizes[l]), dtype)
                     inputs[l] = inputs[l] * masks[l]
-                dense_forward(inputs[l], Ws[l], bs[l], codes[l], acts[l + 1][:rows])
+                dense_forward(inputs[l], Ws[l], bs[l], codes[l], acts[l + 1][:rows], run.bfloat16)
             out = acts[L][:rows]
             batch_loss = loss_fn(out, t, deltas[L][:rows], w)
             if loss_scale != 1.0:
@@ -166,7 +166,7 @@ def _train(run, order, step, epoch_loss, epoch_correct, epoch_metrics, epochs, i
             for l in range(L - 1, -1, -1):
                 dA = deltas[l + 1][:rows]
                 dense_backward(inputs[l], Ws[l], acts[l + 1][:rows], dA, codes[l], dA, dWs[l], dbs[l],
-                               deltas[l][:rows] if l > 0 else None)
+                               deltas[l][:rows] if l > 0 else None, run.bfloat16)
                 if l in masks and l > 0:
                     deltas[l][:rows] *= masks[l]
             if l2 != 0.0:
