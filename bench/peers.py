@@ -7,6 +7,7 @@ descent, lr 0.5), and the synthetic MLPs (ReLU hidden, softmax cross-entropy, SG
 momentum 0.9, lr 0.05, float32, batches in order). Imports of the optional peers happen inside the
 functions, so a missing peer only skips its benchmark.
 """
+import contextlib
 import ctypes
 import os
 import platform
@@ -211,7 +212,13 @@ def torch_mlp(sizes):
     return torch.nn.Sequential(*layers)
 
 
-def torch_mlp_train(X, y, sizes, batch):
+def _torch_precision(autocast: bool):
+    """PyTorch's bfloat16 mixed precision on the CPU (one autocast line), or nothing."""
+    import torch
+    return torch.autocast("cpu", dtype=torch.bfloat16) if autocast else contextlib.nullcontext()
+
+
+def torch_mlp_train(X, y, sizes, batch, autocast=False):
     import torch
     m = torch_mlp(sizes)
     opt = torch.optim.SGD(m.parameters(), lr=LR_MLP, momentum=MOMENTUM)
@@ -219,14 +226,16 @@ def torch_mlp_train(X, y, sizes, batch):
     Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
     for s in range(0, len(X), batch):
         opt.zero_grad()
-        lossf(m(Xt[s:s + batch]), yt[s:s + batch]).backward()
+        with _torch_precision(autocast):
+            loss = lossf(m(Xt[s:s + batch]), yt[s:s + batch])
+        loss.backward()
         opt.step()
     return m
 
 
-def torch_mlp_predict(X, m):
+def torch_mlp_predict(X, m, autocast=False):
     import torch
-    with torch.no_grad():
+    with torch.no_grad(), _torch_precision(autocast):
         return m(torch.from_numpy(X)).argmax(1).numpy()
 
 

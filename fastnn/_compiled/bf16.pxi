@@ -119,11 +119,55 @@ cdef void _bf16_gemm(fastnn_pool* pool, const uint32_t* A, Py_ssize_t a_row, Py_
         fastnn_bf16_gemm(A, a_row, a_pair, B, ldb, C, ldc, m, n, k2)
 
 
-cdef void _bf16_weights(const float* W, uint32_t* w, Py_ssize_t n_in, Py_ssize_t n_out) noexcept nogil:
-    """w = W (n_in, n_out) as the products read it: w holds _bf16_weights_size(n_in, n_out) words."""
+cdef struct Bf16Conversion:  # one fastnn_bf16_pack (rows 0) or fastnn_bf16_convert (rows > 0), and its pieces
+    const float* src
+    Py_ssize_t rs, cs, k, n, ldo, rows, piece
+    uint32_t* out
+
+
+cdef void _bf16_conversion_piece(void* ctx, ptrdiff_t t, int worker) noexcept nogil:
+    cdef const Bf16Conversion* c = <const Bf16Conversion*>ctx
+    cdef Py_ssize_t start = t * c.piece
+    if c.rows:  # rows [start, start + piece) of a conversion
+        fastnn_bf16_convert(c.src + start * c.k, min(c.piece, c.rows - start), c.k, c.out + start * _pairs(c.k))
+    else:       # columns [start, start + piece) of a pack
+        fastnn_bf16_pack(c.src + start * c.cs, c.rs, c.cs, c.k, min(c.piece, c.n - start), c.out + start, c.ldo)
+
+
+cdef void _bf16_shared(fastnn_pool* pool, Bf16Conversion* c, Py_ssize_t size) noexcept nogil:
+    """Run the conversion c, its `size` columns (pack) or rows (convert) cut into pieces (multiples
+    of 16) that the pool's threads share; pool NULL: in one piece. Each element is converted alone,
+    so the pieces do not change the result."""
+    cdef Py_ssize_t pieces = 1 if pool == NULL else POOL_PIECES_PER_THREAD * (pool.helpers + 1)
+    c.piece = size if pieces == 1 or size < 16 * pieces else ((size + pieces - 1) // pieces + 15) // 16 * 16
+    if c.piece == size:
+        _bf16_conversion_piece(c, 0, 0)
+    else:
+        fastnn_pool_run(pool, _bf16_conversion_piece, c, (size + c.piece - 1) // c.piece)
+
+
+cdef void _bf16_pack(fastnn_pool* pool, const float* src, Py_ssize_t rs, Py_ssize_t cs, Py_ssize_t k, Py_ssize_t n,
+                     uint32_t* out, Py_ssize_t ldo) noexcept nogil:
+    """fastnn_bf16_pack, shared by the pool's threads (NULL: one)."""
+    cdef Bf16Conversion c
+    c.src, c.rs, c.cs, c.k, c.n, c.out, c.ldo, c.rows = src, rs, cs, k, n, out, ldo, 0
+    _bf16_shared(pool, &c, n)
+
+
+cdef void _bf16_convert(fastnn_pool* pool, const float* src, Py_ssize_t m, Py_ssize_t k, uint32_t* out) noexcept nogil:
+    """fastnn_bf16_convert, shared by the pool's threads (NULL: one)."""
+    cdef Bf16Conversion c
+    c.src, c.k, c.out, c.rows = src, k, out, m
+    _bf16_shared(pool, &c, m)
+
+
+cdef void _bf16_weights(fastnn_pool* pool, const float* W, uint32_t* w, Py_ssize_t n_in,
+                        Py_ssize_t n_out) noexcept nogil:
+    """w = W (n_in, n_out) as the products read it: w holds _bf16_weights_size(n_in, n_out) words;
+    pool: the threads that share the conversion, or NULL."""
     if _bf16_native():
-        fastnn_bf16_pack(W, n_out, 1, n_in, n_out, w, n_out)
-        fastnn_bf16_pack(W, 1, n_out, n_out, n_in, w + _pairs(n_in) * n_out, n_in)
+        _bf16_pack(pool, W, n_out, 1, n_in, n_out, w, n_out)
+        _bf16_pack(pool, W, 1, n_out, n_out, n_in, w + _pairs(n_in) * n_out, n_in)
     else:
         fastnn_bf16_round(W, <float*>w, n_in * n_out)
 
@@ -134,7 +178,7 @@ cdef void _bf16_forward(fastnn_pool* pool, const float* X, const uint32_t* w, ui
     W; x: _bf16_rows_size(m, n_in) words of scratch, which _bf16_backward of the same X reads;
     pool: the threads that share the native products, or NULL."""
     if _bf16_native():
-        fastnn_bf16_convert(X, m, n_in, x)
+        _bf16_convert(pool, X, m, n_in, x)
         _bf16_gemm(pool, x, _pairs(n_in), 1, w, n_out, out, n_out, m, n_out, _pairs(n_in))
     else:
         fastnn_bf16_round(X, <float*>x, m * n_in)
@@ -152,14 +196,40 @@ cdef void _bf16_backward(fastnn_pool* pool, const float* X, const uint32_t* w, u
     cdef uint32_t* x_pairs = x + _pairs(n_in) * m
     cdef uint32_t* dz_pairs = dz + _pairs(n_out) * m
     if _bf16_native():
-        fastnn_bf16_pack(X, n_in, 1, m, n_in, x_pairs, n_in)
-        fastnn_bf16_pack(dZ, n_out, 1, m, n_out, dz_pairs, n_out)
+        _bf16_pack(pool, X, n_in, 1, m, n_in, x_pairs, n_in)
+        _bf16_pack(pool, dZ, n_out, 1, m, n_out, dz_pairs, n_out)
         _bf16_gemm(pool, x_pairs, 1, n_in, dz_pairs, n_out, dW, n_out, n_in, n_out, _pairs(m))
         if dX != NULL:
-            fastnn_bf16_convert(dZ, m, n_out, dz)
+            _bf16_convert(pool, dZ, m, n_out, dz)
             _bf16_gemm(pool, dz, _pairs(n_out), 1, w + _pairs(n_in) * n_out, n_in, dX, n_in, m, n_in, _pairs(n_out))
     else:
         fastnn_bf16_round(dZ, <float*>dz, m * n_out)
         _matmul_tn(<const float*>x, <const float*>dz, dW, m, n_in, n_out)
         if dX != NULL:
             _matmul_nt(<const float*>dz, <const float*>w, dX, m, n_out, n_in)
+
+
+def _bf16_product_rounds(const float[:, ::1] A not None, const float[:, ::1] B not None, float[:, ::1] C not None,
+                         Py_ssize_t reps, int threads):
+    """For benchmarks: `reps` times C = A·B (A: (m, k), B: (k, n), C: (m, n)) with bfloat16
+    operands on the native path (the products of a forward pass: A converted, B packed, once),
+    shared by `threads` threads as a training step shares them, without returning to Python."""
+    cdef Py_ssize_t m = A.shape[0], k = A.shape[1], n = B.shape[1], r
+    if B.shape[0] != k or C.shape[0] != m or C.shape[1] != n or m == 0 or k == 0 or n == 0:
+        raise ValueError("A (m, k), B (k, n), C (m, n), none empty")
+    if not _bf16_native():
+        raise RuntimeError("no AVX512-BF16 here (or FASTNN_SIMD=0): the native bfloat16 products are off")
+    _contract.check_threads(threads)
+    a_array = np.empty(_pairs(k) * m, np.uint32)
+    b_array = np.empty(_pairs(k) * n, np.uint32)
+    cdef uint32_t[::1] a = a_array
+    cdef uint32_t[::1] b = b_array
+    cdef fastnn_pool* pool = fastnn_pool_start(threads) if threads > 1 else NULL
+    if threads > 1 and pool == NULL:
+        raise MemoryError()
+    with nogil:
+        fastnn_bf16_convert(&A[0, 0], m, k, &a[0])
+        fastnn_bf16_pack(&B[0, 0], n, 1, k, n, &b[0], n)
+        for r in range(reps):
+            _bf16_gemm(pool, &a[0], _pairs(k), 1, &b[0], n, &C[0, 0], n, m, n, _pairs(k))
+        fastnn_pool_stop(pool)

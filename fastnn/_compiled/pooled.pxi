@@ -352,7 +352,7 @@ def _predict(sizes, codes, const floating[::1] params, const floating[:, ::1] X,
         if bfloat16:
             with nogil:
                 for l in range(L):
-                    _bf16_weights(&params[at], job.bf + bf_at, size_view[l], size_view[l + 1])
+                    _bf16_weights(NULL, &params[at], job.bf + bf_at, size_view[l], size_view[l + 1])
                     at += size_view[l] * size_view[l + 1] + size_view[l + 1]
                     bf_at += _bf16_weights_size(size_view[l], size_view[l + 1])
     cdef fastnn_pool* pool = NULL

@@ -191,7 +191,7 @@ cdef double _layers_batch(const Layer* layers, Py_ssize_t L, const floating* x, 
     if floating is float:
         if bf != NULL:  # W as the products read it, once per step
             for l in range(L):
-                _bf16_weights(P + layers[l].w_at, bf + layers[l].bw_at, layers[l].n_in, layers[l].n_out)
+                _bf16_weights(bf_pool, P + layers[l].w_at, bf + layers[l].bw_at, layers[l].n_in, layers[l].n_out)
     for l in range(L):
         _drop_layer_input(layers, l, x, w, extras, rows)
         if floating is float:
@@ -366,9 +366,20 @@ def _train(floating[::1] params, run, order, long long step, double[::1] epoch_l
             at += 2 * rows_max * sizes[l]
         layers[l].l1, layers[l].l2 = penalties[l]
         layers[l].bw_at = bf_size
-        layers[l].bx_at = bf_size + _bf16_weights_size(sizes[l], sizes[l + 1])
-        layers[l].bdz_at = layers[l].bx_at + _bf16_rows_size(rows_max, sizes[l])
-        bf_size = layers[l].bdz_at + _bf16_rows_size(rows_max, sizes[l + 1])
+        bf_size += _bf16_weights_size(sizes[l], sizes[l + 1])
+    # the input and dZ of each layer: the emulation keeps the layer's rounded input from its forward
+    # pass to its backward one, so each layer has its own; the native path converts them where
+    # they are read, so the layers share one of each
+    bf_shared = run.bfloat16 and _bf16_native()
+    for l in range(L):
+        if bf_shared and l > 0:
+            layers[l].bx_at, layers[l].bdz_at = layers[0].bx_at, layers[0].bdz_at
+            continue
+        layers[l].bx_at = bf_size
+        layers[l].bdz_at = bf_size + (max([_bf16_rows_size(rows_max, s) for s in sizes[:L]]) if bf_shared else
+                                      _bf16_rows_size(rows_max, sizes[l]))
+        bf_size = layers[l].bdz_at + (max([_bf16_rows_size(rows_max, s) for s in sizes[1:]]) if bf_shared else
+                                      _bf16_rows_size(rows_max, sizes[l + 1]))
     bf_array = np.empty(bf_size if run.bfloat16 else 1, np.uint32)  # (check_run: bfloat16 only for float32)
     cdef uint32_t[::1] bf_view = bf_array
     cdef uint32_t* bf = &bf_view[0] if run.bfloat16 else NULL
@@ -531,8 +542,9 @@ def _train(floating[::1] params, run, order, long long step, double[::1] epoch_l
                     start += rows
                     if updates and not lane_sgd:
                         step += 1
-                        if pool != NULL:
-                            _pooled_update(pool, &job, u, P, G, velocity, m1, m2, n_params, step)
+                        if pool != NULL or bf_pool != NULL:
+                            _pooled_update(pool if pool != NULL else bf_pool, &job, u, P, G, velocity, m1, m2,
+                                           n_params, step)
                         else:
                             _update(u, P, G, velocity, m1, m2, n_params, step)
                     if stop_flag != NULL and stop_flag[0] != 0:  # a stop request: after every batch
