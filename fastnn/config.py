@@ -19,14 +19,17 @@ def _cpu_model() -> str:
 
 
 def config() -> dict:
-    """What show_config prints, as a dict: the CPU, its features, the backend, the vector paths, the
-    threads, and the BLAS libraries loaded."""
+    """What show_config prints, as a dict: the CPU, its features, the backend, the vector paths, how
+    bfloat16 products are computed, the threads, and the BLAS libraries loaded."""
     compiled = backend.kernels("cython") if "cython" in backend.available_backends() else None
     result = {"python": platform.python_version(), "cpu": _cpu_model(), "backend": backend.get_backend(),
               "compiled backend built": compiled is not None}
     if compiled is not None:
         result["cpu features"] = compiled._cpu_features()
         result["vector paths"] = compiled._simd_level()  # micro-kernels: avx512, avx2 or portable
+        # precision="bfloat16": AVX512-BF16's dot products, or rounding then float32 products (no
+        # AMX path yet: see docs/bfloat16.md)
+        result["bfloat16 products"] = compiled._bf16_path()
     result["threads"] = get_num_threads()
     result["pool"] = f"{pool_threads()} threads" if pool_threads() > 1 else "off (BLAS's threads for the products)"
     result["blas"] = [f"{lib.internal_api} {lib.version} ({getattr(lib, 'architecture', '?')}), "

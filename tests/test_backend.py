@@ -147,6 +147,8 @@ def test_show_config_reports_the_cpu_features_paths_threads_and_blas(backend, ca
         assert config["vector paths"] in ("avx512", "avx2", "portable")
         if not features["avx2"]:
             assert config["vector paths"] == "portable"
+        native = features["avx512bf16"] and config["vector paths"] != "portable"
+        assert config["bfloat16 products"] == ("avx512bf16" if native else "emulation")
     fastnn.show_config()
     printed = capsys.readouterr().out
     assert "backend: " + fastnn.get_backend() in printed and "blas:" in printed

@@ -297,3 +297,24 @@ def test_onnx_export_predicts_within_bfloat16_rounding(tmp_path, backend):
     got = sess.run([fnn_onnx.OUTPUT_NAME], {fnn_onnx.INPUT_NAME: X})[0]
     assert got.dtype == np.float32
     np.testing.assert_allclose(got, model.predict(X), atol=2e-2)
+
+
+def test_digits_reach_float32_loss_and_accuracy(backend):
+    pytest.importorskip("sklearn")
+    from sklearn.datasets import load_digits
+    from sklearn.exceptions import ConvergenceWarning
+    from fastnn.sklearn import MLPClassifier
+    X, y = load_digits(return_X_y=True)
+    X = X / 16
+    order = np.random.default_rng(12).permutation(len(X))
+    train, test = order[:900], order[900:]
+    results = {}
+    with pytest.warns(ConvergenceWarning):
+        for precision, dtype in ((None, "float32"), ("bfloat16", None)):
+            clf = MLPClassifier((64,), max_iter=60, random_state=0, dtype=dtype, precision=precision)
+            clf.fit(X[train], y[train])
+            results[precision] = clf.loss_, clf.score(X[test], y[test])
+    (loss32, acc32), (loss16, acc16) = results[None], results["bfloat16"]
+    assert loss16 != loss32  # the products were rounded
+    assert abs(loss16 - loss32) <= 0.02 * loss32
+    assert abs(acc16 - acc32) <= 0.005
