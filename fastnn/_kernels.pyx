@@ -41,6 +41,7 @@ from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 
 import os
+import threading
 
 import numpy as np
 

@@ -270,6 +270,23 @@ def _signal_raised():
     return None
 
 
+_scratch_of_thread = threading.local()
+
+
+def _scratch(str name, Py_ssize_t size, dtype):
+    """A 1-d array of `size` elements of dtype that the calling thread's next train_epochs call
+    reuses. The work buffers of a large network take tens of megabytes; allocated afresh by each call
+    (each fit's chunk), every page of them was faulted in and zeroed by the kernel again, a few percent
+    of a large network's epoch. Nothing is read from them before it is written."""
+    arrays = getattr(_scratch_of_thread, "arrays", None)
+    if arrays is None:
+        arrays = _scratch_of_thread.arrays = {}
+    array = arrays.get(name)
+    if array is None or array.size < size or array.dtype != dtype:
+        array = arrays[name] = np.empty(max(size, 1), dtype)
+    return array[:max(size, 1)]
+
+
 def train_epochs(run, order, long long step, epoch_loss, epoch_correct, epoch_metrics):
     """Train run (fastnn._contract.TrainingRun) for len(epoch_loss) epochs in one call; returns
     (epochs finished, optimizer step count, stopped).
@@ -380,14 +397,14 @@ def _train(floating[::1] params, run, order, long long step, double[::1] epoch_l
                                       _bf16_rows_size(rows_max, sizes[l]))
         bf_size = layers[l].bdz_at + (max([_bf16_rows_size(rows_max, s) for s in sizes[1:]]) if bf_shared else
                                       _bf16_rows_size(rows_max, sizes[l + 1]))
-    bf_array = np.empty(bf_size if run.bfloat16 else 1, np.uint32)  # (check_run: bfloat16 only for float32)
+    bf_array = _scratch("bfloat16", bf_size if run.bfloat16 else 1, np.uint32)  # (check_run: float32 only)
     cdef uint32_t[::1] bf_view = bf_array
     cdef uint32_t* bf = &bf_view[0] if run.bfloat16 else NULL
     cdef bint penalized = any(a > 0 or b > 0 for a, b in penalties)
     cdef Py_ssize_t batch_at = at, targets_at = at + rows_max * n_x, weights_at = targets_at + rows_max * n_y
     cdef Py_ssize_t predictions_at = weights_at + rows_max
     cdef Py_ssize_t last_at = predictions_at + rows_max * n_y
-    work_array = np.empty(last_at + n_params, np.float32 if floating is float else np.float64)
+    work_array = _scratch("work", last_at + n_params, np.float32 if floating is float else np.float64)
     cdef floating[::1] work = work_array
     cdef floating* w = &work[0]
     label_array = np.empty(rows_max, np.int64)
