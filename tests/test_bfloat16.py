@@ -12,7 +12,6 @@ import pytest
 
 import fastnn as fnn
 from fastnn import _contract as C
-from fastnn import _fallback
 from fastnn._fallback.bfloat16 import rounded
 
 EPS32 = float(np.finfo(np.float32).eps)
@@ -158,14 +157,33 @@ def test_twins_compute_the_same_gradient(both_backends):
     X = rng.standard_normal((64, 24)).astype(np.float32)
     y = rng.integers(0, 5, 64)
     grads = []
-    for ops in both_backends:
-        fnn.set_backend("cython" if ops is not _fallback else "python")
-        model = _network([24, 48, 32, 5], activation="relu")
-        model.compile("sparse_categorical_crossentropy", fnn.SGD(0.1))
-        model.fit(X, y, epochs=1, batch_size=64, verbose=0)
+    for name in both_backends:
+        with fnn.use_backend(name):
+            model = _network([24, 48, 32, 5], activation="relu")
+            model.compile("sparse_categorical_crossentropy", fnn.SGD(0.1))
+            model.fit(X, y, epochs=1, batch_size=64, verbose=0)
         grads.append(model.network.grads.copy())
     scale = np.abs(grads[1]).max()
     np.testing.assert_allclose(grads[0], grads[1], atol=1e-3 * scale)
+
+
+@pytest.mark.parametrize("optimizer", ["momentum", "adam"])
+def test_twins_train_to_the_same_weights(both_backends, simd, optimizer):
+    """Several steps: the products after the first read W as the step before left it (the compiled
+    twin converts W in the optimizer's pass)."""
+    rng = np.random.default_rng(13)
+    X = rng.standard_normal((96, 20)).astype(np.float32)
+    y = rng.integers(0, 4, 96)
+    params = []
+    for name in both_backends:
+        with fnn.use_backend(name):
+            model = _network([20, 33, 18, 4], activation="tanh")
+            opt = fnn.SGD(0.1, momentum=0.9) if optimizer == "momentum" else fnn.Adam(0.01, clipnorm=1.0)
+            model.compile("sparse_categorical_crossentropy", opt)
+            model.fit(X, y, epochs=3, batch_size=16, shuffle=False, verbose=0)
+        params.append(model.network.params.copy())
+    moved = np.abs(params[1] - _network([20, 33, 18, 4], activation="tanh").network.params).max()
+    assert np.abs(params[0] - params[1]).max() <= 1e-2 * moved
 
 
 def _fit(precision, seed=0, threads=None, X=None, y=None, epochs=3):

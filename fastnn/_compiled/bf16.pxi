@@ -172,6 +172,16 @@ cdef void _bf16_weights(fastnn_pool* pool, const float* W, uint32_t* w, Py_ssize
         fastnn_bf16_round(W, <float*>w, n_in * n_out)
 
 
+cdef void _bf16_weight_rows(const float* W, uint32_t* w, Py_ssize_t n_in, Py_ssize_t n_out, Py_ssize_t r0,
+                            Py_ssize_t rows) noexcept nogil:
+    """Rows [r0, r0 + rows) of W (n_in, n_out) into w as _bf16_weights lays it out (r0 even)."""
+    if _bf16_native():
+        fastnn_bf16_pack(W + r0 * n_out, n_out, 1, rows, n_out, w + (r0 // 2) * n_out, n_out)
+        fastnn_bf16_pack(W + r0 * n_out, 1, n_out, n_out, rows, w + _pairs(n_in) * n_out + r0, n_in)
+    else:
+        fastnn_bf16_round(W + r0 * n_out, <float*>w + r0 * n_out, rows * n_out)
+
+
 cdef void _bf16_forward(fastnn_pool* pool, const float* X, const uint32_t* w, uint32_t* x, const float* b,
                         int activation, float* out, Py_ssize_t m, Py_ssize_t n_in, Py_ssize_t n_out) noexcept nogil:
     """out = f(X·W + b) with bfloat16 operands. X: (m, n_in), out: (m, n_out); w: _bf16_weights of

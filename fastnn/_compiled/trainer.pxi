@@ -182,16 +182,13 @@ cdef double _layers_batch(const Layer* layers, Py_ssize_t L, const floating* x, 
     (times `scale` when `scaled`), the metrics, backward into G; returns the batch's mean loss and
     adds its correct predictions to *correct. x: (rows, n_in) inputs; y: (rows, n_out) targets or
     labels: (rows,); sw: (rows,) weights or NULL; w: the work buffer that layers' offsets point into;
-    bf: NULL, or (float32) the scratch of bfloat16 products, which their offsets point into;
+    bf: NULL, or (float32) the scratch of bfloat16 products, which their offsets point into, holding W
+    as the products read it (_bf16_all_weights, then _bf16_update after each step);
     bf_pool: NULL, or the threads that share the bfloat16 products."""
     cdef Py_ssize_t l, i
     cdef floating* d
     cdef floating* z
     cdef floating* mask
-    if floating is float:
-        if bf != NULL:  # W as the products read it, once per step
-            for l in range(L):
-                _bf16_weights(bf_pool, P + layers[l].w_at, bf + layers[l].bw_at, layers[l].n_in, layers[l].n_out)
     for l in range(L):
         _drop_layer_input(layers, l, x, w, extras, rows)
         if floating is float:
@@ -221,6 +218,78 @@ cdef double _layers_batch(const Layer* layers, Py_ssize_t L, const floating* x, 
             for i in range(rows * layers[l].n_in):
                 z[i] = z[i] * mask[i]
     return batch_loss
+
+
+cdef enum:
+    BF16_UPDATE_ROWS = 16  # rows of W per task of _bf16_update: W's pairs over its rows take an even
+                           # count, the transpose's pairs 16 words of each of their rows at a time
+
+
+cdef struct Bf16Update:  # _bf16_update's job
+    const Layer* layers
+    Py_ssize_t L
+    const UpdateArgs* u
+    double lr
+    long long step
+    float* P
+    const float* G
+    float* velocity
+    float* m
+    float* v
+    uint32_t* bf
+
+
+cdef inline Py_ssize_t _bf16_update_tasks(const Layer* layer) noexcept nogil:
+    """The tasks of a layer in _bf16_update: its W by blocks of rows, then its b."""
+    return (layer.n_in + BF16_UPDATE_ROWS - 1) // BF16_UPDATE_ROWS + 1
+
+
+cdef void _bf16_update_task(void* ctx, ptrdiff_t t, int worker) noexcept nogil:
+    cdef const Bf16Update* job = <const Bf16Update*>ctx
+    cdef Py_ssize_t l = 0, r0 = 0, rows = 0, at, size
+    while t >= _bf16_update_tasks(&job.layers[l]):
+        t -= _bf16_update_tasks(&job.layers[l])
+        l += 1
+    cdef const Layer* layer = &job.layers[l]
+    if t == _bf16_update_tasks(layer) - 1:  # the bias
+        at, size = layer.b_at, layer.n_out
+    else:
+        r0 = t * BF16_UPDATE_ROWS
+        rows = min(<Py_ssize_t>BF16_UPDATE_ROWS, layer.n_in - r0)
+        at, size = layer.w_at + r0 * layer.n_out, rows * layer.n_out
+    _step(job.u, job.lr, job.P + at, job.G + at, job.velocity + at if job.velocity != NULL else NULL,
+          job.m + at if job.m != NULL else NULL, job.v + at if job.v != NULL else NULL, size, job.step)
+    if at != layer.b_at:  # these rows of W, as the products read them, while they are in cache
+        _bf16_weight_rows(job.P + layer.w_at, job.bf + layer.bw_at, layer.n_in, layer.n_out, r0, rows)
+
+
+cdef void _bf16_update(fastnn_pool* pool, const Layer* layers, Py_ssize_t L, const UpdateArgs* u, float* P, float* G,
+                       float* velocity, float* m, float* v, Py_ssize_t n_params, long long step,
+                       uint32_t* bf) noexcept nogil:
+    """_update, and with it each W converted for the bfloat16 products (_bf16_weight_rows) row block
+    by row block as the step leaves it: W is read once per step for both. The blocks are shared by
+    the pool (NULL: one thread); every element's update is _update's."""
+    cdef Bf16Update job
+    cdef Py_ssize_t l, tasks = 0
+    job.layers, job.L, job.u, job.step, job.P, job.G, job.bf = layers, L, u, step, P, G, bf
+    job.velocity, job.m, job.v = velocity, m, v
+    job.lr = _scheduled_lr(u, step)
+    _clip(u, G, n_params)
+    for l in range(L):
+        tasks += _bf16_update_tasks(&layers[l])
+    if pool != NULL:
+        fastnn_pool_run(pool, _bf16_update_task, &job, tasks)
+    else:
+        for l in range(tasks):
+            _bf16_update_task(&job, l, 0)
+
+
+cdef void _bf16_all_weights(fastnn_pool* pool, const Layer* layers, Py_ssize_t L, const float* P,
+                            uint32_t* bf) noexcept nogil:
+    """Every W as the bfloat16 products read it (from then on, _bf16_update keeps them so)."""
+    cdef Py_ssize_t l
+    for l in range(L):
+        _bf16_weights(pool, P + layers[l].w_at, bf + layers[l].bw_at, layers[l].n_in, layers[l].n_out)
 
 
 cdef void _penalize(const Layer* layers, Py_ssize_t L, const floating* P, floating* G,
@@ -489,6 +558,9 @@ def _train(floating[::1] params, run, order, long long step, double[::1] epoch_l
             raise MemoryError()
     try:
         with nogil:
+            if floating is float:
+                if bf != NULL:
+                    _bf16_all_weights(bf_pool, layers, L, P, bf)
             for epoch in range(epochs):
                 for i in range(n_params):  # (a loop: its loads match the update's stores just before, which
                     w[last_at + i] = P[i]  # memcpy's wider, overlapping ones of a small network would wait on)
@@ -559,11 +631,12 @@ def _train(floating[::1] params, run, order, long long step, double[::1] epoch_l
                     start += rows
                     if updates and not lane_sgd:
                         step += 1
-                        if pool != NULL or bf_pool != NULL:
-                            _pooled_update(pool if pool != NULL else bf_pool, &job, u, P, G, velocity, m1, m2,
-                                           n_params, step)
-                        else:
+                        if pool != NULL:
+                            _pooled_update(pool, &job, u, P, G, velocity, m1, m2, n_params, step)
+                        elif bf == NULL:
                             _update(u, P, G, velocity, m1, m2, n_params, step)
+                        elif floating is float:  # (bf: float32 only)
+                            _bf16_update(bf_pool, layers, L, u, P, G, velocity, m1, m2, n_params, step, bf)
                     if stop_flag != NULL and stop_flag[0] != 0:  # a stop request: after every batch
                         stopped = True
                         break
