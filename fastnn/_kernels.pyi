@@ -123,6 +123,10 @@ def _wide_available() -> bool:
 def _set_wide(on: bool) -> bool:
     """Use the AVX-512 micro-kernels (when available) or the AVX2 ones; returns the previous setting."""
 
+def _bf16_product_rounds(A: NDArray[np.float32], B: NDArray[np.float32], C: NDArray[np.float32], reps: int,
+                         threads: int) -> None:
+    """For benchmarks: reps times C = A @ B with bfloat16 operands on the AVX512-BF16 path, shared by threads."""
+
 def _bf16_path() -> Literal["avx512bf16", "emulation"]:
     """How bfloat16 products are computed now (AVX512-BF16 when the CPU has it and the vector paths are on)."""
 

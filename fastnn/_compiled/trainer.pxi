@@ -8,6 +8,9 @@
 #   "lanes"   for tiny networks, a whole batch across vector lanes, forward, loss and backward of
 #             each group of rows in registers (lanes.h): the same formulas, summed in another
 #             order, with exp computed by a polynomial.
+# (And "pool", pooled.pxi, for large float32 products shared by fastnn's threads.) A run with
+# bfloat16 products takes "layers", its products through bf16.pxi, its W converted for them in the
+# optimizer's pass (_bf16_update), both shared by a pool of their own on several threads.
 
 from libc.stdint cimport uint32_t, uint64_t
 
