@@ -2,7 +2,9 @@
 # the one place that chooses how each is computed (_path):
 #   ROWS      the AVX2 + FMA micro-kernels (microkernels.h; AVX-512 where the CPU has it) for small products whose streamed operand
 #             (the one read as vectors: W in X·W and dZ·Wᵀ, dZ in Xᵀ·dZ) is at least two vectors
-#             wide and fits in L1: no packing, no per-call cost;
+#             wide and fits in L1: no packing, no per-call cost; dZ·Wᵀ streams the rows of a
+#             transposed copy of W when it fits on the stack (NARROW_MAX), else takes the dot
+#             products of rows (`dots`), which reduce every output across a vector;
 #   NARROW    the same kernels through a transposed copy of W for layers narrower than a vector
 #             (a classifier's 1-10 outputs), whose inputs are the wide side;
 #   GEMM      one BLAS call (scipy.linalg.cython_blas) beyond GEMM_CROSSOVER multiply-adds, where
@@ -314,7 +316,9 @@ cdef void _matmul_nt(const floating* dZ, const floating* W, floating* dX,
         memset(dX, 0, m * k * sizeof(floating))
         return
     cdef int path = _path(m, k, n, k * n, False, sizeof(floating))
-    if path == ROWS:
+    if path == ROWS and n * k <= NARROW_MAX:  # faster than the dots: bench/compare_builds.py, "small"
+        _matmul_nt_narrow(dZ, W, dX, m, n, k)
+    elif path == ROWS:
         _dots(dZ, W, dX, m, k, n)
     elif path == NARROW:
         _matmul_nt_narrow(dZ, W, dX, m, n, k)
