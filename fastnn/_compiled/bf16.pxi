@@ -6,9 +6,9 @@
 #   emulation  the operands rounded to bfloat16 in float32 arrays, then matmul.pxi's float32
 #              products: everywhere else, the reference the native path is tested against, and the
 #              NumPy twin's way (fastnn/_fallback/bfloat16.py).
-# Each operand is converted once per layout it is read in: W once per step (_bf16_weights, before
-# the forward pass), a layer's input once for X·W and once for Xᵀ·dZ, dZ once for each of its two
-# products.
+# Each operand is converted once per layout it is read in: W once per step (in training, by
+# trainer.pxi's _bf16_update in the optimizer's pass, _bf16_weight_rows; in predict, _bf16_weights),
+# a layer's input once for X·W and once for Xᵀ·dZ, dZ once for each of its two products.
 
 from libc.stdint cimport uint32_t
 
