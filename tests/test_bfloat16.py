@@ -152,17 +152,25 @@ def test_predict_differs_from_float32_by_bfloat16_rounding(backend, simd):
     np.testing.assert_allclose(p, q, atol=2e-2)
 
 
+def _fitted_on_each(backends, make, optimizer, X, y, **fit):
+    """The model make() returns, compiled with optimizer() and fitted on (X, y), once per backend."""
+    models = []
+    for name in backends:
+        with fnn.use_backend(name):
+            model = make()
+            model.compile("sparse_categorical_crossentropy", optimizer())
+            model.fit(X, y, verbose=0, **fit)
+        models.append(model)
+    return models
+
+
 def test_twins_compute_the_same_gradient(both_backends):
     rng = np.random.default_rng(4)
     X = rng.standard_normal((64, 24)).astype(np.float32)
     y = rng.integers(0, 5, 64)
-    grads = []
-    for name in both_backends:
-        with fnn.use_backend(name):
-            model = _network([24, 48, 32, 5], activation="relu")
-            model.compile("sparse_categorical_crossentropy", fnn.SGD(0.1))
-            model.fit(X, y, epochs=1, batch_size=64, verbose=0)
-        grads.append(model.network.grads.copy())
+    models = _fitted_on_each(both_backends, lambda: _network([24, 48, 32, 5], activation="relu"),
+                             lambda: fnn.SGD(0.1), X, y, epochs=1, batch_size=64)
+    grads = [model.network.grads for model in models]
     scale = np.abs(grads[1]).max()
     np.testing.assert_allclose(grads[0], grads[1], atol=1e-3 * scale)
 
@@ -174,14 +182,11 @@ def test_twins_train_to_the_same_weights(both_backends, simd, optimizer):
     rng = np.random.default_rng(13)
     X = rng.standard_normal((96, 20)).astype(np.float32)
     y = rng.integers(0, 4, 96)
-    params = []
-    for name in both_backends:
-        with fnn.use_backend(name):
-            model = _network([20, 33, 18, 4], activation="tanh")
-            opt = fnn.SGD(0.1, momentum=0.9) if optimizer == "momentum" else fnn.Adam(0.01, clipnorm=1.0)
-            model.compile("sparse_categorical_crossentropy", opt)
-            model.fit(X, y, epochs=3, batch_size=16, shuffle=False, verbose=0)
-        params.append(model.network.params.copy())
+    make_optimizer = (lambda: fnn.SGD(0.1, momentum=0.9)) if optimizer == "momentum" else \
+        (lambda: fnn.Adam(0.01, clipnorm=1.0))
+    models = _fitted_on_each(both_backends, lambda: _network([20, 33, 18, 4], activation="tanh"), make_optimizer,
+                             X, y, epochs=3, batch_size=16, shuffle=False)
+    params = [model.network.params for model in models]
     moved = np.abs(params[1] - _network([20, 33, 18, 4], activation="tanh").network.params).max()
     assert np.abs(params[0] - params[1]).max() <= 1e-2 * moved
 
@@ -227,12 +232,13 @@ def test_training_reaches_float32_loss_and_accuracy(backend, simd):
 
 
 def test_tiny_networks_leave_the_lanes(compiled):
-    fnn.set_backend("cython")
-    model = _network([2, 4, 1], out="sigmoid")
-    model.compile("binary_crossentropy", fnn.SGD(0.5))
     X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], np.float32)
-    model.fit(X, np.array([[0], [1], [1], [0]], np.float32), epochs=2, batch_size=None, verbose=0)
-    assert fnn.gradcheck(model, X, np.array([[0], [1], [1], [0]], np.float32)).path == "layers"
+    y = np.array([[0], [1], [1], [0]], np.float32)
+    with fnn.use_backend("cython"):
+        model = _network([2, 4, 1], out="sigmoid")
+        model.compile("binary_crossentropy", fnn.SGD(0.5))
+        model.fit(X, y, epochs=2, batch_size=None, verbose=0)
+        assert fnn.gradcheck(model, X, y).path == "layers"
 
 
 def test_gradcheck_compares_with_the_rounded_network(backend, simd):

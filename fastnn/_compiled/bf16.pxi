@@ -161,20 +161,10 @@ cdef void _bf16_convert(fastnn_pool* pool, const float* src, Py_ssize_t m, Py_ss
     _bf16_shared(pool, &c, m)
 
 
-cdef void _bf16_weights(fastnn_pool* pool, const float* W, uint32_t* w, Py_ssize_t n_in,
-                        Py_ssize_t n_out) noexcept nogil:
-    """w = W (n_in, n_out) as the products read it: w holds _bf16_weights_size(n_in, n_out) words;
-    pool: the threads that share the conversion, or NULL."""
-    if _bf16_native():
-        _bf16_pack(pool, W, n_out, 1, n_in, n_out, w, n_out)
-        _bf16_pack(pool, W, 1, n_out, n_out, n_in, w + _pairs(n_in) * n_out, n_in)
-    else:
-        fastnn_bf16_round(W, <float*>w, n_in * n_out)
-
-
 cdef void _bf16_weight_rows(const float* W, uint32_t* w, Py_ssize_t n_in, Py_ssize_t n_out, Py_ssize_t r0,
                             Py_ssize_t rows) noexcept nogil:
-    """Rows [r0, r0 + rows) of W (n_in, n_out) into w as _bf16_weights lays it out (r0 even)."""
+    """Rows [r0, r0 + rows) of W (n_in, n_out) into w, which holds _bf16_weights_size(n_in, n_out)
+    words, as the products read W (r0 even)."""
     if _bf16_native():
         fastnn_bf16_pack(W + r0 * n_out, n_out, 1, rows, n_out, w + (r0 // 2) * n_out, n_out)
         fastnn_bf16_pack(W + r0 * n_out, 1, n_out, n_out, rows, w + _pairs(n_in) * n_out + r0, n_in)
@@ -182,11 +172,16 @@ cdef void _bf16_weight_rows(const float* W, uint32_t* w, Py_ssize_t n_in, Py_ssi
         fastnn_bf16_round(W + r0 * n_out, <float*>w + r0 * n_out, rows * n_out)
 
 
+cdef inline void _bf16_weights(const float* W, uint32_t* w, Py_ssize_t n_in, Py_ssize_t n_out) noexcept nogil:
+    """All of W (n_in, n_out) into w as the products read it (_bf16_weight_rows)."""
+    _bf16_weight_rows(W, w, n_in, n_out, 0, n_in)
+
+
 cdef void _bf16_forward(fastnn_pool* pool, const float* X, const uint32_t* w, uint32_t* x, const float* b,
                         int activation, float* out, Py_ssize_t m, Py_ssize_t n_in, Py_ssize_t n_out) noexcept nogil:
     """out = f(X·W + b) with bfloat16 operands. X: (m, n_in), out: (m, n_out); w: _bf16_weights of
-    W; x: _bf16_rows_size(m, n_in) words of scratch, which _bf16_backward of the same X reads;
-    pool: the threads that share the native products, or NULL."""
+    W; x: _bf16_rows_size(m, n_in) words of scratch; pool: the threads that share the native
+    products, or NULL."""
     if _bf16_native():
         _bf16_convert(pool, X, m, n_in, x)
         _bf16_gemm(pool, x, _pairs(n_in), 1, w, n_out, out, n_out, m, n_out, _pairs(n_in))
@@ -200,7 +195,7 @@ cdef void _bf16_backward(fastnn_pool* pool, const float* X, const uint32_t* w, u
                          const float* dA, int activation, float* dZ, float* dW, float* db, float* dX,
                          Py_ssize_t m, Py_ssize_t n_in, Py_ssize_t n_out) noexcept nogil:
     """_dense_backward with bfloat16 operands: dZ = dA * f'(Z) and db in float32, then dW = Xᵀ·dZ
-    and (dX not NULL) dX = dZ·Wᵀ. w, x: as _bf16_forward left them for this X; dz:
+    and (dX not NULL) dX = dZ·Wᵀ. w: as _bf16_forward's; x, dz: _bf16_rows_size(m, n_in) and
     _bf16_rows_size(m, n_out) words of scratch; pool: as _bf16_forward's."""
     _activation_grad(A, dA, activation, dZ, db, m, n_out)  # dZ and db in one pass
     cdef uint32_t* x_pairs = x + _pairs(n_in) * m
@@ -213,6 +208,7 @@ cdef void _bf16_backward(fastnn_pool* pool, const float* X, const uint32_t* w, u
             _bf16_convert(pool, dZ, m, n_out, dz)
             _bf16_gemm(pool, dz, _pairs(n_out), 1, w + _pairs(n_in) * n_out, n_in, dX, n_in, m, n_in, _pairs(n_out))
     else:
+        fastnn_bf16_round(X, <float*>x, m * n_in)
         fastnn_bf16_round(dZ, <float*>dz, m * n_out)
         _matmul_tn(<const float*>x, <const float*>dz, dW, m, n_in, n_out)
         if dX != NULL:

@@ -28,7 +28,7 @@ def dense_forward(const floating[:, ::1] X not None, const floating[:, ::1] W no
         if bfloat16 and m and n_in and n_out:
             scratch = np.empty(_bf16_weights_size(n_in, n_out) + _bf16_rows_size(m, n_in), np.uint32)
             with nogil:
-                _bf16_weights(NULL, _in2(W), &scratch[0], n_in, n_out)
+                _bf16_weights(_in2(W), &scratch[0], n_in, n_out)
                 _bf16_forward(NULL, _in2(X), &scratch[0], &scratch[_bf16_weights_size(n_in, n_out)], _in1(b), activation,
                               _out2(out), m, n_in, n_out)
             return
@@ -86,9 +86,7 @@ def dense_backward(const floating[:, ::1] X not None, const floating[:, ::1] W n
             w_size, x_size = _bf16_weights_size(n_in, n_out), _bf16_rows_size(batch, n_in)
             scratch = np.empty(w_size + x_size + _bf16_rows_size(batch, n_out), np.uint32)
             with nogil:
-                _bf16_weights(NULL, _in2(W), &scratch[0], n_in, n_out)
-                if not _bf16_native():  # the emulation's backward reads X rounded, as its forward leaves it
-                    fastnn_bf16_round(_in2(X), <float*>&scratch[w_size], batch * n_in)
+                _bf16_weights(_in2(W), &scratch[0], n_in, n_out)
                 _bf16_backward(NULL, _in2(X), &scratch[0], &scratch[w_size], &scratch[w_size + x_size], _in2(A), _in2(dA),
                                activation, _out2(dZ), _out2(dW), _out1(db), input_grad, batch, n_in, n_out)
             return

@@ -261,8 +261,9 @@ cdef struct PredictJob:
     const void* X
     void* out
     void* scratch                 # per worker: two (rows, width) buffers for the hidden layers
-    uint32_t* bf                  # bfloat16 products (float32 only), or NULL: each layer's W as they
-    Py_ssize_t bf_rows            # read it (bf16.pxi), then per worker bf_rows words for a layer's input
+    uint32_t* bf                  # bfloat16 products (float32 only), or NULL: each layer's W as they read
+    uint32_t* bf_inputs           # it (bf16.pxi); and per worker, bf_rows words from bf_inputs for a
+    Py_ssize_t bf_rows            # layer's input
 
 
 cdef void _predict_chunk(const PredictJob* job, Py_ssize_t t, int worker, floating* scratch) noexcept nogil:
@@ -273,12 +274,8 @@ cdef void _predict_chunk(const PredictJob* job, Py_ssize_t t, int worker, floati
     cdef floating* dst
     cdef Py_ssize_t bf_at = 0  # the layer's W in job.bf
     cdef uint32_t* bf_input = NULL
-    for l in range(job.L):
-        n_in, n_out = job.sizes[l], job.sizes[l + 1]
-        bf_at += _bf16_weights_size(n_in, n_out)
     if job.bf != NULL:
-        bf_input = job.bf + bf_at + <Py_ssize_t>worker * job.bf_rows
-    bf_at = 0
+        bf_input = job.bf_inputs + <Py_ssize_t>worker * job.bf_rows
     for l in range(job.L):
         n_in, n_out = job.sizes[l], job.sizes[l + 1]
         if l == job.L - 1:
@@ -348,11 +345,12 @@ def _predict(sizes, codes, const floating[::1] params, const floating[:, ::1] X,
     bf_array = np.empty(bf_weights + workers * job.bf_rows if bfloat16 else 1, np.uint32)
     cdef uint32_t[::1] bf_view = bf_array
     job.bf = &bf_view[0] if bfloat16 else NULL
+    job.bf_inputs = job.bf + bf_weights if bfloat16 else NULL
     if floating is float:
         if bfloat16:
             with nogil:
                 for l in range(L):
-                    _bf16_weights(NULL, &params[at], job.bf + bf_at, size_view[l], size_view[l + 1])
+                    _bf16_weights(&params[at], job.bf + bf_at, size_view[l], size_view[l + 1])
                     at += size_view[l] * size_view[l + 1] + size_view[l + 1]
                     bf_at += _bf16_weights_size(size_view[l], size_view[l + 1])
     cdef fastnn_pool* pool = NULL

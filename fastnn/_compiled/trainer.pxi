@@ -96,8 +96,14 @@ cdef struct Layer:
     Py_ssize_t mask_at       # and the mask: 1 / (1 - rate) where kept, else 0
     uint32_t threshold       # keep_bits >= threshold: kept
     double l1, l2            # Keras' kernel regularizers on W
-    Py_ssize_t bw_at, bx_at, bdz_at  # bfloat16 products: offsets in their scratch of W, the input
-                                     # and dZ as the products read them (bf16.pxi)
+    Py_ssize_t bw_at         # bfloat16 products: the offset of W as they read it in Bf16Run.w
+
+
+cdef struct Bf16Run:  # what a run with bfloat16 products keeps besides the work buffer (bf16.pxi)
+    uint32_t* w              # each layer's W as the products read it (at the layer's bw_at)
+    uint32_t* x              # scratch that the layers share for their input as the products read it,
+    uint32_t* dz             # and for their dZ
+    fastnn_pool* pool        # the threads that share the products, or NULL: one
 
 
 cdef struct Extras:  # what a batch computes besides its loss and gradient: metrics and dropout
@@ -179,15 +185,14 @@ cdef double _loss_and_metrics(const Layer* layers, Py_ssize_t L, const floating*
 
 cdef double _layers_batch(const Layer* layers, Py_ssize_t L, const floating* x, const floating* y,
                           const int64_t* labels, const floating* sw, int loss, floating scale, bint scaled,
-                          const floating* P, floating* G, floating* w, uint32_t* bf, fastnn_pool* bf_pool,
-                          Py_ssize_t rows, Py_ssize_t* correct, Extras* extras) noexcept nogil:
+                          const floating* P, floating* G, floating* w, const Bf16Run* bf, Py_ssize_t rows,
+                          Py_ssize_t* correct, Extras* extras) noexcept nogil:
     """One batch layer by layer: forward (through each layer's dropout), the loss and its gradient
     (times `scale` when `scaled`), the metrics, backward into G; returns the batch's mean loss and
     adds its correct predictions to *correct. x: (rows, n_in) inputs; y: (rows, n_out) targets or
     labels: (rows,); sw: (rows,) weights or NULL; w: the work buffer that layers' offsets point into;
-    bf: NULL, or (float32) the scratch of bfloat16 products, which their offsets point into, holding W
-    as the products read it (_bf16_all_weights, then _bf16_update after each step);
-    bf_pool: NULL, or the threads that share the bfloat16 products."""
+    bf: NULL, or (float32) the run's bfloat16 products, whose W _bf16_all_weights and then
+    _bf16_update after each step keep as the products read it."""
     cdef Py_ssize_t l, i
     cdef floating* d
     cdef floating* z
@@ -196,7 +201,7 @@ cdef double _layers_batch(const Layer* layers, Py_ssize_t L, const floating* x, 
         _drop_layer_input(layers, l, x, w, extras, rows)
         if floating is float:
             if bf != NULL:
-                _bf16_forward(bf_pool, _layer_input(layers, l, x, w), bf + layers[l].bw_at, bf + layers[l].bx_at,
+                _bf16_forward(bf.pool, _layer_input(layers, l, x, w), bf.w + layers[l].bw_at, bf.x,
                               P + layers[l].b_at, layers[l].code, w + layers[l].act_at, rows, layers[l].n_in,
                               layers[l].n_out)
                 continue
@@ -207,8 +212,8 @@ cdef double _layers_batch(const Layer* layers, Py_ssize_t L, const floating* x, 
     for l in range(L - 1, -1, -1):
         d = w + layers[l].delta_at
         if floating is float and bf != NULL:
-            _bf16_backward(bf_pool, _layer_input(layers, l, x, w), bf + layers[l].bw_at, bf + layers[l].bx_at,
-                           bf + layers[l].bdz_at, w + layers[l].act_at, d, layers[l].code, d, G + layers[l].w_at,
+            _bf16_backward(bf.pool, _layer_input(layers, l, x, w), bf.w + layers[l].bw_at, bf.x, bf.dz,
+                           w + layers[l].act_at, d, layers[l].code, d, G + layers[l].w_at,
                            G + layers[l].b_at, NULL if l == 0 else w + layers[l - 1].delta_at, rows,
                            layers[l].n_in, layers[l].n_out)
         else:
@@ -239,7 +244,7 @@ cdef struct Bf16Update:  # _bf16_update's job
     float* velocity
     float* m
     float* v
-    uint32_t* bf
+    uint32_t* bf_w
 
 
 cdef inline Py_ssize_t _bf16_update_tasks(const Layer* layer) noexcept nogil:
@@ -263,36 +268,35 @@ cdef void _bf16_update_task(void* ctx, ptrdiff_t t, int worker) noexcept nogil:
     _step(job.u, job.lr, job.P + at, job.G + at, job.velocity + at if job.velocity != NULL else NULL,
           job.m + at if job.m != NULL else NULL, job.v + at if job.v != NULL else NULL, size, job.step)
     if at != layer.b_at:  # these rows of W, as the products read them, while they are in cache
-        _bf16_weight_rows(job.P + layer.w_at, job.bf + layer.bw_at, layer.n_in, layer.n_out, r0, rows)
+        _bf16_weight_rows(job.P + layer.w_at, job.bf_w + layer.bw_at, layer.n_in, layer.n_out, r0, rows)
 
 
-cdef void _bf16_update(fastnn_pool* pool, const Layer* layers, Py_ssize_t L, const UpdateArgs* u, float* P, float* G,
-                       float* velocity, float* m, float* v, Py_ssize_t n_params, long long step,
-                       uint32_t* bf) noexcept nogil:
+cdef void _bf16_update(const Bf16Run* bf, const Layer* layers, Py_ssize_t L, const UpdateArgs* u, float* P,
+                       float* G, float* velocity, float* m, float* v, Py_ssize_t n_params,
+                       long long step) noexcept nogil:
     """_update, and with it each W converted for the bfloat16 products (_bf16_weight_rows) row block
     by row block as the step leaves it: W is read once per step for both. The blocks are shared by
-    the pool (NULL: one thread); every element's update is _update's."""
+    bf's pool; every element's update is _update's."""
     cdef Bf16Update job
     cdef Py_ssize_t l, tasks = 0
-    job.layers, job.L, job.u, job.step, job.P, job.G, job.bf = layers, L, u, step, P, G, bf
+    job.layers, job.L, job.u, job.step, job.P, job.G, job.bf_w = layers, L, u, step, P, G, bf.w
     job.velocity, job.m, job.v = velocity, m, v
     job.lr = _scheduled_lr(u, step)
     _clip(u, G, n_params)
     for l in range(L):
         tasks += _bf16_update_tasks(&layers[l])
-    if pool != NULL:
-        fastnn_pool_run(pool, _bf16_update_task, &job, tasks)
+    if bf.pool != NULL:
+        fastnn_pool_run(bf.pool, _bf16_update_task, &job, tasks)
     else:
         for l in range(tasks):
             _bf16_update_task(&job, l, 0)
 
 
-cdef void _bf16_all_weights(fastnn_pool* pool, const Layer* layers, Py_ssize_t L, const float* P,
-                            uint32_t* bf) noexcept nogil:
+cdef void _bf16_all_weights(const Bf16Run* bf, const Layer* layers, Py_ssize_t L, const float* P) noexcept nogil:
     """Every W as the bfloat16 products read it (from then on, _bf16_update keeps them so)."""
     cdef Py_ssize_t l
     for l in range(L):
-        _bf16_weights(pool, P + layers[l].w_at, bf + layers[l].bw_at, layers[l].n_in, layers[l].n_out)
+        _bf16_weights(P + layers[l].w_at, bf.w + layers[l].bw_at, layers[l].n_in, layers[l].n_out)
 
 
 cdef void _penalize(const Layer* layers, Py_ssize_t L, const floating* P, floating* G,
@@ -456,22 +460,15 @@ def _train(floating[::1] params, run, order, long long step, double[::1] epoch_l
         layers[l].l1, layers[l].l2 = penalties[l]
         layers[l].bw_at = bf_size
         bf_size += _bf16_weights_size(sizes[l], sizes[l + 1])
-    # the input and dZ of each layer: the emulation keeps the layer's rounded input from its forward
-    # pass to its backward one, so each layer has its own; the native path converts them where
-    # they are read, so the layers share one of each
-    bf_shared = run.bfloat16 and _bf16_native()
-    for l in range(L):
-        if bf_shared and l > 0:
-            layers[l].bx_at, layers[l].bdz_at = layers[0].bx_at, layers[0].bdz_at
-            continue
-        layers[l].bx_at = bf_size
-        layers[l].bdz_at = bf_size + (max([_bf16_rows_size(rows_max, s) for s in sizes[:L]]) if bf_shared else
-                                      _bf16_rows_size(rows_max, sizes[l]))
-        bf_size = layers[l].bdz_at + (max([_bf16_rows_size(rows_max, s) for s in sizes[1:]]) if bf_shared else
-                                      _bf16_rows_size(rows_max, sizes[l + 1]))
+    # then the input and the dZ scratch that the layers share (each layer converts its own where they
+    # are read)
+    cdef Py_ssize_t bx_at = bf_size, bdz_at = bx_at + max([_bf16_rows_size(rows_max, s) for s in sizes[:L]])
+    bf_size = bdz_at + max([_bf16_rows_size(rows_max, s) for s in sizes[1:]])
     bf_array = _scratch("bfloat16", bf_size if run.bfloat16 else 1, np.uint32)  # (check_run: float32 only)
     cdef uint32_t[::1] bf_view = bf_array
-    cdef uint32_t* bf = &bf_view[0] if run.bfloat16 else NULL
+    cdef Bf16Run bf_run
+    bf_run.w, bf_run.x, bf_run.dz, bf_run.pool = &bf_view[0], &bf_view[0] + bx_at, &bf_view[0] + bdz_at, NULL
+    cdef const Bf16Run* bf = &bf_run if run.bfloat16 else NULL
     cdef bint penalized = any(a > 0 or b > 0 for a, b in penalties)
     cdef Py_ssize_t batch_at = at, targets_at = at + rows_max * n_x, weights_at = targets_at + rows_max * n_y
     cdef Py_ssize_t predictions_at = weights_at + rows_max
@@ -551,11 +548,10 @@ def _train(floating[::1] params, run, order, long long step, double[::1] epoch_l
         job.pieces = POOL_PIECES_PER_THREAD * threads
     # bfloat16 products of a large network on several threads: shared by a pool of their own (the
     # rest of the step stays on the calling thread)
-    cdef fastnn_pool* bf_pool = NULL
     cdef int bf_threads = _bf16_threads(run, sizes)
     if bf_threads > 1:
-        bf_pool = fastnn_pool_start(bf_threads)
-        if bf_pool == NULL:
+        bf_run.pool = fastnn_pool_start(bf_threads)
+        if bf_run.pool == NULL:
             fastnn_pool_stop(pool)
             PyMem_Free(layers)
             raise MemoryError()
@@ -563,7 +559,7 @@ def _train(floating[::1] params, run, order, long long step, double[::1] epoch_l
         with nogil:
             if floating is float:
                 if bf != NULL:
-                    _bf16_all_weights(bf_pool, layers, L, P, bf)
+                    _bf16_all_weights(bf, layers, L, P)
             for epoch in range(epochs):
                 for i in range(n_params):  # (a loop: its loads match the update's stores just before, which
                     w[last_at + i] = P[i]  # memcpy's wider, overlapping ones of a small network would wait on)
@@ -617,7 +613,7 @@ def _train(floating[::1] params, run, order, long long step, double[::1] epoch_l
                                                        loss_scale != 1.0, P, G, w, rows, &correct, &extras)
                         else:
                             batch_loss = _layers_batch(layers, L, x, y, lab, sw, loss, scale_f, loss_scale != 1.0,
-                                                       P, G, w, bf, bf_pool, rows, &correct, &extras)
+                                                       P, G, w, bf, rows, &correct, &extras)
                     if loss_scale != 1.0:
                         batch_loss = batch_loss * loss_scale
                     if l2 != 0.0:  # the contract's L2 option: on the weights, over the batch's weight sum
@@ -639,7 +635,7 @@ def _train(floating[::1] params, run, order, long long step, double[::1] epoch_l
                         elif bf == NULL:
                             _update(u, P, G, velocity, m1, m2, n_params, step)
                         elif floating is float:  # (bf: float32 only)
-                            _bf16_update(bf_pool, layers, L, u, P, G, velocity, m1, m2, n_params, step, bf)
+                            _bf16_update(bf, layers, L, u, P, G, velocity, m1, m2, n_params, step)
                     if stop_flag != NULL and stop_flag[0] != 0:  # a stop request: after every batch
                         stopped = True
                         break
@@ -669,7 +665,7 @@ def _train(floating[::1] params, run, order, long long step, double[::1] epoch_l
                     break
     finally:
         fastnn_pool_stop(pool)
-        fastnn_pool_stop(bf_pool)
+        fastnn_pool_stop(bf_run.pool)
         PyMem_Free(layers)
     if pending is not None and not isinstance(pending, KeyboardInterrupt):
         raise pending  # what a signal handler of the user's raised
