@@ -211,6 +211,9 @@ def test_sklearn_shape_products(benchmark, rounds, shape, product, dtype):
     reps = max(1, int(0.005 * 40 / gflop))  # about 5 ms at 40 GFLOP/s
     blas = "OpenBLAS (fastnn's GEMM call)"
     runs = {blas: (lambda: kernels._product_rounds(product, True, A, B, C, reps), reps * gflop)}
+    if product != 2 and m > 200:  # a tall product: also as fastnn calls it, by blocks of rows ("tall")
+        runs["OpenBLAS in row blocks (fastnn's path)"] = (
+            lambda: kernels._product_rounds(product, True, A, B, C, reps, blocks=True), reps * gflop)
     widths = {}
     if kernels._simd_available() and kernels._simd_level() != "portable":
         widths["fastnn micro-kernels AVX2"] = False

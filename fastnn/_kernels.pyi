@@ -109,7 +109,7 @@ def _simd_available() -> bool:
     """Whether this CPU runs the AVX2 + FMA micro-kernels and lanes (and this build has them)."""
 
 def _product_rounds(product: int, blas: bool, A: NDArray[_F], B: NDArray[_F],
-                    C: NDArray[_F], reps: int) -> None:
+                    C: NDArray[_F], reps: int, blocks: bool = False) -> None:
     """For benchmarks: `reps` times one of a dense layer's products (0: A·B, 1: Aᵀ·B, 2: A·Bᵀ) by
     BLAS or the micro-kernels, without returning to Python in between."""
 

@@ -30,8 +30,9 @@ def widths(compiled):
 
 
 # (batch, n_in, n_out): on the micro-kernels' paths (ROWS, NARROW), with widths that are and are
-# not multiples of 8 and 16 lanes, and edges of rows (m % 4)
-SHAPES = [(7, 24, 40), (32, 32, 32), (13, 100, 3), (5, 17, 33), (64, 48, 64)]
+# not multiples of 8 and 16 lanes, and edges of rows (m % 4); and a tall product of a narrow layer,
+# which BLAS computes by blocks of rows at AVX-512 and in one call at the other widths
+SHAPES = [(7, 24, 40), (32, 32, 32), (13, 100, 3), (5, 17, 33), (64, 48, 64), (700, 40, 48)]
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=[f"{m}x{k}x{n}" for m, k, n in SHAPES])

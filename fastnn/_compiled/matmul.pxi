@@ -35,6 +35,8 @@ cdef Py_ssize_t SIMD_MAX_OPERAND = 1 << 15  # bytes of the streamed operand: L1
 
 cdef enum:
     NARROW_MAX = 4096  # elements of NARROW's transposed copy on the stack: 32 KB of float64
+    BLAS_SMALL = 1000000  # m*n*k: OpenBLAS's limit for its small-matrix kernels (AVX-512 builds)
+    TALL_MIN_ROWS = 128  # rows: below this, blocks cost more calls than they save
 
 cdef enum:
     ROWS, NARROW, GEMM, DOT_EACH, LOOPS
@@ -94,19 +96,58 @@ cdef inline void _transpose(const floating* A, floating* out, Py_ssize_t rows, P
             out[j * rows + i] = A[i * cols + j]
 
 
-cdef void _gemm(bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
-                const floating* A, Py_ssize_t lda, const floating* B, Py_ssize_t ldb,
+cdef void _blas(bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                const floating* A, Py_ssize_t lda, const floating* B, Py_ssize_t ldb, floating beta,
                 floating* C, Py_ssize_t ldc) noexcept nogil:
-    """Row-major C (m, n) = op(A) (m, k) · op(B) (k, n), op = transpose when trans_*; ld* are the
-    row lengths of the arrays as stored. m, n, k >= 1."""
+    """Row-major C (m, n) = op(A) (m, k) · op(B) (k, n) + beta·C, op = transpose when trans_*; ld*
+    are the row lengths of the arrays as stored. m, n, k >= 1."""
     cdef char ta = b'T' if trans_a else b'N'
     cdef char tb = b'T' if trans_b else b'N'
     cdef int im = <int>m, jn = <int>n, kk = <int>k, la = <int>lda, lb = <int>ldb, lc = <int>ldc
-    cdef floating one = 1, zero = 0
+    cdef floating one = 1
     if floating is float:
-        sgemm(&tb, &ta, &jn, &im, &kk, &one, <float*>B, &lb, <float*>A, &la, &zero, C, &lc)
+        sgemm(&tb, &ta, &jn, &im, &kk, &one, <float*>B, &lb, <float*>A, &la, &beta, C, &lc)
     else:
-        dgemm(&tb, &ta, &jn, &im, &kk, &one, <double*>B, &lb, <double*>A, &la, &zero, C, &lc)
+        dgemm(&tb, &ta, &jn, &im, &kk, &one, <double*>B, &lb, <double*>A, &la, &beta, C, &lc)
+
+
+cdef void _gemm(bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                const floating* A, Py_ssize_t lda, const floating* B, Py_ssize_t ldb,
+                floating* C, Py_ssize_t ldc) noexcept nogil:
+    """Row-major C (m, n) = op(A) (m, k) · op(B) (k, n): _blas with beta 0."""
+    _blas(trans_a, trans_b, m, n, k, A, lda, B, ldb, <floating>0, C, ldc)
+
+
+cdef inline Py_ssize_t _tall_block(Py_ssize_t rows, Py_ssize_t n, Py_ssize_t k) noexcept nogil:
+    """The batch rows per BLAS call of a layer's X·W or Xᵀ·dZ (k inputs, n outputs) over `rows`
+    rows. OpenBLAS's AVX-512 kernels compute a product of at most BLAS_SMALL multiply-adds
+    without packing its operands, which at a narrow layer is up to twice as fast as the packed
+    path of one tall product (bench/bench_kernels.py, the "row blocks" rows): such products are
+    cut into blocks of rows under that size, where the blocks are at least TALL_MIN_ROWS rows.
+    Without AVX-512 (no such kernels) and for wide layers, one call."""
+    if not _wide or n * k * TALL_MIN_ROWS > BLAS_SMALL:
+        return rows
+    return min(rows, BLAS_SMALL // (n * k))
+
+
+cdef void _gemm_xw(const floating* X, const floating* W, floating* out,
+                   Py_ssize_t m, Py_ssize_t k, Py_ssize_t n) noexcept nogil:
+    """out = X·W through BLAS, by _tall_block's blocks of rows. X: (m, k), W: (k, n), out: (m, n)."""
+    cdef Py_ssize_t block = _tall_block(m, n, k), at = 0
+    while at < m:
+        _gemm(False, False, min(block, m - at), n, k, X + at * k, k, W, n, out + at * n, n)
+        at += block
+
+
+cdef void _gemm_tn(const floating* X, const floating* dZ, floating* dW,
+                   Py_ssize_t m, Py_ssize_t k, Py_ssize_t n) noexcept nogil:
+    """dW = Xᵀ·dZ through BLAS, summed over _tall_block's blocks of rows in order. X: (m, k),
+    dZ: (m, n), dW: (k, n)."""
+    cdef Py_ssize_t block = _tall_block(m, n, k), at = 0
+    while at < m:
+        _blas(True, False, k, n, min(block, m - at), X + at * k, k, dZ + at * n, n, <floating>(0 if at == 0 else 1),
+              dW, n)
+        at += block
 
 
 cdef void _dot_each(const floating* A, Py_ssize_t a_row, Py_ssize_t a_inner, const floating* B, floating* C,
@@ -279,7 +320,7 @@ cdef void _matmul(const floating* X, const floating* W, floating* out,
     elif path == NARROW:
         _matmul_narrow(X, W, out, m, k, n)
     elif path == GEMM:
-        _gemm(False, False, m, n, k, X, k, W, n, out, n)
+        _gemm_xw(X, W, out, m, k, n)
     elif path == DOT_EACH:
         _dot_each(X, k, 1, W, out, m, k, n)
     else:
@@ -300,7 +341,7 @@ cdef void _matmul_tn(const floating* X, const floating* dZ, floating* dW,
     elif path == NARROW:
         _matmul_tn_narrow(X, dZ, dW, m, k, n)
     elif path == GEMM:
-        _gemm(True, False, k, n, m, X, k, dZ, n, dW, n)
+        _gemm_tn(X, dZ, dW, m, k, n)
     elif path == DOT_EACH:  # row p of dW reads column p of X
         _dot_each(X, 1, k, dZ, dW, k, m, n)
     else:
@@ -329,11 +370,12 @@ cdef void _matmul_nt(const floating* dZ, const floating* W, floating* dX,
 
 
 def _product_rounds(int product, bint blas, const floating[:, ::1] A not None, const floating[:, ::1] B not None,
-                    floating[:, ::1] C not None, Py_ssize_t reps):
+                    floating[:, ::1] C not None, Py_ssize_t reps, bint blocks=False):
     """For benchmarks: `reps` times one of a dense layer's products by the path asked for, not the
     one _path chooses, without returning to Python in between. product 0: C = A·B (X·W: A (m, k),
     B (k, n)); 1: C = Aᵀ·B (Xᵀ·dZ: A (m, k), B (m, n), C (k, n)); 2: C = A·Bᵀ (dZ·Wᵀ: A (m, n),
-    B (k, n), C (m, k)). blas: the GEMM call; otherwise the micro-kernels at the width in use."""
+    B (k, n), C (m, k)). blas: the GEMM call (blocks: cut into _tall_block's row blocks, products 0
+    and 1); otherwise the micro-kernels at the width in use."""
     cdef Py_ssize_t m, k, n, r
     if product == 0:
         m, k, n = A.shape[0], A.shape[1], B.shape[1]
@@ -351,6 +393,8 @@ def _product_rounds(int product, bint blas, const floating[:, ::1] A not None, c
         raise ValueError(f"product must be 0, 1 or 2, not {product}")
     if m == 0 or k == 0 or n == 0:
         raise ValueError("empty operands")
+    if blocks and (not blas or product == 2):
+        raise ValueError("blocks: BLAS's X·W or Xᵀ·dZ only")
     if not blas and not _simd:
         raise RuntimeError("the micro-kernels are off (FASTNN_SIMD=0 or a CPU without AVX2 and FMA)")
     cdef const floating* a = _in2(A)
@@ -359,12 +403,16 @@ def _product_rounds(int product, bint blas, const floating[:, ::1] A not None, c
     with nogil:
         for r in range(reps):
             if product == 0:
-                if blas:
+                if blocks:
+                    _gemm_xw(a, b, c, m, k, n)
+                elif blas:
                     _gemm(False, False, m, n, k, a, k, b, n, c, n)
                 else:
                     _rows(a, k, 1, b, c, m, k, n)
             elif product == 1:
-                if blas:
+                if blocks:
+                    _gemm_tn(a, b, c, m, k, n)
+                elif blas:
                     _gemm(True, False, k, n, m, a, k, b, n, c, n)
                 else:
                     _rows(a, 1, k, b, c, k, m, n)
