@@ -12,7 +12,9 @@ dtype None it makes the model float32). Training follows scikit-learn's algorith
 same initialisation from `random_state`, the same shuffles, batches, L2 penalty, sample weights,
 learning-rate schedules, stopping rules and attributes), but each epoch is one call of the training
 step (fastnn.trainer) with the GIL released, and L-BFGS evaluates the loss and gradient with one
-full-batch pass of it. The fitted network is `model_`, a fastnn.Sequential: `coefs_[i]` and
+full-batch pass of it. L-BFGS is fastnn.lbfgs, the unbounded case of SciPy's L-BFGS-B (which
+scikit-learn calls) with its direction, line search and stopping rules, without the cost of its
+bounds. The fitted network is `model_`, a fastnn.Sequential: `coefs_[i]` and
 `intercepts_[i]` are views of its layers' W and b.
 
 Where fastnn differs from scikit-learn:
@@ -27,7 +29,6 @@ Where fastnn differs from scikit-learn:
 import warnings
 
 import numpy as np
-import scipy.optimize
 import scipy.sparse
 
 try:
@@ -54,7 +55,7 @@ from sklearn.utils.multiclass import _check_partial_fit_first_call
 from sklearn.utils.optimize import _check_optimize_result
 from sklearn.utils.validation import _check_sample_weight
 
-from . import _contract
+from . import _contract, lbfgs
 from .layers import Dense
 from .model import Sequential
 from .optimizers import SGD, Adam
@@ -256,60 +257,46 @@ class _BaseMLP(BaseEstimator):
     def _loss_scale(self):
         return _loss_scale(self.out_activation_, self.n_outputs_)
 
-    def _packed_order(self):
-        """Positions in model_'s flat buffer (W1, b1, W2, b2, ...) of scikit-learn's packing of the
-        parameters for L-BFGS (W1, W2, ..., b1, b2, ...)."""
-        slices = self.model_.network.slices
-        return np.concatenate([np.arange(s.w_at, s.b_at) for s in slices] + [np.arange(s.b_at, s.end) for s in slices])
-
-    def _gradient_pass(self, data):
-        """(loss_and_grad, order): loss_and_grad(packed) is the full-batch loss (with the L2 term)
-        and its gradient at `packed`, one pass of the training step that updates nothing; packed and
-        the gradient are float64 in scikit-learn's order, params[order]."""
-        network = self.model_.network
-        params, grads = network.params, network.grads
-        # fastnn.trainer.gradient's pass, its TrainingRun made once for all of L-BFGS's calls
-        trainer = Trainer(network, self.model_.loss_code, data, batch=data.n, l2=self.alpha,
-                          loss_scale=self._loss_scale())
-        # scikit-learn's packing as blocks of the flat buffer (copied as slices, not gathered)
-        blocks, at = [], 0
-        for start, stop in ([(s.w_at, s.b_at) for s in network.slices] + [(s.b_at, s.end) for s in network.slices]):
-            blocks.append((start, stop, at, at + stop - start))
-            at += stop - start
-
-        def loss_and_grad(packed):
-            for start, stop, p, q in blocks:
-                params[start:stop] = packed[p:q]
-            loss, _ = trainer.loss_and_count()
-            packed_grad = np.empty(at)
-            for start, stop, p, q in blocks:
-                packed_grad[p:q] = grads[start:stop]
-            return loss, packed_grad
-
-        return loss_and_grad, self._packed_order()
+    def _full_batch(self, data):
+        """The pass of the full-batch loss (with the L2 term) and its gradient at model_'s params,
+        into its grads (`loss_and_count()`): the training step on one batch of all rows, updating
+        nothing."""
+        return Trainer(self.model_.network, self.model_.loss_code, data, batch=data.n, l2=self.alpha,
+                       loss_scale=self._loss_scale())
 
     def _loss_grad_lbfgs(self, packed, X, y, sample_weight, *buffers):
         """scikit-learn's hook of the same name (its test_gradient checks it against finite
-        differences): loss and gradient at `packed` for X and the binarized y. `buffers` (its
-        activations, deltas and gradient lists) are not needed: the kernel keeps its own."""
+        differences): loss and gradient at `packed`, the parameters in scikit-learn's order (W1,
+        W2, ..., b1, b2, ...), for X and the binarized y. `buffers` (its activations, deltas and
+        gradient lists) are not needed: the kernel keeps its own."""
         dtype = self.model_.dtype
         y = y.reshape(-1, 1) if y.ndim == 1 else y
         X = self._as_dense(X, dtype)
         weights = None if sample_weight is None else np.ascontiguousarray(sample_weight, dtype)
-        loss_and_grad, _ = self._gradient_pass(Data(X, self._targets(y, dtype), weights))
-        return loss_and_grad(packed)
+        trainer = self._full_batch(Data(X, self._targets(y, dtype), weights))
+        network = self.model_.network
+        slices = network.slices
+        order = np.concatenate([np.arange(s.w_at, s.b_at) for s in slices] +
+                               [np.arange(s.b_at, s.end) for s in slices])
+        network.params[order] = packed
+        loss, _ = trainer.loss_and_count()
+        return loss, network.grads[order].astype(np.float64)
 
     def _fit_lbfgs(self, data):
-        """SciPy's L-BFGS-B on the full-batch loss and gradient, as scikit-learn runs it."""
-        loss_and_grad, order = self._gradient_pass(data)
-        params = self.model_.network.params
-        result = scipy.optimize.minimize(loss_and_grad, params[order].astype(np.float64),
-                                         method="L-BFGS-B", jac=True,
-                                         options={"maxfun": self.max_fun, "maxiter": self.max_iter,
-                                                  "gtol": self.tol})
+        """fastnn.lbfgs (L-BFGS-B's unbounded case, as scikit-learn runs SciPy's) on the full-batch
+        loss and gradient of model_'s flat parameters."""
+        trainer = self._full_batch(data)
+        params, grads = self.model_.network.params, self.model_.network.grads
+
+        def loss_and_grad(x):
+            params[...] = x
+            loss, _ = trainer.loss_and_count()
+            return loss, grads
+
+        result = lbfgs.minimize(loss_and_grad, params, max_iter=self.max_iter, max_fun=self.max_fun, gtol=self.tol)
         self.n_iter_ = _check_optimize_result("lbfgs", result, self.max_iter)
         self.loss_ = float(result.fun)
-        params[order] = result.x
+        params[...] = result.x
         if not np.isfinite(params).all():
             raise ValueError(_NON_FINITE)
 
