@@ -6,9 +6,11 @@
 #             transposed copy of W when it fits on the stack (NARROW_MAX), else takes the dot
 #             products of rows (`dots`), which reduce every output across a vector;
 #   NARROW    the same kernels through a transposed copy of W for layers narrower than a vector
-#             (a classifier's 1-10 outputs), whose inputs are the wide side;
-#   GEMM      one BLAS call (scipy.linalg.cython_blas) beyond GEMM_CROSSOVER multiply-adds, where
-#             its cache blocking wins, unless the batch is one row (gemm packs all of W for it);
+#             (a classifier's 1-10 outputs), whose inputs are the wide side; and dZ·Wᵀ at any
+#             batch while W fits the stack, where streaming Wᵀ's rows beats BLAS;
+#   GEMM      BLAS (scipy.linalg.cython_blas) beyond GEMM_CROSSOVER multiply-adds, where its cache
+#             blocking wins, unless the batch is one row (gemm packs all of W for it); a tall
+#             product of a narrow layer by blocks of rows (_tall_block);
 #   DOT_EACH  one dot product per output element, for outputs too narrow (n < 4) for row loops;
 #   LOOPS     portable loops that stream rows of the right-hand operand into a row of the output.
 # bench/bench_kernels.py times the dense kernels at shapes on each path (and with the micro-kernels off).
@@ -357,6 +359,8 @@ cdef void _matmul_nt(const floating* dZ, const floating* W, floating* dX,
         memset(dX, 0, m * k * sizeof(floating))
         return
     cdef int path = _path(m, k, n, k * n, False, sizeof(floating))
+    if path == GEMM and _simd and n * k <= NARROW_MAX and k * sizeof(floating) >= 64:
+        path = NARROW  # streaming Wᵀ's rows beats BLAS at any batch: bench/bench_kernels.py, "dZ·Wᵀ"
     if path == ROWS and n * k <= NARROW_MAX:  # faster than the dots: bench/compare_builds.py, "small"
         _matmul_nt_narrow(dZ, W, dX, m, n, k)
     elif path == ROWS:
@@ -419,5 +423,7 @@ def _product_rounds(int product, bint blas, const floating[:, ::1] A not None, c
             else:
                 if blas:
                     _gemm(False, True, m, k, n, a, n, b, n, c, k)
+                elif n * k <= NARROW_MAX:  # as _matmul_nt's ROWS and NARROW paths
+                    _matmul_nt_narrow(a, b, c, m, n, k)
                 else:
                     _dots(a, b, c, m, k, n)
