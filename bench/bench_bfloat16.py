@@ -6,9 +6,7 @@ Each row runs its implementations in turn in every round (common.interleaved). B
 round waits, untimed, for the cores to go idle: OpenBLAS's threads spin for a while after a product
 and would otherwise take the second core from whichever implementation runs next.
 """
-import contextlib
 import importlib.util
-import time
 
 import numpy as np
 import pytest
@@ -17,11 +15,10 @@ import fastnn as fnn
 
 import peers
 from bench_mlp import learned
-from common import case_data, interleaved, threads
+from common import case_data, idle_first, interleaved, threads
 
 TRAIN = [("medium", 1), ("large", 1), ("large", 2)]
 INFER = [("medium", 2), ("large", 2)]
-IDLE_SECONDS = 0.2  # OpenBLAS's spin after a product is 2^28 cycles by default: ~0.1 s
 
 
 def native_bfloat16() -> bool:
@@ -33,12 +30,6 @@ def require_native():
     if not native_bfloat16():
         pytest.skip("no AVX512-BF16 on this CPU (or FASTNN_SIMD=0): bfloat16 is emulated, which is slower "
                     "than float32 by design (tests/test_bfloat16.py holds it to the same numbers)")
-
-
-@contextlib.contextmanager
-def idle_first(name):
-    time.sleep(IDLE_SECONDS)
-    yield
 
 
 def model(sizes, precision):

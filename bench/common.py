@@ -120,13 +120,28 @@ def accuracy(pred, y) -> float:
     return float(np.mean(np.asarray(pred) == y))
 
 
-def interleaved(benchmark, runs: dict, rounds: int, unit: str, pairs=None, around=None) -> tuple[dict, dict]:
+# OpenBLAS's idle threads spin for 2^28 cycles (~0.1 s) after a threaded product, on the cores that
+# the implementation run next would use.
+IDLE_SECONDS = 0.2
+
+
+@contextlib.contextmanager
+def idle_first(name=None):
+    """A context for interleaved's `around`: wait, untimed, for the cores to go idle before each entry."""
+    time.sleep(IDLE_SECONDS)
+    yield
+
+
+def interleaved(benchmark, runs: dict, rounds: int, unit: str, pairs=None, around=None,
+                warm: bool = False) -> tuple[dict, dict]:
     """Run every entry of `runs` in turn in each round, recorded as one row whose note gives, for
     each pair (a, b) in `pairs`, how many times a's throughput was b's, as the median of the
     per-round ratios (default: the first entry against each other one).
     An entry is name: (run, units of work per run) or (run, units, prepare): then each round calls
     prepare() untimed (to make a fresh model) and times run(what it returned). around(name), if
-    given, is a context each entry runs in, entered and left untimed (thread settings).
+    given, is a context each entry runs in, entered and left untimed (thread settings). warm: each
+    entry's timed run follows an untimed one of its own, as in a run of many epochs (JAX's
+    threads, started cold after another library's run, took 1.1x as long as back to back).
     Returns each entry's last result and the ratios by pair.
 
     On this shared host one core ran the same single-threaded work at half the speed of the other,
@@ -136,15 +151,18 @@ def interleaved(benchmark, runs: dict, rounds: int, unit: str, pairs=None, aroun
 
     def one_round():
         for name, (run, _, *prepare) in runs.items():
-            args = [prepare[0]()] if prepare else []
             with around(name) if around else contextlib.nullcontext():
+                if warm:
+                    run(*([prepare[0]()] if prepare else []))
+                args = [prepare[0]()] if prepare else []
                 start = time.perf_counter()
                 results[name] = run(*args)
                 seconds[name].append(time.perf_counter() - start)
 
     first, *others = runs
     pairs = pairs or [(first, name) for name in others]
-    record(benchmark, one_round, rounds, sum(entry[1] for entry in runs.values()), unit, "all, in turn")
+    record(benchmark, one_round, rounds, sum(entry[1] for entry in runs.values()) * (2 if warm else 1), unit,
+           "all, in turn")
     rate = {name: runs[name][1] / np.array(seconds[name][-rounds:]) for name in runs}  # not record's warm-up
     ratio = {(a, b): float(np.median(rate[a] / rate[b])) for a, b in pairs}
     benchmark.extra_info["note"] = "per-round median: " + ", ".join(
