@@ -12,11 +12,9 @@ cdef extern from "pool.h" nogil:
     void fastnn_pool_stop(fastnn_pool* pool)
 
 cdef enum:
-    POOL_PIECES_PER_THREAD = 2  # a bfloat16 product is cut into this many pieces per thread: enough
-                                # that a slow core takes fewer of them
-    POOL_STEP_PIECES = 1        # the same for the float32 and float64 training step (pooled.pxi), whose
-                                # pieces each copy an operand into BLAS's layout: one piece per thread
-                                # trained 10-15 % faster than two (bench_mlp's pool=True rows)
+    POOL_PIECES_PER_THREAD = 2  # a product is cut into this many pieces per thread: enough that a slow
+                                # core takes fewer of them, few enough that each copies its operand
+                                # into BLAS's layout once for much work
     POOL_MIN_PIECE = 64         # a dimension shorter than this is not cut
     POOL_UPDATE_RANGE = 16384   # parameters per task of the optimizer step
     POOL_PREDICT_CHUNKS = 8     # network_predict cuts a few rows into this many chunks

@@ -2,7 +2,7 @@
 # specialisation of train_epochs (trainer.pxi chooses it, _pool_threads) for networks whose products
 # are large; and network_predict, a network's output for many rows, by chunks of rows.
 #
-# In the training step, every product of a layer is cut into pieces, POOL_STEP_PIECES per
+# In the training step, every product of a layer is cut into pieces, POOL_PIECES_PER_THREAD per
 # thread, and each task computes one piece with a one-thread BLAS call:
 #   forward   Z[:, piece] = A·W[:, piece], then + b and f over the piece while it is in cache;
 #   backward  dW[:, piece] = Aᵀ·dZ[:, piece] and db[piece] (the column sums, row by row), and
@@ -27,7 +27,7 @@ cdef struct PoolJob:  # what the tasks of one job read
     bint is_float
     const Layer* layers
     Py_ssize_t l, rows
-    Py_ssize_t pieces      # how many pieces a product is cut into (POOL_STEP_PIECES per thread)
+    Py_ssize_t pieces      # how many pieces a product is cut into (POOL_PIECES_PER_THREAD per thread)
     const void* x          # the batch's input (rows, n_in)
     void* P
     void* G

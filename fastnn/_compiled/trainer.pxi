@@ -545,7 +545,7 @@ def _train(floating[::1] params, run, order, long long step, double[::1] epoch_l
         if pool == NULL:
             PyMem_Free(layers)
             raise MemoryError()
-        job.pieces = POOL_STEP_PIECES * threads
+        job.pieces = POOL_PIECES_PER_THREAD * threads
     # bfloat16 products of a large network on several threads: shared by a pool of their own (the
     # rest of the step stays on the calling thread)
     cdef int bf_threads = _bf16_threads(run, sizes)
