@@ -523,7 +523,22 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             elif len(np.setdiff1d(classes, self.classes_, assume_unique=True)):
                 raise ValueError(f"`y` has classes not in `self.classes_`. `self.classes_` has {self.classes_}. "
                                  f"'y' has {classes}.")
-        return X, self._label_binarizer.transform(y).astype(bool)
+        return X, self._binarized(y)
+
+    def _binarized(self, y):
+        """self._label_binarizer.transform(y) as bool (n, n_classes). A multiclass y whose labels are
+        all in classes_ (which _validate_input has made sure of) is one-hot coded from its labels'
+        positions directly: transform's checks took 1.5 ms at digits' 1,347 rows, more than two
+        L-BFGS iterations of its network."""
+        binarizer = self._label_binarizer
+        if binarizer.y_type_ == "multiclass" and not binarizer.sparse_output and y.ndim == 1 and y.size:
+            classes = binarizer.classes_
+            at = np.minimum(np.searchsorted(classes, y), classes.shape[0] - 1)
+            if np.array_equal(classes[at], y):
+                Y = np.zeros((y.shape[0], classes.shape[0]), bool)
+                Y[np.arange(y.shape[0]), at] = True
+                return Y
+        return binarizer.transform(y).astype(bool)
 
     def predict(self, X):
         """Class labels for X (n_samples, n_features): (n_samples,), or (n_samples, n_labels) multilabel."""

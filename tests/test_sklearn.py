@@ -18,6 +18,7 @@ from sklearn import neural_network  # noqa: E402
 from sklearn.datasets import load_iris, make_multilabel_classification, make_regression  # noqa: E402
 from sklearn.exceptions import ConvergenceWarning  # noqa: E402
 from sklearn.model_selection import GridSearchCV  # noqa: E402
+from sklearn.preprocessing import LabelBinarizer  # noqa: E402
 from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 
 import fastnn  # noqa: E402
@@ -168,6 +169,22 @@ def test_float32_learns_like_float64(backend, solver):
         assert est.coefs_[0].dtype == dtype
         scores.append(est.score(X, y))
     assert scores[0] > 0.9 and abs(scores[0] - scores[1]) <= 0.02
+
+
+@pytest.mark.parametrize("labels", [np.array([3, 1, 2, 1, 3, 0]), np.array(["b", "a", "c", "a", "c", "b"], object),
+                                    np.array([1.0, 3.0, 2.0, 1.0, 3.0, 2.0])], ids=["int", "str", "float"])
+def test_the_multiclass_targets_are_label_binarizers(labels):
+    """_binarized's direct one-hot coding of a multiclass y equals LabelBinarizer.transform, for a
+    y with all classes and for one with a subset of them (partial_fit with classes=...), and a
+    label outside classes_ takes transform's own path (a zero row)."""
+    est = fastnn.sklearn.MLPClassifier()
+    est._label_binarizer = LabelBinarizer().fit(labels)
+    for y in (labels, labels[[1, 3, 1]], np.concatenate([labels, labels[:1]])):
+        np.testing.assert_array_equal(est._binarized(y), est._label_binarizer.transform(y).astype(bool))
+    unseen = labels.copy()
+    unseen[0] = "z" if labels.dtype == object else 99
+    np.testing.assert_array_equal(est._binarized(unseen), est._label_binarizer.transform(unseen).astype(bool))
+    assert not est._binarized(unseen)[0].any()
 
 
 def test_bad_dtype_is_rejected():
