@@ -1,5 +1,7 @@
 """fastnn.lbfgs against SciPy's L-BFGS-B, whose unbounded case it is: the same iterates, the same
 evaluation counts, the same stopping rules; and its failures end in a status, not in NaN."""
+from collections import deque
+
 import numpy as np
 import pytest
 import scipy.optimize
@@ -93,3 +95,33 @@ def test_reruns_are_bit_identical():
     b = lbfgs.minimize(rosenbrock, STARTS["30d"], max_iter=200, max_fun=15000)
     np.testing.assert_array_equal(a.x, b.x)
     assert (a.nit, a.nfev) == (b.nit, b.nfev)
+
+
+# ----------------------------------------------------------------------------- the direction
+
+def dense_inverse_hessian(pairs, n):
+    """L-BFGS's H from its pairs (oldest first) by the BFGS update of explicit matrices, from
+    H0 = (sᵀy / yᵀy of the newest pair) I."""
+    s, y = pairs[-1]
+    H = (s @ y) / (y @ y) * np.eye(n)
+    for s, y in pairs:
+        rho = 1.0 / (s @ y)
+        V = np.eye(n) - rho * np.outer(y, s)
+        H = V.T @ H @ V + rho * np.outer(s, s)
+    return H
+
+
+@pytest.mark.parametrize("count", [0, 1, 4])
+def test_the_direction_is_minus_h_g(count):
+    """The two-loop recursion's -H·g equals the explicit BFGS matrices' (pairs with sᵀy > 0, as
+    L-BFGS keeps); without pairs it is -g."""
+    rng = np.random.default_rng(count)
+    n = 7
+    pairs = []
+    for _ in range(count):
+        s = rng.standard_normal(n)
+        y = 3 * s + rng.standard_normal(n)
+        pairs.append((s, y, 1.0 / (s @ y)))
+    g = rng.standard_normal(n)
+    expected = -dense_inverse_hessian([(s, y) for s, y, _ in pairs], n) @ g if count else -g
+    np.testing.assert_allclose(lbfgs._direction(g, deque(pairs)), expected, rtol=1e-10, atol=1e-12)
