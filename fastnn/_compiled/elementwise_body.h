@@ -283,13 +283,18 @@ static inline ptrdiff_t FNN_N(block_rows)(ptrdiff_t n) {
 }
 
 /* max(z[:n]) as activations.pxi's _row_max (NaN if the row holds one), one element at a time: the
- * rows of a classifier are short. */
+ * rows of a classifier are short. Without branches (maxsd, and the NaN flag on the side): the
+ * compares of random logits mispredict, and a branch per element made the max of a ten-class row
+ * the costliest part of softmax_sparse (`perf annotate`). */
 static inline FNN_T FNN_N(row_max1)(const FNN_T* z, ptrdiff_t n) {
     FNN_T top = z[0];
-    for (ptrdiff_t j = 1; j < n; j++)
-        if (z[j] > top || z[j] != z[j])
-            top = z[j];
-    return top;
+    int nan = z[0] != z[0];
+    for (ptrdiff_t j = 1; j < n; j++) {
+        FNN_T v = z[j];
+        top = v > top ? v : top;
+        nan |= v != v;
+    }
+    return nan ? (FNN_T)NAN : top;
 }
 
 /* losses.pxi's _softmax_sparse_cce: returns the weighted sum of the rows' losses. A block of rows
