@@ -6,8 +6,8 @@
 #             transposed copy of W when it fits on the stack (NARROW_MAX), else takes the dot
 #             products of rows (`dots`), which reduce every output across a vector;
 #   NARROW    the same kernels through a transposed copy of W for layers narrower than a vector
-#             (a classifier's 1-10 outputs), whose inputs are the wide side; and dZ·Wᵀ at any
-#             batch while W fits the stack, where streaming Wᵀ's rows beats BLAS;
+#             (a classifier's 1-10 outputs), whose inputs are the wide side; and, at AVX-512's
+#             width, dZ·Wᵀ at any batch while W fits the stack, where streaming Wᵀ's rows beats BLAS;
 #   GEMM      BLAS (scipy.linalg.cython_blas) beyond GEMM_CROSSOVER multiply-adds, where its cache
 #             blocking wins, unless the batch is one row (gemm packs all of W for it); a tall
 #             product of a narrow layer by blocks of rows (_tall_block);
@@ -359,8 +359,9 @@ cdef void _matmul_nt(const floating* dZ, const floating* W, floating* dX,
         memset(dX, 0, m * k * sizeof(floating))
         return
     cdef int path = _path(m, k, n, k * n, False, sizeof(floating))
-    if path == GEMM and _simd and n * k <= NARROW_MAX and k * sizeof(floating) >= 64:
-        path = NARROW  # streaming Wᵀ's rows beats BLAS at any batch: bench/bench_kernels.py, "dZ·Wᵀ"
+    if path == GEMM and _simd and _wide and n * k <= NARROW_MAX and k * sizeof(floating) >= 64:
+        path = NARROW  # at AVX-512 streaming Wᵀ's rows beats BLAS at any batch (not at AVX2's width):
+                       # bench/bench_kernels.py, "dZ·Wᵀ"
     if path == ROWS and n * k <= NARROW_MAX:  # faster than the dots: bench/compare_builds.py, "small"
         _matmul_nt_narrow(dZ, W, dX, m, n, k)
     elif path == ROWS:
