@@ -1,8 +1,8 @@
 """L-BFGS: the full-batch optimizer of `fastnn.sklearn`'s `solver="lbfgs"`.
 
 The unbounded case of L-BFGS-B as SciPy runs it (`scipy.optimize.minimize(method="L-BFGS-B")`,
-which scikit-learn's MLP calls), without the machinery for bounds, which costs SciPy more than a
-whole loss-and-gradient pass of a small network:
+which scikit-learn's MLP calls), without the machinery for bounds, which took SciPy half as long
+per iteration as the loss and gradient of digits' 64-unit network (docs/performance.md):
 - the direction -H·g from the last `memory` steps s and gradient changes y (the two-loop
   recursion, H's diagonal start scaled by sᵀy / yᵀy of the newest pair: the same direction as
   L-BFGS-B's compact form); a pair with sᵀy <= eps·(-step·gᵀd) is not kept;
