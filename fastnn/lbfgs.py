@@ -1,8 +1,8 @@
 """L-BFGS: the full-batch optimizer of `fastnn.sklearn`'s `solver="lbfgs"`.
 
 The unbounded case of L-BFGS-B as SciPy runs it (`scipy.optimize.minimize(method="L-BFGS-B")`,
-which scikit-learn's MLP calls), without the machinery for bounds, which took SciPy half as long
-per iteration as the loss and gradient of digits' 64-unit network (docs/performance.md):
+which scikit-learn's MLP calls), without the machinery for bounds, which scikit-learn never uses
+and which costs SciPy a large share of an iteration of a small network (docs/performance.md):
 - the direction -H·g from the last `memory` steps s and gradient changes y (the two-loop
   recursion, H's diagonal start scaled by sᵀy / yᵀy of the newest pair: the same direction as
   L-BFGS-B's compact form); a pair with sᵀy <= eps·(-step·gᵀd) is not kept;
@@ -23,6 +23,8 @@ from typing import Callable
 
 import numpy as np
 from scipy.linalg.blas import daxpy, ddot
+
+from .validation import check_positive_int, check_real
 
 FTOL = 2.220446049250313e-09  # SciPy's default ftol for L-BFGS-B (factr 1e7 times the float64 epsilon)
 EPS = float(np.finfo(np.float64).eps)
@@ -50,8 +52,14 @@ class Result:
 def minimize(fun_and_grad: Callable[[np.ndarray], tuple[float, np.ndarray]], x0: np.ndarray, *, max_iter: int,
              max_fun: int, gtol: float = 1e-5, ftol: float = FTOL, memory: int = 10) -> Result:
     """Minimize f from x0 (n,) float64. fun_and_grad(x) -> (f, the gradient (n,)); it may reuse
-    its gradient array between calls (it is copied)."""
+    its gradient array between calls (it is copied). max_iter, max_fun, memory: ints >= 1; gtol,
+    ftol: finite, >= 0."""
+    max_iter, max_fun = check_positive_int("max_iter", max_iter), check_positive_int("max_fun", max_fun)
+    memory = check_positive_int("memory", memory)
+    gtol, ftol = check_real("gtol", gtol, low=0.0), check_real("ftol", ftol, low=0.0)
     x = np.array(x0, np.float64)
+    if x.ndim != 1 or not np.isfinite(x).all():
+        raise ValueError(f"x0 must be a 1-d array of finite numbers, got shape {x.shape}")
     f, g = _evaluate(fun_and_grad, x)
     nfev, nit = 1, 0
     if np.max(np.abs(g), initial=0.0) <= gtol:
@@ -150,8 +158,7 @@ class _LineSearch:
             return True, True
         if step == 0.0 and (f > ftest or g >= self.gtest):
             return True, True
-        lo_step, lo_f, lo_g = self.lo
-        if self.stage == 1 and f <= lo_f and f > ftest:  # on the auxiliary function
+        if self.stage == 1 and f <= self.lo[1] and f > ftest:  # on the auxiliary function
             shift = self.gtest
 
             def aux(point):

@@ -528,8 +528,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     def _binarized(self, y):
         """self._label_binarizer.transform(y) as bool (n, n_classes). A multiclass y whose labels are
         all in classes_ (which _validate_input has made sure of) is one-hot coded from its labels'
-        positions directly: transform's checks took 1.5 ms at digits' 1,347 rows, more than two
-        L-BFGS iterations of its network."""
+        positions directly: transform repeats scikit-learn's checks of y, which cost every fit more
+        than the coding (docs/performance.md, "Full batches and L-BFGS")."""
         binarizer = self._label_binarizer
         if binarizer.y_type_ == "multiclass" and not binarizer.sparse_output and y.ndim == 1 and y.size:
             classes = binarizer.classes_

@@ -125,3 +125,26 @@ def test_the_direction_is_minus_h_g(count):
     g = rng.standard_normal(n)
     expected = -dense_inverse_hessian([(s, y) for s, y, _ in pairs], n) @ g if count else -g
     np.testing.assert_allclose(lbfgs._direction(g, deque(pairs)), expected, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("change, error, message", [
+    (dict(max_iter=0), ValueError, "max_iter must be >= 1"),
+    (dict(max_fun=2.5), TypeError, "max_fun must be an int"),
+    (dict(memory=0), ValueError, "memory must be >= 1"),
+    (dict(gtol=-1.0), ValueError, "gtol must lie in"),
+    (dict(ftol=float("nan")), ValueError, "ftol must be finite"),
+    (dict(x0=np.ones((2, 2))), ValueError, "x0 must be a 1-d array"),
+    (dict(x0=np.array([1.0, np.inf])), ValueError, "x0 must be a 1-d array of finite numbers"),
+], ids=["max_iter", "max_fun", "memory", "gtol", "ftol", "x0-2d", "x0-inf"])
+def test_bad_arguments_raise_before_any_evaluation(change, error, message):
+    calls = []
+
+    def counted(x):
+        calls.append(x)
+        return rosenbrock(x)
+
+    args = dict(x0=np.zeros(3), max_iter=10, max_fun=10)
+    args.update(change)
+    with pytest.raises(error, match=message):
+        lbfgs.minimize(counted, **args)
+    assert not calls

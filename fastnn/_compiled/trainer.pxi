@@ -462,9 +462,12 @@ def _train(floating[::1] params, run, order, long long step, double[::1] epoch_l
         bf_size += _bf16_weights_size(sizes[l], sizes[l + 1])
     # then the input and the dZ scratch that the layers share (each layer converts its own where they
     # are read)
-    cdef Py_ssize_t bx_at = bf_size, bdz_at = bx_at + max([_bf16_rows_size(rows_max, s) for s in sizes[:L]])
-    bf_size = bdz_at + max([_bf16_rows_size(rows_max, s) for s in sizes[1:]])
-    bf_array = _scratch("bfloat16", bf_size if run.bfloat16 else 1, np.uint32)  # (check_run: float32 only)
+    cdef Py_ssize_t bx_at = 0, bdz_at = 0
+    if run.bfloat16:  # (check_run: float32 only)
+        bx_at = bf_size
+        bdz_at = bx_at + max([_bf16_rows_size(rows_max, s) for s in sizes[:L]])
+        bf_size = bdz_at + max([_bf16_rows_size(rows_max, s) for s in sizes[1:]])
+    bf_array = _scratch("bfloat16", bf_size if run.bfloat16 else 1, np.uint32)
     cdef uint32_t[::1] bf_view = bf_array
     cdef Bf16Run bf_run
     bf_run.w, bf_run.x, bf_run.dz, bf_run.pool = &bf_view[0], &bf_view[0] + bx_at, &bf_view[0] + bdz_at, NULL
