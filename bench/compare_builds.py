@@ -8,7 +8,11 @@ there (copied, not imported: this tool runs against two different builds):
   xor     2-2-1 sigmoid, binary cross-entropy, SGD lr 0.5, float64, full batch, 10,000 epochs;
   small   20-32-32-2 ReLU/softmax, sparse categorical cross-entropy, SGD lr 0.05 momentum 0.9,
           float32, 20,000 samples, batch 32, one epoch in order;
-  medium  128-512-512-10, the same, 100,000 samples, batch 256.
+  medium  128-512-512-10, the same, 100,000 samples, batch 256;
+  digits  fastnn.sklearn's MLPClassifier(hidden_layer_sizes=(64,), random_state=0), its defaults
+          (float64, adam, batch 200), on scikit-learn's digits split as bench/bench_sklearn.py
+          splits it: a whole fit, stopping rules included (needs scikit-learn).
+--workloads picks some of them (comma-separated; default all).
 
 Method: every round runs, for each workload, OLD and NEW one after the other (which goes first
 alternates between rounds), each in a fresh Python process with PYTHONPATH=SRC, its working
@@ -36,7 +40,8 @@ import tempfile
 # name: (description, timed fits at least, timed seconds at least)
 WORKLOADS = {"xor": ("XOR 2-2-1, 10,000 epochs, full batch", 20, 0.5),
              "small": ("20-32-32-2, 20,000 samples, batch 32", 20, 0.5),
-             "medium": ("128-512-512-10, 100,000 samples, batch 256", 3, 0.0)}
+             "medium": ("128-512-512-10, 100,000 samples, batch 256", 3, 0.0),
+             "digits": ("digits, fastnn.sklearn MLPClassifier (64,), float64", 5, 0.5)}
 
 CHILD = r"""
 import json, os, sys, time
@@ -63,6 +68,20 @@ if name == "xor":
 
     def learned(model):
         return bool(np.array_equal(np.round(model.predict(X).reshape(-1, 1)), y))
+elif name == "digits":
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+    from fastnn.sklearn import MLPClassifier
+    X, X_test, y, y_test = train_test_split(*load_digits(return_X_y=True), random_state=0)
+
+    def build():
+        return MLPClassifier(hidden_layer_sizes=(64,), random_state=0)
+
+    def fit(model):
+        model.fit(X, y)
+
+    def learned(model):
+        return bool(model.score(X_test, y_test) > 0.9)
 else:
     n, sizes, batch = {"small": (20_000, [20, 32, 32, 2], 32),
                        "medium": (100_000, [128, 512, 512, 10], 256)}[name]
@@ -123,10 +142,15 @@ def main():
     parser.add_argument("old_src")
     parser.add_argument("new_src")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--workloads", type=lambda s: s.split(","), default=list(WORKLOADS),
+                        help=f"comma-separated, of {', '.join(WORKLOADS)}")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--cpus", type=lambda s: {int(c) for c in s.split(",")}, default=None,
                         help="comma-separated cores to pin both builds' processes to")
     args = parser.parse_args()
+    unknown = sorted(set(args.workloads) - set(WORKLOADS))
+    if unknown:
+        parser.error(f"--workloads: unknown {', '.join(unknown)}; choose from {', '.join(WORKLOADS)}")
     args.cpus = args.cpus or set(sorted(os.sched_getaffinity(0))[:args.threads])
     builds = {"old": os.path.abspath(args.old_src), "new": os.path.abspath(args.new_src)}
     set_here = ("OPENBLAS_NUM_THREADS", "FASTNN_REQUIRE_EXTENSION", "FASTNN_BACKEND")
@@ -138,11 +162,11 @@ def main():
     for label, src in builds.items():
         print(f"{label}: {src}")
 
-    seconds = {(w, b): [] for w in WORKLOADS for b in builds}
+    seconds = {(w, b): [] for w in args.workloads for b in builds}
     with tempfile.TemporaryDirectory(prefix="fastnn_compare_") as cwd:
         for r in range(args.rounds):
             order = ["old", "new"] if r % 2 == 0 else ["new", "old"]
-            for workload in WORKLOADS:
+            for workload in args.workloads:
                 for label in order:
                     res = run(builds[label], workload, args, cwd)
                     seconds[workload, label].append(res["seconds"])
@@ -152,7 +176,8 @@ def main():
 
     print("\nms: each build's median over rounds of its runs' best fit; ratio: per round, new/old")
     print(f"{'workload':50} {'old ms':>10} {'new ms':>10}   ratio median [min-max]")
-    for workload, (description, _, _) in WORKLOADS.items():
+    for workload in args.workloads:
+        description = WORKLOADS[workload][0]
         old, new = seconds[workload, "old"], seconds[workload, "new"]
         ratios = [n / o for o, n in zip(old, new)]
         print(f"{workload + ': ' + description:50} {statistics.median(old) * 1e3:10.3f} "

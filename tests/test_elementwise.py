@@ -227,3 +227,73 @@ def test_bias_and_activation_pass_equals_the_portable_loop(compiled, vector, dty
             assert_close(np.nan_to_num(a), np.nan_to_num(c), dtype)
         else:
             np.testing.assert_array_equal(a, c)
+
+
+@pytest.fixture
+def page_end():
+    """at_page_end(values): a writable copy of `values` whose last byte is the last of a page, and
+    the page after it unreadable (PROT_NONE): a vector pass that reads or writes past the end of
+    its row crashes instead of passing. Linux only."""
+    import ctypes
+    import mmap
+    import sys
+    if not sys.platform.startswith("linux"):
+        pytest.skip("mprotect through ctypes: Linux only")
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    page, held = mmap.PAGESIZE, []
+
+    def at_page_end(values):
+        values = np.ascontiguousarray(values)
+        pages = -(-values.nbytes // page) + 1
+        buf = mmap.mmap(-1, pages * page)
+        guard = ctypes.addressof(ctypes.c_char.from_buffer(buf)) + (pages - 1) * page
+        assert libc.mprotect(guard, page, 0) == 0, ctypes.get_errno()  # 0: PROT_NONE
+        out = np.frombuffer(buf, values.dtype, count=values.size, offset=(pages - 1) * page - values.nbytes)
+        out = out.reshape(values.shape)
+        out[...] = values
+        held.append((buf, guard))
+        return out
+
+    yield at_page_end
+    for buf, guard in held:  # readable again before the mapping goes
+        libc.mprotect(guard, page, mmap.PROT_READ | mmap.PROT_WRITE)
+
+
+@pytest.mark.parametrize("n", [1, 3, 7, 10, 15, 17])
+def test_partial_vectors_stay_inside_their_rows(compiled, vector, dtype, n, page_end, assert_close):
+    """The last, partial vector of a row is loaded and stored with masks: operands that end at
+    the end of a page, the next page unreadable, give the portable loops' results (a read or
+    write past them would crash)."""
+    rng = np.random.default_rng(n)
+    m = 5
+    Z = (3 * rng.standard_normal((m, n))).astype(dtype)
+    A = rng.uniform(-1, 1, (m, n)).astype(dtype)
+    dA = rng.standard_normal((m, n)).astype(dtype)
+    b = rng.standard_normal(n).astype(dtype)
+    labels = rng.integers(0, n, m).astype(np.int64)
+    X = np.ones((m, 1), dtype)
+    W = page_end(rng.standard_normal((1, n)).astype(dtype))
+
+    def passes():
+        out = {}
+        for name, code in (("relu", C.ACTIVATIONS["relu"]), ("softmax", C.ACTIVATIONS["softmax"])):
+            z = page_end(Z)
+            compiled.activate(z, code, z)
+            forward = page_end(np.zeros((m, n), dtype))
+            compiled.dense_forward(X, W, page_end(b), code, forward)
+            out[name] = z.copy(), forward.copy()
+        grad = page_end(np.zeros((m, n), dtype))
+        compiled.activation_grad(page_end(A), page_end(dA), C.ACTIVATIONS["tanh"], grad)
+        dZ = page_end(np.zeros((m, n), dtype))
+        loss = compiled.softmax_sparse_cce(page_end(Z), labels, dZ)
+        return out, grad.copy(), loss, dZ.copy()
+
+    (out_on, grad_on, loss_on, dz_on), (out_off, grad_off, loss_off, dz_off) = vector(passes)
+    for a, c in zip(out_on["relu"], out_off["relu"]):
+        np.testing.assert_array_equal(a, c)
+    for a, c in zip(out_on["softmax"], out_off["softmax"]):
+        assert_close(a, c, dtype)
+    np.testing.assert_array_equal(grad_on, grad_off)
+    assert_close(loss_on, loss_off, dtype)
+    assert_close(dz_on, dz_off, dtype, scale=1 / m)

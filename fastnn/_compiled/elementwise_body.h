@@ -2,7 +2,7 @@
  * 64: AVX-512 F and DQ), compiled with FNN_TGT and named with FNN_SUFFIX (_f, _f512, _d, _d512).
  * Included four times by elementwise.h; see there for what they are and how they round.
  * Rows whose length is not a multiple of the vector width end with a partial vector: the last
- * elements are copied into a full one padded with neutral values, and only they are written back.
+ * elements are loaded into a full one padded with neutral values, and only they are written back.
  */
 #define FNN_L ((ptrdiff_t)(FNN_VBYTES / sizeof(FNN_T)))
 #define FNN_N(name) FASTNN_CAT(FASTNN_CAT(fastnn_ewk_, name), FNN_SUFFIX)
@@ -35,27 +35,43 @@ FNN_TGT static inline void FNN_N(store)(FNN_T* p, FNN_V v) {
     memcpy(p, &v, sizeof v);
 }
 
-/* The last n < FNN_L elements of a row in a full vector, the other lanes `pad`. */
-FNN_TGT static inline FNN_V FNN_N(load_part)(const FNN_T* p, ptrdiff_t n, FNN_T pad) {
-    FNN_T buf[FNN_L];
-    for (ptrdiff_t l = 0; l < FNN_L; l++)
-        buf[l] = pad;
-    memcpy(buf, p, (size_t)n * sizeof(FNN_T));
-    return FNN_N(load)(buf);
-}
-
-FNN_TGT static inline void FNN_N(store_part)(FNN_T* p, FNN_V v, ptrdiff_t n) {
-    FNN_T buf[FNN_L];
-    FNN_N(store)(buf, v);
-    memcpy(p, buf, (size_t)n * sizeof(FNN_T));
-}
-
 /* Lanes below n all ones, the others zero. */
 FNN_TGT static inline FNN_VI FNN_N(live)(ptrdiff_t n) {
     FNN_VI iota;
     for (ptrdiff_t l = 0; l < FNN_L; l++)
         iota[l] = (int)l;
     return iota < (int)n;
+}
+
+/* The last n < FNN_L elements of a row in a full vector, the other lanes `pad`; and the store of
+ * a vector's first n lanes. Masked loads and stores, one instruction each: a copy of n elements
+ * through a buffer compiled to a call of memcpy, which cost more than the vector work of a short
+ * row (the ten logits of a classifier). The masked-off lanes are never read or written, so the
+ * row may end at the end of a page. */
+FNN_TGT static inline FNN_V FNN_N(load_part)(const FNN_T* p, ptrdiff_t n, FNN_T pad) {
+#if FNN_VBYTES == 64 && FNN_IS_FLOAT
+    return (FNN_V)_mm512_mask_loadu_ps(_mm512_set1_ps(pad), (__mmask16)((1u << n) - 1), p);
+#elif FNN_VBYTES == 64
+    return (FNN_V)_mm512_mask_loadu_pd(_mm512_set1_pd(pad), (__mmask8)((1u << n) - 1), p);
+#elif FNN_IS_FLOAT
+    __m256i live = (__m256i)FNN_N(live)(n);
+    return (FNN_V)_mm256_blendv_ps(_mm256_set1_ps(pad), _mm256_maskload_ps(p, live), (__m256)live);
+#else
+    __m256i live = (__m256i)FNN_N(live)(n);
+    return (FNN_V)_mm256_blendv_pd(_mm256_set1_pd(pad), _mm256_maskload_pd(p, live), (__m256d)live);
+#endif
+}
+
+FNN_TGT static inline void FNN_N(store_part)(FNN_T* p, FNN_V v, ptrdiff_t n) {
+#if FNN_VBYTES == 64 && FNN_IS_FLOAT
+    _mm512_mask_storeu_ps(p, (__mmask16)((1u << n) - 1), (__m512)v);
+#elif FNN_VBYTES == 64
+    _mm512_mask_storeu_pd(p, (__mmask8)((1u << n) - 1), (__m512d)v);
+#elif FNN_IS_FLOAT
+    _mm256_maskstore_ps(p, (__m256i)FNN_N(live)(n), (__m256)v);
+#else
+    _mm256_maskstore_pd(p, (__m256i)FNN_N(live)(n), (__m256d)v);
+#endif
 }
 
 /* where(mask, a, b) for a mask from a vector comparison (each lane all ones or all zeros). */
