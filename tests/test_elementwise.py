@@ -297,3 +297,36 @@ def test_partial_vectors_stay_inside_their_rows(compiled, vector, dtype, n, page
     np.testing.assert_array_equal(grad_on, grad_off)
     assert_close(loss_on, loss_off, dtype)
     assert_close(dz_on, dz_off, dtype, scale=1 / m)
+
+
+def test_weight_penalties_are_the_portable_loops_bit_for_bit(compiled, vector, dtype):
+    """The weight penalties' gradient G + c W on vectors (scikit-learn's alpha, Keras' l2 kernel
+    regularizer): fits whose other passes are the same on both paths (layers too narrow for the
+    micro-kernels, weighted rows or a metric so that the lanes stay out, identity activations and
+    squared error, no exp) end with the same weights, bit for bit."""
+    import warnings
+
+    import fastnn as fnn
+    from fastnn.sklearn import MLPRegressor
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((40, 7)).astype(dtype)
+    y = (X @ rng.standard_normal(7)).astype(dtype)
+    sample_weight = rng.uniform(0.5, 2.0, 40)
+
+    def fits():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # ConvergenceWarning: a few epochs only
+            regressor = MLPRegressor(hidden_layer_sizes=(7, 3), activation="identity", alpha=0.3, solver="sgd",
+                                     learning_rate_init=0.01, max_iter=4, random_state=0, dtype=str(np.dtype(dtype)))
+            regressor.fit(X, y, sample_weight=sample_weight)
+        model = fnn.Sequential([fnn.Dense(7, 7, kernel_regularizer=fnn.regularizers.l2(0.05)),
+                                fnn.Dense(7, 1, kernel_regularizer=fnn.regularizers.l2(0.02))],
+                               seed=0, dtype=str(np.dtype(dtype)))
+        model.compile("mse", fnn.SGD(learning_rate=0.01), metrics=["mae"])
+        model.fit(X, y.reshape(-1, 1), epochs=3, batch_size=8, verbose=0)
+        return regressor.coefs_ + model.get_weights()
+
+    on, off = vector(fits)
+    assert len(on) == len(off) == 7  # three weight matrices, then two (W, b) pairs
+    for a, b in zip(on, off):
+        np.testing.assert_array_equal(a, b)

@@ -114,8 +114,8 @@ cdef inline const int64_t* _labels_ptr(const int64_t[::1] labels) noexcept nogil
 
 
 # The vector versions of the elementwise passes (elementwise.h: AVX2 + FMA, and AVX-512 where
-# `wide`), which losses.pxi, optimizers.pxi and activations.pxi call when simd is on; their own
-# loops stay the portable path.
+# `wide`), which losses.pxi, optimizers.pxi, activations.pxi and trainer.pxi call when simd is on;
+# their own loops stay the portable path.
 
 cdef extern from "elementwise.h" nogil:
     enum:
@@ -156,6 +156,8 @@ cdef extern from "elementwise.h" nogil:
                               float slope, bint wide)
     void fastnn_ew_activate_d(const double* Z, const double* b, int code, double* out, Py_ssize_t m,
                               Py_ssize_t n, double slope, bint wide)
+    void fastnn_ew_add_scaled_f(float* g, const float* p, Py_ssize_t size, float c, bint wide)
+    void fastnn_ew_add_scaled_d(double* g, const double* p, Py_ssize_t size, double c, bint wide)
 
 
 cdef inline bint _overlap(const void* a, const void* b, size_t n_bytes) noexcept nogil:

@@ -1,8 +1,8 @@
 /* The elementwise passes of the training step on whole vectors: the softmax cross-entropy (dense
  * and sparse labels), the sigmoid binary cross-entropy, the optimizer steps (Adam/AdamW, momentum,
- * RMSprop), the derivative of an activation with the bias gradient's column sums, and the bias +
- * activation pass (ReLU, leaky ReLU, linear, sigmoid, tanh, softmax), for losses.pxi, optimizers.pxi
- * and activations.pxi.
+ * RMSprop), the derivative of an activation with the bias gradient's column sums, the bias +
+ * activation pass (ReLU, leaky ReLU, linear, sigmoid, tanh, softmax) and the weight penalties'
+ * gradient, for losses.pxi, optimizers.pxi, activations.pxi and trainer.pxi.
  *
  * fastnn is built for baseline x86-64 (SSE2), so its own loops run two float64 lanes wide and call
  * libm's scalar exp once per element. These versions are compiled with target attributes next to
@@ -117,6 +117,9 @@ enum { FASTNN_EW_ADAM, FASTNN_EW_ADAMW, FASTNN_EW_MOMENTUM, FASTNN_EW_NESTEROV, 
     static void fastnn_ew_activate##S(const T* Z, const T* b, int code, T* out, ptrdiff_t m,         \
                                       ptrdiff_t n, T slope, int wide) {                              \
         (wide ? fastnn_ewk_activate##S##512 : fastnn_ewk_activate##S)(Z, b, code, out, m, n, slope);   \
+    }                                                                                                \
+    static void fastnn_ew_add_scaled##S(T* g, const T* p, ptrdiff_t size, T c, int wide) {            \
+        (wide ? fastnn_ewk_add_scaled##S##512 : fastnn_ewk_add_scaled##S)(g, p, size, c);              \
     }
 
 FASTNN_EW_ENTRIES(_f, float)
@@ -142,7 +145,8 @@ FASTNN_EW_ENTRIES(_d, double)
     static void fastnn_ew_grad##S(const T* A, const T* dA, int code, T* out, T* db, ptrdiff_t m,     \
                                   ptrdiff_t n, T slope, int wide) {}                                 \
     static void fastnn_ew_activate##S(const T* Z, const T* b, int code, T* out, ptrdiff_t m,         \
-                                      ptrdiff_t n, T slope, int wide) {}
+                                      ptrdiff_t n, T slope, int wide) {}                             \
+    static void fastnn_ew_add_scaled##S(T* g, const T* p, ptrdiff_t size, T c, int wide) {}
 
 FASTNN_EW_STUBS(_f, float)
 FASTNN_EW_STUBS(_d, double)

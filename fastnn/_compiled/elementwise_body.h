@@ -556,6 +556,17 @@ FNN_TGT static void FNN_N(step)(int formula, FNN_T* param, const FNN_T* grad, FN
 #undef FNN_ADAM
 #undef FNN_MOMENTUM
 
+/* trainer.pxi's weight penalties' gradient: g[i] = g[i] + c * p[i], a product and a sum (no FMA),
+ * as its loop. */
+FNN_TGT static void FNN_N(add_scaled)(FNN_T* g, const FNN_T* p, ptrdiff_t size, FNN_T c) {
+    ptrdiff_t i = 0;
+    for (; i + FNN_L <= size; i += FNN_L)
+        FNN_N(store)(g + i, FNN_N(load)(g + i) + c * FNN_N(load)(p + i));
+    if (i < size)
+        FNN_N(store_part)(g + i, FNN_N(load_part)(g + i, size - i, 0) + c * FNN_N(load_part)(p + i, size - i, 0),
+                          size - i);
+}
+
 /* activations.pxi's _activation_grad for the elementwise codes: out = dA * f'(Z) through A = f(Z),
  * and, unless db is NULL, db = the column sums of out, added row by row as there. out is dA or
  * does not overlap it. */

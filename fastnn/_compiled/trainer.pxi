@@ -299,6 +299,19 @@ cdef void _bf16_all_weights(const Bf16Run* bf, const Layer* layers, Py_ssize_t L
         _bf16_weights(P + layers[l].w_at, bf.w + layers[l].bw_at, layers[l].n_in, layers[l].n_out)
 
 
+cdef void _add_scaled(floating* G, const floating* P, Py_ssize_t size, floating c) noexcept nogil:
+    """G[i] += c * P[i] for i < size: a weight penalty's gradient (elementwise.h's vectors when simd is on)."""
+    cdef Py_ssize_t i
+    if _simd:
+        if floating is float:
+            fastnn_ew_add_scaled_f(G, P, size, c, _wide)
+        else:
+            fastnn_ew_add_scaled_d(G, P, size, c, _wide)
+        return
+    for i in range(size):
+        G[i] = G[i] + c * P[i]
+
+
 cdef void _penalize(const Layer* layers, Py_ssize_t L, const floating* P, floating* G,
                     double* batch_loss) noexcept nogil:
     """Keras' kernel regularizers: l1 sign(W) + 2 l2 W added to W's gradient, l1 sum|W| and
@@ -317,8 +330,7 @@ cdef void _penalize(const Layer* layers, Py_ssize_t L, const floating* P, floati
             batch_loss[0] += layers[l].l1 * s
         if layers[l].l2 > 0:
             c2 = <floating>(2.0 * layers[l].l2)
-            for i in range(layers[l].w_at, layers[l].b_at):
-                G[i] = G[i] + c2 * P[i]
+            _add_scaled(G + layers[l].w_at, P + layers[l].w_at, layers[l].b_at - layers[l].w_at, c2)
             batch_loss[0] += layers[l].l2 * _sum_squares(P + layers[l].w_at, layers[l].b_at - layers[l].w_at)
 
 
@@ -624,8 +636,7 @@ def _train(floating[::1] params, run, order, long long step, double[::1] epoch_l
                         l2_f = <floating>(l2 / w_sum)
                         for l in range(L):
                             penalty = _sum_squares(P + layers[l].w_at, layers[l].b_at - layers[l].w_at)
-                            for i in range(layers[l].w_at, layers[l].b_at):
-                                G[i] = G[i] + l2_f * P[i]
+                            _add_scaled(G + layers[l].w_at, P + layers[l].w_at, layers[l].b_at - layers[l].w_at, l2_f)
                             batch_loss = batch_loss + 0.5 * l2 * penalty / w_sum
                     if penalized:
                         _penalize(layers, L, P, G, &batch_loss)
