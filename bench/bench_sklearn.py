@@ -6,6 +6,9 @@
   more than it gives). The rate is per epoch (per L-BFGS iteration): fit time / n_iter_, so
   the ratio does not depend on where each stopping rule fired. fastnn must score within one point
   of scikit-learn's test accuracy (or better), and above 0.9.
+- "... interleaved": the same three fits in turn in every round, each row's note the median of
+  the per-round ratios of fastnn's rate over scikit-learn's: rows timed one after the other on a
+  shared host do not see the same machine (scikit-learn's epoch took 2.2 to 5 ms between runs).
 - "sklearn gridsearch threads": GridSearchCV of fastnn's classifier with n_jobs=2 under joblib's
   threading backend against n_jobs=1, each model on a one-thread BLAS: fits release the GIL, so two
   run at once in one process. Both searches must find the same scores.
@@ -26,7 +29,7 @@ from threadpoolctl import threadpool_limits  # noqa: E402
 
 from fastnn.sklearn import MLPClassifier  # noqa: E402
 
-from common import record, threads  # noqa: E402
+from common import interleaved, record, threads  # noqa: E402
 
 # The default estimator computes in float64 as scikit-learn does (digits is float64); dtype="float32"
 # is fastnn's fast path.
@@ -74,6 +77,22 @@ def test_digits(benchmark, rounds, solver, unit, impl, n_threads):
     if impl.startswith("fastnn"):
         bar = sklearn_accuracy(solver)
         assert accuracy >= bar - 0.01, f"fastnn {solver}: test accuracy {accuracy:.3f}, scikit-learn {bar:.3f}"
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+@pytest.mark.parametrize("solver, unit", SOLVERS, ids=[s for s, _ in SOLVERS])
+def test_digits_interleaved(benchmark, rounds, solver, unit, n_threads):
+    benchmark.group = (f"sklearn digits {solver}, {n_threads} BLAS thread{'s' if n_threads > 1 else ''}, "
+                       "interleaved")
+    X_train, _, y_train, _ = digits()
+
+    def fit(impl):
+        return lambda: IMPLS[impl](solver=solver, **PARAMS).fit(X_train, y_train)
+
+    with threads(n_threads):
+        units = {impl: fit(impl)().n_iter_ for impl in IMPLS}  # untimed: the epochs (iterations) of each
+        interleaved(benchmark, {impl: (fit(impl), units[impl]) for impl in IMPLS}, 2 * rounds, unit,
+                    pairs=[(impl, "scikit-learn") for impl in IMPLS if impl != "scikit-learn"])
 
 
 @pytest.mark.benchmark(group="sklearn gridsearch threads")
