@@ -299,11 +299,12 @@ def test_partial_vectors_stay_inside_their_rows(compiled, vector, dtype, n, page
     assert_close(dz_on, dz_off, dtype, scale=1 / m)
 
 
-def test_weight_penalties_are_the_portable_loops_bit_for_bit(compiled, vector, dtype):
-    """The weight penalties' gradient G + c W on vectors (scikit-learn's alpha, Keras' l2 kernel
-    regularizer): fits whose other passes are the same on both paths (layers too narrow for the
+def test_weight_penalties_are_the_portable_loops_bit_for_bit(compiled, vector, dtype, assert_close):
+    """The weight penalties on vectors (scikit-learn's alpha, Keras' l2 kernel regularizer): their
+    gradient G + c W is the loop's bit for bit, their loss (a sum of squares in double) equals it
+    to rounding. Fits whose other passes are the same on both paths (layers too narrow for the
     micro-kernels, weighted rows or a metric so that the lanes stay out, identity activations and
-    squared error, no exp) end with the same weights, bit for bit."""
+    squared error, no exp) end with the same weights."""
     import warnings
 
     import fastnn as fnn
@@ -323,10 +324,12 @@ def test_weight_penalties_are_the_portable_loops_bit_for_bit(compiled, vector, d
                                 fnn.Dense(7, 1, kernel_regularizer=fnn.regularizers.l2(0.02))],
                                seed=0, dtype=str(np.dtype(dtype)))
         model.compile("mse", fnn.SGD(learning_rate=0.01), metrics=["mae"])
-        model.fit(X, y.reshape(-1, 1), epochs=3, batch_size=8, verbose=0)
-        return regressor.coefs_ + model.get_weights()
+        history = model.fit(X, y.reshape(-1, 1), epochs=3, batch_size=8, verbose=0)
+        return regressor.coefs_ + model.get_weights(), regressor.loss_curve_ + history.history["loss"]
 
-    on, off = vector(fits)
-    assert len(on) == len(off) == 7  # three weight matrices, then two (W, b) pairs
-    for a, b in zip(on, off):
+    (weights_on, losses_on), (weights_off, losses_off) = vector(fits)
+    assert len(weights_on) == len(weights_off) == 7  # three weight matrices, then two (W, b) pairs
+    for a, b in zip(weights_on, weights_off):
         np.testing.assert_array_equal(a, b)
+    assert len(losses_on) == len(losses_off) == 7  # four epochs, then three
+    assert_close(np.array(losses_on), np.array(losses_off), dtype)

@@ -158,6 +158,8 @@ cdef extern from "elementwise.h" nogil:
                               Py_ssize_t n, double slope, bint wide)
     void fastnn_ew_add_scaled_f(float* g, const float* p, Py_ssize_t size, float c, bint wide)
     void fastnn_ew_add_scaled_d(double* g, const double* p, Py_ssize_t size, double c, bint wide)
+    double fastnn_ew_sum_squares_f(const float* x, Py_ssize_t size, bint wide)
+    double fastnn_ew_sum_squares_d(const double* x, Py_ssize_t size, bint wide)
 
 
 cdef inline bint _overlap(const void* a, const void* b, size_t n_bytes) noexcept nogil:

@@ -2,7 +2,7 @@
  * and sparse labels), the sigmoid binary cross-entropy, the optimizer steps (Adam/AdamW, momentum,
  * RMSprop), the derivative of an activation with the bias gradient's column sums, the bias +
  * activation pass (ReLU, leaky ReLU, linear, sigmoid, tanh, softmax) and the weight penalties'
- * gradient, for losses.pxi, optimizers.pxi, activations.pxi and trainer.pxi.
+ * gradient and sum of squares, for losses.pxi, optimizers.pxi, activations.pxi and trainer.pxi.
  *
  * fastnn is built for baseline x86-64 (SSE2), so its own loops run two float64 lanes wide and call
  * libm's scalar exp once per element. These versions are compiled with target attributes next to
@@ -120,6 +120,9 @@ enum { FASTNN_EW_ADAM, FASTNN_EW_ADAMW, FASTNN_EW_MOMENTUM, FASTNN_EW_NESTEROV, 
     }                                                                                                \
     static void fastnn_ew_add_scaled##S(T* g, const T* p, ptrdiff_t size, T c, int wide) {            \
         (wide ? fastnn_ewk_add_scaled##S##512 : fastnn_ewk_add_scaled##S)(g, p, size, c);              \
+    }                                                                                                \
+    static double fastnn_ew_sum_squares##S(const T* x, ptrdiff_t size, int wide) {                   \
+        return (wide ? fastnn_ewk_sum_squares##S##512 : fastnn_ewk_sum_squares##S)(x, size);           \
     }
 
 FASTNN_EW_ENTRIES(_f, float)
@@ -146,7 +149,8 @@ FASTNN_EW_ENTRIES(_d, double)
                                   ptrdiff_t n, T slope, int wide) {}                                 \
     static void fastnn_ew_activate##S(const T* Z, const T* b, int code, T* out, ptrdiff_t m,         \
                                       ptrdiff_t n, T slope, int wide) {}                             \
-    static void fastnn_ew_add_scaled##S(T* g, const T* p, ptrdiff_t size, T c, int wide) {}
+    static void fastnn_ew_add_scaled##S(T* g, const T* p, ptrdiff_t size, T c, int wide) {}          \
+    static double fastnn_ew_sum_squares##S(const T* x, ptrdiff_t size, int wide) { return 0; }
 
 FASTNN_EW_STUBS(_f, float)
 FASTNN_EW_STUBS(_d, double)

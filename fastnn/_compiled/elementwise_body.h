@@ -567,6 +567,24 @@ FNN_TGT static void FNN_N(add_scaled)(FNN_T* g, const FNN_T* p, ptrdiff_t size, 
                           size - i);
 }
 
+/* trainer.pxi's weight penalties' sum of squares: sum(x²) in double, lane by lane and then across
+ * the lanes (cmath.pxi's _sum_squares adds in four running sums: the two differ by rounding). */
+FNN_TGT static double FNN_N(sum_squares)(const FNN_T* x, ptrdiff_t size) {
+    FNN_VD sums = {0};
+    ptrdiff_t i = 0;
+    for (; i + FNN_L <= size; i += FNN_L)
+        for (int k = 0; k < FNN_PARTS; k++) {
+            FNN_VD v = FNN_N(part)(FNN_N(load)(x + i), k);
+            sums += v * v;
+        }
+    if (i < size)
+        for (int k = 0; k < FNN_PARTS; k++) {
+            FNN_VD v = FNN_N(part)(FNN_N(load_part)(x + i, size - i, 0), k);
+            sums += v * v;
+        }
+    return FNN_N(hsum)(sums);
+}
+
 /* activations.pxi's _activation_grad for the elementwise codes: out = dA * f'(Z) through A = f(Z),
  * and, unless db is NULL, db = the column sums of out, added row by row as there. out is dA or
  * does not overlap it. */

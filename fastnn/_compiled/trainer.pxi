@@ -312,6 +312,15 @@ cdef void _add_scaled(floating* G, const floating* P, Py_ssize_t size, floating 
         G[i] = G[i] + c * P[i]
 
 
+cdef double _penalty_squares(const floating* P, Py_ssize_t size) noexcept nogil:
+    """sum(P[i]²) for i < size in double: a weight penalty's loss (elementwise.h's vectors when simd is on)."""
+    if _simd:
+        if floating is float:
+            return fastnn_ew_sum_squares_f(P, size, _wide)
+        return fastnn_ew_sum_squares_d(P, size, _wide)
+    return _sum_squares(P, size)
+
+
 cdef void _penalize(const Layer* layers, Py_ssize_t L, const floating* P, floating* G,
                     double* batch_loss) noexcept nogil:
     """Keras' kernel regularizers: l1 sign(W) + 2 l2 W added to W's gradient, l1 sum|W| and
@@ -331,7 +340,7 @@ cdef void _penalize(const Layer* layers, Py_ssize_t L, const floating* P, floati
         if layers[l].l2 > 0:
             c2 = <floating>(2.0 * layers[l].l2)
             _add_scaled(G + layers[l].w_at, P + layers[l].w_at, layers[l].b_at - layers[l].w_at, c2)
-            batch_loss[0] += layers[l].l2 * _sum_squares(P + layers[l].w_at, layers[l].b_at - layers[l].w_at)
+            batch_loss[0] += layers[l].l2 * _penalty_squares(P + layers[l].w_at, layers[l].b_at - layers[l].w_at)
 
 
 cdef enum:
@@ -635,7 +644,7 @@ def _train(floating[::1] params, run, order, long long step, double[::1] epoch_l
                         w_sum = _weight_sum(sw, rows)
                         l2_f = <floating>(l2 / w_sum)
                         for l in range(L):
-                            penalty = _sum_squares(P + layers[l].w_at, layers[l].b_at - layers[l].w_at)
+                            penalty = _penalty_squares(P + layers[l].w_at, layers[l].b_at - layers[l].w_at)
                             _add_scaled(G + layers[l].w_at, P + layers[l].w_at, layers[l].b_at - layers[l].w_at, l2_f)
                             batch_loss = batch_loss + 0.5 * l2 * penalty / w_sum
                     if penalized:
