@@ -694,6 +694,39 @@ FNN_TGT static inline void FNN_N(activate_rows)(const FNN_T* Z, const FNN_T* b, 
     }
 }
 
+/* activate_rows for rows shorter than two vectors (a classifier's logits), with a bias: the m rows
+ * as one run of m * n elements on whole vectors, the bias read from a tile of it repeated over
+ * lcm(n, L) elements (whole rows and whole vectors). Row by row, each short row ended in a partial
+ * vector whose masked store the next row's loads waited for. */
+FNN_TGT static inline void FNN_N(activate_tiled)(const FNN_T* Z, const FNN_T* b, int code, FNN_T* out,
+                                                ptrdiff_t m, ptrdiff_t n, FNN_T slope) {
+    FNN_T tile[2 * FNN_L * FNN_L];  /* lcm(n, L) <= n * L < 2 L * L */
+    ptrdiff_t period = n, size = m * n, e = 0, t = 0;
+    while (period % FNN_L)
+        period += n;
+    for (ptrdiff_t k = 0; k < period; k++)
+        tile[k] = b[k % n];
+    for (; e + FNN_L <= size; e += FNN_L) {
+        FNN_N(store)(out + e, FNN_N(activation)(code, FNN_N(load)(Z + e) + FNN_N(load)(tile + t), slope));
+        t += FNN_L;
+        if (t == period)
+            t = 0;
+    }
+    if (e < size) {
+        FNN_V x = FNN_N(load_part)(Z + e, size - e, 0) + FNN_N(load_part)(tile + t, size - e, 0);
+        FNN_N(store_part)(out + e, FNN_N(activation)(code, x, slope), size - e);
+    }
+}
+
+/* The bias + activation pass of one code (the loop compiled once per code, as in grad). */
+FNN_TGT static inline void FNN_N(activate_code)(const FNN_T* Z, const FNN_T* b, int code, FNN_T* out,
+                                               ptrdiff_t m, ptrdiff_t n, FNN_T slope) {
+    if (b != NULL && n < 2 * FNN_L && m > 1)
+        FNN_N(activate_tiled)(Z, b, code, out, m, n, slope);
+    else
+        FNN_N(activate_rows)(Z, b, code, out, m, n, slope);
+}
+
 /* activations.pxi's _softmax_row over m rows: out = softmax(Z + b), in blocks of rows as the
  * softmax losses: z + b, each row's max and the shift; exp of the block on vectors; per row the sum
  * in double, in the .pxi's order, and the division. */
@@ -736,13 +769,13 @@ FNN_TGT static void FNN_N(activate)(const FNN_T* Z, const FNN_T* b, int code, FN
         n *= m;
         m = 1;
     }
-#define FNN_CASE(CODE) case CODE: FNN_N(activate_rows)(Z, b, CODE, out, m, n, slope); break;
+#define FNN_CASE(CODE) case CODE: FNN_N(activate_code)(Z, b, CODE, out, m, n, slope); break;
     switch (code) {  /* the loop compiled once per code, as in grad */
         FNN_CASE(FASTNN_EW_RELU)
         FNN_CASE(FASTNN_EW_SIGMOID)
         FNN_CASE(FASTNN_EW_TANH)
         FNN_CASE(FASTNN_EW_LEAKY_RELU)
-        default: FNN_N(activate_rows)(Z, b, FASTNN_EW_LINEAR, out, m, n, slope);
+        default: FNN_N(activate_code)(Z, b, FASTNN_EW_LINEAR, out, m, n, slope);
     }
 #undef FNN_CASE
 }
