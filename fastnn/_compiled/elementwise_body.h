@@ -610,15 +610,42 @@ FNN_TGT static inline FNN_V FNN_N(derivative)(int code, FNN_V o, FNN_V a, FNN_T 
     return o;
 }
 
-/* The rows with one code: the loop is compiled once per code, so no test of it is left inside. */
+/* The rows with one code: the loop is compiled once per code, so no test of it is left inside.
+ * With db, four vectors of columns at a time down all the rows, their sums kept in registers:
+ * adding each row into db in memory made every row wait for the last one's stores. Each column
+ * is still summed row by row, in order. */
 FNN_TGT static inline void FNN_N(grad_rows)(const FNN_T* A, const FNN_T* dA, int code, FNN_T* out, FNN_T* db,
                                            ptrdiff_t m, ptrdiff_t n, FNN_T slope) {
     const FNN_T zero = 0, one = 1;
-    for (ptrdiff_t i = 0; i < m; i++) {
+    ptrdiff_t j0 = 0;
+    if (db != NULL)
+        for (; j0 + 4 * FNN_L <= n; j0 += 4 * FNN_L) {
+            FNN_V s0 = FNN_N(load)(db + j0), s1 = FNN_N(load)(db + j0 + FNN_L);
+            FNN_V s2 = FNN_N(load)(db + j0 + 2 * FNN_L), s3 = FNN_N(load)(db + j0 + 3 * FNN_L);
+            for (ptrdiff_t i = 0; i < m; i++) {
+                const FNN_T* a = A + i * n + j0;
+                const FNN_T* g = dA + i * n + j0;
+                FNN_T* o = out + i * n + j0;
+                FNN_V r0 = FNN_N(derivative)(code, FNN_N(load)(g), FNN_N(load)(a), slope);
+                FNN_V r1 = FNN_N(derivative)(code, FNN_N(load)(g + FNN_L), FNN_N(load)(a + FNN_L), slope);
+                FNN_V r2 = FNN_N(derivative)(code, FNN_N(load)(g + 2 * FNN_L), FNN_N(load)(a + 2 * FNN_L), slope);
+                FNN_V r3 = FNN_N(derivative)(code, FNN_N(load)(g + 3 * FNN_L), FNN_N(load)(a + 3 * FNN_L), slope);
+                FNN_N(store)(o, r0);
+                FNN_N(store)(o + FNN_L, r1);
+                FNN_N(store)(o + 2 * FNN_L, r2);
+                FNN_N(store)(o + 3 * FNN_L, r3);
+                s0 += r0; s1 += r1; s2 += r2; s3 += r3;
+            }
+            FNN_N(store)(db + j0, s0);
+            FNN_N(store)(db + j0 + FNN_L, s1);
+            FNN_N(store)(db + j0 + 2 * FNN_L, s2);
+            FNN_N(store)(db + j0 + 3 * FNN_L, s3);
+        }
+    for (ptrdiff_t i = 0; i < m; i++) {  /* the columns from j0 on, row by row */
         const FNN_T* a = A + i * n;
         const FNN_T* g = dA + i * n;
         FNN_T* o = out + i * n;
-        ptrdiff_t j = 0;
+        ptrdiff_t j = j0;
         for (; j + FNN_L <= n; j += FNN_L) {
             FNN_V r = FNN_N(derivative)(code, FNN_N(load)(g + j), FNN_N(load)(a + j), slope);
             FNN_N(store)(o + j, r);
