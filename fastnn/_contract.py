@@ -287,6 +287,10 @@ class TrainingRun:
     large networks among that many (its "pool" path, step_path); reruns with the same count give
     the same results bit for bit, other counts the same to rounding. The NumPy twin runs on one.
 
+    count_correct: whether train_epochs counts the correct predictions of a classification loss
+    into epoch_correct; False leaves it 0 (scikit-learn's estimators report no accuracy, and the
+    arg-max of every row costs a few per cent of a small network's step).
+
     Two options change the loss of each batch, both documented here once:
     - loss_scale: the batch's loss and its gradient are multiplied by it (to put a loss in another
       library's units: scikit-learn sums its binary loss over the outputs where fastnn averages);
@@ -314,6 +318,7 @@ class TrainingRun:
     penalties: Optional[np.ndarray] = None
     threads: int = 1
     bfloat16: bool = False
+    count_correct: bool = True
 
 
 _MASK64 = (1 << 64) - 1
@@ -531,6 +536,8 @@ def check_run(run: TrainingRun, order, step: int, epoch_loss, epoch_correct, epo
             raise ValueError(f"penalties must be finite and >= 0, got {run.penalties.tolist()}")
     check_threads(run.threads)
     check_bfloat16(run.bfloat16, dtype)
+    if not isinstance(run.count_correct, (bool, np.bool_)):
+        raise TypeError(f"count_correct must be True or False, got {run.count_correct!r}")
     _check_array("epoch_correct", epoch_correct, 1, np.int64)
     same_shape("epoch_correct", epoch_correct, (epochs,))
     _check_array("epoch_metrics", epoch_metrics, 2, np.float64)

@@ -262,7 +262,7 @@ class _BaseMLP(BaseEstimator):
         into its grads (`loss_and_count()`): the training step on one batch of all rows, updating
         nothing."""
         return Trainer(self.model_.network, self.model_.loss_code, data, batch=data.n, l2=self.alpha,
-                       loss_scale=self._loss_scale())
+                       loss_scale=self._loss_scale(), count_correct=False)
 
     def _loss_grad_lbfgs(self, packed, X, y, sample_weight, *buffers):
         """scikit-learn's hook of the same name (its test_gradient checks it against finite
@@ -349,7 +349,7 @@ class _BaseMLP(BaseEstimator):
         order = np.empty((longest, n), np.int64) if self.shuffle else None
         random_state = self._random_state
         trainer = Trainer(network, self.model_.loss_code, train, batch, update=opt.update, l2=self.alpha,
-                          loss_scale=self._loss_scale())
+                          loss_scale=self._loss_scale(), count_correct=False)  # scikit-learn reports no accuracy
         try:
             self.n_iter_ = 0
             while self.n_iter_ < self.max_iter:

@@ -114,13 +114,15 @@ class Trainer:
     network.grads by default (a pass that must not disturb a fit, such as evaluate, brings its
     own). The other options are TrainingRun's: l2, loss_scale; metrics (codes), top_k; dropout
     (per layer), dropout_seed; penalties (per layer); threads, of fastnn's pool (default:
-    fastnn.threads.product_threads in the calling thread). The run's stop flag is network.stop.
+    fastnn.threads.product_threads in the calling thread); count_correct. The run's stop flag is
+    network.stop.
     """
 
     def __init__(self, network: Network, loss: int, data: Data, batch: int, update: Optional[_contract.Update] = None,
                  l2: float = 0.0, loss_scale: float = 1.0, grads: Optional[np.ndarray] = None,
                  metrics: Optional[np.ndarray] = None, top_k: int = 5, dropout: Optional[np.ndarray] = None,
-                 dropout_seed: int = 0, penalties: Optional[np.ndarray] = None, threads: Optional[int] = None):
+                 dropout_seed: int = 0, penalties: Optional[np.ndarray] = None, threads: Optional[int] = None,
+                 count_correct: bool = True):
         sparse = loss == _contract.SPARSE_CATEGORICAL_CROSSENTROPY
         self.run = _contract.TrainingRun(
             sizes=network.sizes, codes=network.loss_codes(loss), params=network.params,
@@ -128,7 +130,8 @@ class Trainer:
             Y=None if sparse else data.y, labels=data.y if sparse else None, sample_weight=data.sample_weight,
             batch=batch, update=update, l2=l2, loss_scale=loss_scale, stop=network.stop, metrics=metrics,
             top_k=top_k, dropout=dropout, dropout_seed=dropout_seed, penalties=penalties,
-            threads=product_threads(network.bfloat16) if threads is None else threads, bfloat16=network.bfloat16)
+            threads=product_threads(network.bfloat16) if threads is None else threads, bfloat16=network.bfloat16,
+            count_correct=count_correct)
         # the pool's workers each call a one-thread BLAS
         self._blas = one_thread_blas if self.path == "pool" else contextlib.nullcontext
 

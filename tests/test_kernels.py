@@ -948,6 +948,44 @@ def test_train_epochs_takes_a_training_run(backend, dtype, make_call):
         backend.train_epochs(*args.values())
 
 
+def test_train_epochs_checks_count_correct(backend, dtype, make_call):
+    args, _ = make_call("train_epochs", dtype, np.random.default_rng(20))
+    args.update(_run(args, count_correct="no"))
+    with pytest.raises(TypeError, match="count_correct"):
+        backend.train_epochs(*args.values())
+
+
+@pytest.mark.parametrize("case", ["layers", "lanes"])
+def test_count_correct_off_counts_nothing_and_changes_nothing_else(backend, simd, dtype, case):
+    """A run with count_correct=False leaves epoch_correct at 0, on every path (the lanes count
+    inside their batch), and trains to the same bits as with the count."""
+    rng = np.random.default_rng(3)
+    if case == "layers":  # softmax over three classes: the layer by layer step
+        sizes, codes, loss = np.array([4, 6, 3]), np.array([RELU, LINEAR]), SPARSE_CATEGORICAL_CROSSENTROPY
+        labels, Y = rng.integers(0, 3, 40).astype(np.int64), None
+    else:  # a tiny binary network: the lanes where the micro-kernels are on
+        sizes, codes, loss = np.array([2, 3, 1]), np.array([SIGMOID, LINEAR]), BINARY_CROSSENTROPY
+        labels, Y = None, rng.integers(0, 2, (40, 1)).astype(dtype)
+    X = rng.standard_normal((40, sizes[0])).astype(dtype)
+    n_params = int(sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:])))
+    start = (0.5 * rng.standard_normal(n_params)).astype(dtype)
+
+    def fit(count):
+        params = start.copy()
+        run = TrainingRun(sizes=sizes, codes=codes, params=params, grads=np.zeros_like(params), loss=loss, X=X,
+                          Y=Y, labels=labels, batch=8, update=Update(optimizer=SGD, lr=0.1), count_correct=count)
+        epoch_loss, epoch_correct = np.zeros(3), np.zeros(3, np.int64)
+        backend.train_epochs(run, None, 0, epoch_loss, epoch_correct, np.zeros((3, 0)))
+        return params, epoch_loss, epoch_correct
+
+    params_on, loss_on, correct_on = fit(True)
+    params_off, loss_off, correct_off = fit(False)
+    assert correct_on.sum() > 0
+    np.testing.assert_array_equal(correct_off, 0)
+    np.testing.assert_array_equal(params_on, params_off)
+    np.testing.assert_array_equal(loss_on, loss_off)
+
+
 def test_read_only_inputs_are_accepted(backend, dtype, kernel_name, make_call, call_arrays, assert_close):
     """Arrays a kernel only reads may be read-only (e.g. a user's frozen data); results are the same."""
     copy_args, arrays_of = call_arrays

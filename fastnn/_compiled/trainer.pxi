@@ -107,6 +107,7 @@ cdef struct Bf16Run:  # what a run with bfloat16 products keeps besides the work
 
 
 cdef struct Extras:  # what a batch computes besides its loss and gradient: metrics and dropout
+    bint count               # the correct predictions (the run's count_correct)
     const int64_t* metrics   # codes, n_metrics of them, summed into sums
     Py_ssize_t n_metrics, top_k
     double* sums
@@ -169,7 +170,8 @@ cdef double _loss_and_metrics(const Layer* layers, Py_ssize_t L, const floating*
     cdef floating* d = w + layers[L - 1].delta_at
     cdef const floating* out
     cdef double batch_loss = _loss_batch(loss, a, y, labels, sw, d, rows, n_y)
-    correct[0] += _count_correct(loss, a, y, labels, rows, n_y)
+    if extras.count:
+        correct[0] += _count_correct(loss, a, y, labels, rows, n_y)
     if extras.n_metrics:
         out = a
         if extras.fused >= 0:  # the metrics see probabilities, not the logits the loss takes
@@ -546,6 +548,7 @@ def _train(floating[::1] params, run, order, long long step, double[::1] epoch_l
     sums_array = np.zeros(max(1, n_metrics))
     cdef double[::1] sums = sums_array
     cdef Extras extras
+    extras.count = run.count_correct
     extras.metrics = &metric_codes[0] if n_metrics else NULL
     extras.n_metrics = n_metrics
     extras.top_k = run.top_k
@@ -676,7 +679,7 @@ def _train(floating[::1] params, run, order, long long step, double[::1] epoch_l
                     break
                 # (n a power of two: a multiplication, the same bits as the division without its latency)
                 epoch_loss[epoch] = total * inv_n if n_pow2 else total / n
-                epoch_correct[epoch] = correct
+                epoch_correct[epoch] = correct if extras.count else 0  # (the lanes count anyway)
                 for j in range(n_metrics):
                     epoch_metrics[epoch, j] = sums[j]
                 if not (_finite(epoch_loss[epoch]) and _all_finite(P, n_params)):

@@ -154,7 +154,7 @@ def _train(run, order, step, epoch_loss, epoch_correct, epoch_metrics, epochs, i
             if loss_scale != 1.0:
                 batch_loss *= loss_scale
                 deltas[L][:rows] *= dtype.type(loss_scale)
-            if correct_fn is not None:
+            if correct_fn is not None and run.count_correct:
                 correct += correct_fn(out, t)
             if metrics:
                 P = out
