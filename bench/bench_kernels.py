@@ -249,8 +249,8 @@ def test_sklearn_shape_products(benchmark, rounds, shape, product, dtype):
 # units, 10 classes; the 64-64-10 network's 4,810 parameters): each kernel called `reps` times
 # from Python per round, the AVX2, AVX-512 and portable entries in turn in every round.
 ELEMENTWISE_CASES = ["softmax_sparse_cce 200x10", "softmax_cce 200x10", "sigmoid_bce 200x10",
-                     "adam step 4810", "relu grad + bias sum 200x64", "bias + relu 200x64", "sigmoid 200x64",
-                     "tanh 200x64", "softmax 200x10"]
+                     "adam step 4810", "relu grad + bias sum 200x64", "bias + relu 200x64", "bias + linear 200x10",
+                     "sigmoid 200x64", "tanh 200x64", "softmax 200x10"]
 
 
 def elementwise_call(kernels, case, dtype):
@@ -282,6 +282,10 @@ def elementwise_call(kernels, case, dtype):
         return lambda: kernels.dense_backward(X, W, A, dA, C.RELU, dZ, dW, db), 200
     if case.startswith("bias + relu"):  # dense_forward with a one-input product: the bias + ReLU pass
         return lambda: kernels.dense_forward(X, W, b, C.RELU, out), 200
+    if case.startswith("bias + linear"):  # the output layer's bias in training (its softmax is the loss's):
+        # dense_forward of zero inputs, so that no product (whose path SIMD also switches) is timed
+        X0, W0, b10 = np.empty((200, 0), dtype), np.empty((0, 10), dtype), b[:10].copy()
+        return lambda: kernels.dense_forward(X0, W0, b10, C.LINEAR, d10), 200
     if case.startswith("softmax 200x10"):  # the output activation of predict_proba
         return lambda: kernels.activate(Z10, C.SOFTMAX, d10), 200
     return lambda: kernels.activate(dA, C.TANH if case.startswith("tanh") else C.SIGMOID, out), 200

@@ -141,8 +141,9 @@ def interleaved(benchmark, runs: dict, rounds: int, unit: str, pairs=None, aroun
     prepare() untimed (to make a fresh model) and times run(what it returned). around(name), if
     given, is a context each entry runs in, entered and left untimed (thread settings). warm: each
     entry's timed run follows an untimed one of its own, as in a run of many epochs (JAX's
-    threads, started cold after another library's run, took 1.1x as long as back to back).
-    Returns each entry's last result and the ratios by pair.
+    threads, started cold right after another library's run, are slower: docs/performance.md).
+    The note also gives each entry's median throughput. Returns each entry's last result and the
+    ratios by pair.
 
     On this shared host one core ran the same single-threaded work at half the speed of the other,
     and which core a row lands on changes between rows; in turn, every entry sees the same machine."""
@@ -165,8 +166,9 @@ def interleaved(benchmark, runs: dict, rounds: int, unit: str, pairs=None, aroun
            "all, in turn")
     rate = {name: runs[name][1] / np.array(seconds[name][-rounds:]) for name in runs}  # not record's warm-up
     ratio = {(a, b): float(np.median(rate[a] / rate[b])) for a, b in pairs}
-    benchmark.extra_info["note"] = "per-round median: " + ", ".join(
-        f"{a} {r:.2f}x {b}" for (a, b), r in ratio.items())
+    benchmark.extra_info["note"] = ("per-round median: " + ", ".join(f"{a} {r:.2f}x {b}" for (a, b), r in ratio.items())
+                                    + "; each entry's median: " + ", ".join(
+                                        f"{name} {np.median(rate[name]):.4g} {unit}/s" for name in runs))
     return results, ratio
 
 

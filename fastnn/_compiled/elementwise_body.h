@@ -721,13 +721,13 @@ FNN_TGT static inline void FNN_N(activate_rows)(const FNN_T* Z, const FNN_T* b, 
     }
 }
 
-/* activate_rows for rows shorter than two vectors (a classifier's logits), with a bias: the m rows
+/* activate_rows for rows shorter than four vectors (a classifier's logits), with a bias: the m rows
  * as one run of m * n elements on whole vectors, the bias read from a tile of it repeated over
  * lcm(n, L) elements (whole rows and whole vectors). Row by row, each short row ended in a partial
  * vector whose masked store the next row's loads waited for. */
 FNN_TGT static inline void FNN_N(activate_tiled)(const FNN_T* Z, const FNN_T* b, int code, FNN_T* out,
                                                 ptrdiff_t m, ptrdiff_t n, FNN_T slope) {
-    FNN_T tile[2 * FNN_L * FNN_L];  /* lcm(n, L) <= n * L < 2 L * L */
+    FNN_T tile[4 * FNN_L * FNN_L];  /* lcm(n, L) <= n * L < 4 L * L */
     ptrdiff_t period = n, size = m * n, e = 0, t = 0;
     while (period % FNN_L)
         period += n;
@@ -748,7 +748,7 @@ FNN_TGT static inline void FNN_N(activate_tiled)(const FNN_T* Z, const FNN_T* b,
 /* The bias + activation pass of one code (the loop compiled once per code, as in grad). */
 FNN_TGT static inline void FNN_N(activate_code)(const FNN_T* Z, const FNN_T* b, int code, FNN_T* out,
                                                ptrdiff_t m, ptrdiff_t n, FNN_T slope) {
-    if (b != NULL && n < 2 * FNN_L && m > 1)
+    if (b != NULL && n < 4 * FNN_L && m > 1)
         FNN_N(activate_tiled)(Z, b, code, out, m, n, slope);
     else
         FNN_N(activate_rows)(Z, b, code, out, m, n, slope);

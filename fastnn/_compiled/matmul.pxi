@@ -350,6 +350,17 @@ cdef void _matmul_tn(const floating* X, const floating* dZ, floating* dW,
         _loops_tn(X, dZ, dW, m, k, n)
 
 
+cdef void _nt_micro(const floating* dZ, const floating* W, floating* dX,
+                    Py_ssize_t m, Py_ssize_t n, Py_ssize_t k) noexcept nogil:
+    """dX = dZ·Wᵀ by the micro-kernels: streaming the rows of a transposed W while it fits on the
+    stack (faster than the dots: bench/compare_builds.py, "small"), else the dot products of rows.
+    dZ: (m, n), W: (k, n), dX: (m, k)."""
+    if n * k <= NARROW_MAX:
+        _matmul_nt_narrow(dZ, W, dX, m, n, k)
+    else:
+        _dots(dZ, W, dX, m, k, n)
+
+
 cdef void _matmul_nt(const floating* dZ, const floating* W, floating* dX,
                      Py_ssize_t m, Py_ssize_t n, Py_ssize_t k) noexcept nogil:
     """dX = dZ·Wᵀ. dZ: (m, n), W: (k, n), dX: (m, k)."""
@@ -362,12 +373,8 @@ cdef void _matmul_nt(const floating* dZ, const floating* W, floating* dX,
     if path == GEMM and _simd and _wide and n * k <= NARROW_MAX and k * sizeof(floating) >= 64:
         path = NARROW  # at AVX-512 streaming Wᵀ's rows beats BLAS at any batch (not at AVX2's width):
                        # bench/bench_kernels.py, "dZ·Wᵀ"
-    if path == ROWS and n * k <= NARROW_MAX:  # faster than the dots: bench/compare_builds.py, "small"
-        _matmul_nt_narrow(dZ, W, dX, m, n, k)
-    elif path == ROWS:
-        _dots(dZ, W, dX, m, k, n)
-    elif path == NARROW:
-        _matmul_nt_narrow(dZ, W, dX, m, n, k)
+    if path == ROWS or path == NARROW:
+        _nt_micro(dZ, W, dX, m, n, k)
     elif path == GEMM:
         _gemm(False, True, m, k, n, dZ, n, W, n, dX, k)
     else:
@@ -424,7 +431,5 @@ def _product_rounds(int product, bint blas, const floating[:, ::1] A not None, c
             else:
                 if blas:
                     _gemm(False, True, m, k, n, a, n, b, n, c, k)
-                elif n * k <= NARROW_MAX:  # as _matmul_nt's ROWS and NARROW paths
-                    _matmul_nt_narrow(a, b, c, m, n, k)
                 else:
-                    _dots(a, b, c, m, k, n)
+                    _nt_micro(a, b, c, m, n, k)
