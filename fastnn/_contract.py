@@ -174,6 +174,34 @@ def check_threads(threads) -> None:
         raise ValueError(f"threads must be an int from 1 to 64, got {threads!r}")
 
 
+# ----------------------------------------------------------------------------- epoch orders
+# scikit-learn shuffles the rows before every epoch with a legacy RandomState (MT19937):
+# shuffle_orders draws the same permutations from the generator's state, so fastnn.sklearn's
+# epochs see scikit-learn's row orders.
+
+MT19937_WORDS = 624  # the words of MT19937's state, RandomState.get_state()[1]
+
+
+def check_shuffles(key, pos, sample_idx, order) -> None:
+    """shuffle_orders' checks: key (624,) uint32 and pos an int in [0, 624], an MT19937 state as
+    RandomState.get_state() gives it; sample_idx (n,) int64, n < 2^32; order (count, n) int64;
+    key and order C-contiguous and writeable, order apart from sample_idx."""
+    _check_array("key", key, 1, np.uint32)
+    same_shape("key", key, (MT19937_WORDS,))
+    if isinstance(pos, bool) or not isinstance(pos, (int, np.integer)) or not 0 <= pos <= MT19937_WORDS:
+        raise ValueError(f"pos must be an int from 0 to {MT19937_WORDS}, got {pos!r}")
+    _check_array("sample_idx", sample_idx, 1, np.int64)
+    _check_array("order", order, 2, np.int64)
+    n = sample_idx.shape[0]
+    if n >= 1 << 32:
+        raise ValueError(f"sample_idx has {n} elements: the shuffles take fewer than 2**32")
+    same_shape("order", order, (order.shape[0], n))
+    if not (key.flags.c_contiguous and key.flags.writeable and order.flags.c_contiguous and order.flags.writeable):
+        raise ValueError("key and order must be C-contiguous and writeable")
+    if np.may_share_memory(order, sample_idx) or np.may_share_memory(order, key):
+        raise ValueError("order must not overlap sample_idx or key")
+
+
 def check_network(sizes, codes) -> tuple[list, list]:
     """(sizes, codes) as lists, checked: (L+1,) int64 widths >= 1 and (L,) int64 activation codes."""
     _check_array("sizes", sizes, 1, np.int64)

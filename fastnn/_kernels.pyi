@@ -103,6 +103,13 @@ def step_path(run: TrainingRun) -> Literal["layers", "lanes", "pool"]:
     with AVX2 + FMA (micro-kernels on), "pool" for large networks when run.threads > 1 (the
     contract's pool_threads), else "layers"."""
 
+# ----------------------------------------------------------------------------- epoch orders
+
+def shuffle_orders(key: NDArray[np.uint32], pos: int, sample_idx: NDArray[np.int64], order: NDArray[np.int64]) -> int:
+    """For each row e of order: order[e] = the row before it (sample_idx for the first) permuted
+    as RandomState.shuffle permutes it, from the MT19937 state (key, pos) of RandomState.get_state();
+    key is left in the new state, and the new pos returned. key: (624,); sample_idx: (n,); order: (count, n)."""
+
 # ----------------------------------------------------------------------------- the AVX2 micro-kernels and lanes
 
 def _simd_available() -> bool:

@@ -16,6 +16,7 @@ One extension, written by family in fastnn/_compiled/ and included here in depen
   optimizers.pxi   optimizer_step, scheduled_lr
   trainer.pxi      train_epochs, step_path: the training step, and its lanes (lanes.h) for tiny networks
   pooled.pxi       the training step of large networks shared by fastnn's thread pool (pool.h)
+  shuffle.pxi      shuffle_orders: the epochs' row orders as scikit-learn's RandomState draws them
 
 Textual inclusion, not separate extensions: the trainer's nogil loop calls the families' workers
 as static C functions of one translation unit, as before the split (calls across extensions
@@ -60,3 +61,4 @@ include "_compiled/metrics.pxi"
 include "_compiled/optimizers.pxi"
 include "_compiled/trainer.pxi"
 include "_compiled/pooled.pxi"
+include "_compiled/shuffle.pxi"

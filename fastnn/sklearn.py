@@ -56,6 +56,7 @@ from sklearn.utils.optimize import _check_optimize_result
 from sklearn.utils.validation import _check_sample_weight
 
 from . import _contract, lbfgs
+from .backend import ops
 from .layers import Dense
 from .model import Sequential
 from .optimizers import SGD, Adam
@@ -76,6 +77,42 @@ def _loss_scale(out_activation, n_outputs):
     where fastnn averages, and its squared error is half of a sum over the outputs."""
     return {"softmax": 1.0, "logistic": float(n_outputs), "exp": float(n_outputs),
             "identity": n_outputs / 2.0}[out_activation]
+
+
+class _EpochOrders:
+    """The row order of each epoch: scikit-learn's shuffle(sample_idx, random_state=...) before
+    every epoch, the same draws and orders. The kernels draw them from a copy of the generator's
+    MT19937 state, which goes back into the generator at `close()` (RandomState's get_state and
+    set_state cost as much as a few epochs' shuffles: once a fit, not once a call). NumPy's global
+    generator (random_state=None), which other threads may draw from meanwhile, is not copied:
+    one draw from it seeds a generator of the fit's own."""
+
+    def __init__(self, random_state: np.random.RandomState, is_global: bool, n: int, longest: int):
+        if is_global:
+            random_state = np.random.RandomState(random_state.randint(np.iinfo(np.int32).max))
+        self._generator = random_state
+        self._name, self._key, self._pos, *self._gauss = random_state.get_state()
+        self._rows = np.arange(n, dtype=np.int64)  # scikit-learn's sample_idx
+        self._order = np.empty((longest, n), np.int64)
+        self._before = None
+
+    def draw(self, count: int) -> np.ndarray:
+        """The orders of the next `count` epochs: (count, n) int64."""
+        self._before = self._key.copy(), self._pos, self._rows
+        self._pos = ops().shuffle_orders(self._key, self._pos, self._rows, self._order[:count])
+        self._rows = self._order[count - 1].copy()
+        return self._order[:count]
+
+    def keep(self, ran: int) -> None:
+        """Only the first `ran` epochs of the last draw ran: the generator as if only they had
+        been drawn."""
+        self._key, self._pos, self._rows = self._before
+        if ran:
+            self.draw(ran)
+
+    def close(self) -> None:
+        """Put the state the draws reached back into the generator."""
+        self._generator.set_state((self._name, self._key, self._pos, *self._gauss))
 
 
 class _Optimizer:
@@ -336,7 +373,6 @@ class _BaseMLP(BaseEstimator):
             if self.batch_size > n:
                 warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is going to be clipped")
             batch = int(np.clip(self.batch_size, 1, n))
-        sample_idx = np.arange(n, dtype=np.int64)
         opt = self._optimizer
         # Epochs per kernel call: as many as can run before any decision needs Python. The
         # stopping rule's count grows by at most one per epoch, so it cannot fire before epoch
@@ -346,8 +382,7 @@ class _BaseMLP(BaseEstimator):
         # invscaling schedule a new learning rate, partial_fit one epoch: one epoch per call.
         one_at_a_time = early_stopping or incremental or opt.lr_schedule == "invscaling"
         longest = 1 if one_at_a_time else max(1, min(self.max_iter, self.n_iter_no_change + 1))
-        order = np.empty((longest, n), np.int64) if self.shuffle else None
-        random_state = self._random_state
+        orders = _EpochOrders(self._random_state, self.random_state is None, n, longest) if self.shuffle else None
         trainer = Trainer(network, self.model_.loss_code, train, batch, update=opt.update, l2=self.alpha,
                           loss_scale=self._loss_scale(), count_correct=False)  # scikit-learn reports no accuracy
         try:
@@ -355,34 +390,20 @@ class _BaseMLP(BaseEstimator):
             while self.n_iter_ < self.max_iter:
                 count = 1 if one_at_a_time else max(1, min(self.max_iter - self.n_iter_,
                                                            self.n_iter_no_change + 1 - self._no_improvement_count))
-                if self.shuffle:
-                    state, before = (random_state.get_state(), sample_idx) if count > 1 else (None, None)
-                    for e in range(count):
-                        sample_idx = self._shuffled(sample_idx, order, e)
-                result = trainer.epochs(count, None if order is None else order[:count], opt.step)
+                result = trainer.epochs(count, None if orders is None else orders.draw(count), opt.step)
                 opt.step = result.step
                 ran = result.finished + (result.finished < count)  # the epochs that started
-                if self.shuffle and ran < count:
-                    # the call ended early: the generator as if only those epochs had been drawn
-                    random_state.set_state(state)
-                    sample_idx = before
-                    for e in range(ran):
-                        sample_idx = self._shuffled(sample_idx, order, e)
+                if orders is not None and ran < count:
+                    orders.keep(ran)
                 if self._epochs_end(result, count, early_stopping, incremental, n, X_val, y_val, sw_val):
                     break
         except KeyboardInterrupt:
             warnings.warn("Training interrupted by user.")
+        finally:
+            if orders is not None:
+                orders.close()
         if early_stopping:
             params[...] = self._best_params
-
-    def _shuffled(self, sample_idx, order, e):
-        """scikit-learn's shuffle(sample_idx, random_state=...): the same draws, the same order,
-        written to order[e]."""
-        permutation = np.arange(sample_idx.size)
-        self._random_state.shuffle(permutation)
-        sample_idx = sample_idx[permutation]
-        order[e] = sample_idx
-        return sample_idx
 
     def _epochs_end(self, result, count, early_stopping, incremental, n, X_val, y_val, sw_val):
         """scikit-learn's bookkeeping after each epoch, for the `count` epochs of one kernel call

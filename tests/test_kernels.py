@@ -6,6 +6,7 @@ batch 1, width 1 and odd sizes; the gradients are also checked against finite di
 import contextlib
 import dataclasses
 import platform
+import re
 from pathlib import Path
 
 import numpy as np
@@ -1004,3 +1005,49 @@ def test_read_only_inputs_are_accepted(backend, dtype, kernel_name, make_call, c
     written, reference = arrays_of(args), arrays_of(writable)
     for name in outputs:
         assert_close(written[name], reference[name], dtype, scale=np.abs(reference[name]).max())
+
+
+# ----------------------------------------------------------------------------- epoch orders
+
+@pytest.mark.parametrize("n", [0, 1, 2, 3, 17, 624, 1347, 70_000])
+def test_shuffle_orders_are_randomstates(backend, n):
+    """Each order is the one before it shuffled as scikit-learn's shuffle(sample_idx,
+    random_state=...) does, from any state (refills of MT19937's words inside a shuffle too): the
+    same orders, and the generator left in the same state."""
+    for seed, skip in ((0, 0), (1, 311), (2, 1000)):
+        generator = np.random.RandomState(seed)
+        generator.random_sample(skip)  # two words a number: the state's position anywhere
+        _, key, pos, *_ = generator.get_state()
+        rows = np.random.default_rng(seed).permutation(n)
+        expected, current = [], rows
+        for _ in range(4):
+            permutation = np.arange(n)
+            generator.shuffle(permutation)
+            current = current[permutation]
+            expected.append(current)
+        order = np.empty((4, n), np.int64)
+        new_pos = backend.shuffle_orders(key, pos, rows, order)
+        np.testing.assert_array_equal(order, np.reshape(expected, (4, n)))
+        _, expected_key, expected_pos, *_ = generator.get_state()
+        assert new_pos == expected_pos
+        np.testing.assert_array_equal(key, expected_key)
+
+
+def test_shuffle_orders_refuse_bad_arguments(backend):
+    def call(**change):
+        args = dict(key=np.random.RandomState(0).get_state()[1], pos=0, sample_idx=np.arange(5),
+                    order=np.zeros((2, 5), np.int64))
+        args.update(change)
+        backend.shuffle_orders(**args)
+
+    shared = np.zeros((3, 5), np.int64)
+    for change, message in [(dict(key=np.zeros(624, np.int64)), "key must be a 1-d uint32 array"),
+                            (dict(key=np.zeros(623, np.uint32)), "key has shape (623,), expected (624,)"),
+                            (dict(pos=625), "pos must be an int from 0 to 624"),
+                            (dict(pos=True), "pos must be an int from 0 to 624"),
+                            (dict(sample_idx=np.arange(5.0)), "sample_idx must be a 1-d int64 array"),
+                            (dict(order=np.zeros((2, 4), np.int64)), "order has shape (2, 4), expected (2, 5)"),
+                            (dict(order=np.zeros((5, 2), np.int64).T), "must be C-contiguous and writeable"),
+                            (dict(sample_idx=shared[1], order=shared[:2]), "order must not overlap sample_idx")]:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            call(**change)

@@ -114,6 +114,23 @@ def test_same_training_as_scikit_learn(backend, setup, weighted):
         np.testing.assert_allclose(ours.predict(X), theirs.predict(X), rtol=1e-5, atol=1e-8)
 
 
+@pytest.mark.parametrize("early_stopping", [False, True], ids=["", "early_stopping"])
+def test_the_generator_ends_where_scikit_learns_does(backend, early_stopping):
+    """A RandomState given as random_state is left where scikit-learn leaves it: the initial
+    weights, the validation split and every epoch's shuffle drawn from it, in turn."""
+    X, y = _data("multiclass")
+    states = []
+    for module in (fastnn.sklearn, neural_network):
+        generator = np.random.RandomState(3)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            module.MLPClassifier(hidden_layer_sizes=(5,), max_iter=30, random_state=generator,
+                                 early_stopping=early_stopping).fit(X, y)
+        states.append(generator.get_state())
+    assert states[0][2] == states[1][2]
+    np.testing.assert_array_equal(states[0][1], states[1][1])
+
+
 @pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
 def test_multioutput_loss(backend, weighted):
     """For several outputs fastnn reports the loss whose gradient both libraries follow: half the

@@ -8,6 +8,7 @@
   metrics.py      binary_correct, metric_sum, ...      counts of correct predictions, metric sums
   optimizers.py   optimizer_step, scheduled_lr         one update of the flat parameter buffer
   trainer.py      train_epochs, step_path              whole training runs, the step written once
+  shuffle.py      shuffle_orders                       epochs' row orders as scikit-learn's RandomState draws them
 
 Conventions, shared with the compiled twin (fastnn/_compiled): row-major arrays, X (batch, n_in),
 W (n_in, n_out), b (n_out,); outputs preallocated by the caller and written in place, nothing
@@ -21,8 +22,10 @@ from .dense import dense_backward, dense_forward, network_predict
 from .losses import mse, poisson_nll, sigmoid_bce, softmax_cce, softmax_sparse_cce
 from .metrics import binary_correct, categorical_correct, metric_sum, sparse_correct, sparse_metric_sum
 from .optimizers import optimizer_step, scheduled_lr
+from .shuffle import shuffle_orders
 from .trainer import step_path, train_epochs
 
 __all__ = ["activate", "activation_grad", "round_bfloat16", "dense_forward", "dense_backward", "network_predict", "sigmoid_bce", "softmax_cce",
            "softmax_sparse_cce", "mse", "poisson_nll", "binary_correct", "categorical_correct", "sparse_correct",
-           "metric_sum", "sparse_metric_sum", "optimizer_step", "scheduled_lr", "train_epochs", "step_path"]
+           "metric_sum", "sparse_metric_sum", "optimizer_step", "scheduled_lr", "train_epochs", "step_path",
+           "shuffle_orders"]
