@@ -131,6 +131,24 @@ def test_the_generator_ends_where_scikit_learns_does(backend, early_stopping):
     np.testing.assert_array_equal(states[0][1], states[1][1])
 
 
+def test_an_unseeded_fit_shuffles_with_a_generator_of_its_own(backend):
+    """random_state=None: the shuffles come from a generator seeded by one draw from NumPy's global
+    one, so the global generator moves as much for 3 epochs as for 30 (other threads may draw from
+    it during the fit: a copy of its state put back at the end would repeat their numbers)."""
+    X, y = _data("multiclass")
+    states = []
+    for epochs in (3, 30):
+        np.random.seed(11)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            MLPClassifier(hidden_layer_sizes=(5,), max_iter=epochs, tol=0.0).fit(X, y)
+        states.append(np.random.get_state())
+    assert states[0][2] == states[1][2]
+    np.testing.assert_array_equal(states[0][1], states[1][1])
+    np.random.seed(11)
+    assert np.random.get_state()[2] != states[0][2]  # the fit drew from it
+
+
 @pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
 def test_multioutput_loss(backend, weighted):
     """For several outputs fastnn reports the loss whose gradient both libraries follow: half the
