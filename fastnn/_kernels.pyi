@@ -140,6 +140,10 @@ def _bf16_path() -> Literal["avx512bf16", "emulation"]:
 def _simd_level() -> Literal["avx512", "avx2", "portable"]:
     """The vector paths in use (FASTNN_SIMD=0|avx2|avx512 picks at import)."""
 
+def _set_fused(on: bool) -> bool:
+    """Fuse a ReLU layer's derivative pass into the product that computes its dA (where that product
+    streams a transposed W), or keep them apart; returns the previous setting. For tests."""
+
 def _set_fixed_lanes(on: bool) -> bool:
     """Send the 2-H-1 networks to the lanes compiled for their sizes (the default) or to the lanes
     of any sizes; returns the previous setting. For tests."""

@@ -987,6 +987,48 @@ def test_count_correct_off_counts_nothing_and_changes_nothing_else(backend, simd
     np.testing.assert_array_equal(loss_on, loss_off)
 
 
+NETWORKS = {"relu": [("dense", 48, RELU)], "relu-relu": [("dense", 37, RELU), ("dense", 24, RELU)],
+            "dropout": [("dense", 37, RELU), ("dropout", 0.25, None), ("dense", 24, RELU)]}
+
+
+@pytest.mark.parametrize("network", NETWORKS.values(), ids=NETWORKS.keys())
+def test_relu_derivative_fused_into_the_product_above_changes_no_bit(compiled, dtype, network):
+    """Where dZ·Wᵀ streams a transposed W (the micro-kernels), a ReLU layer below gets its
+    derivative and bias sums in that product's epilogue: fits with the fusion and without it train
+    to the same bits, at each vector width the CPU has, for rows and columns off the kernels'
+    blocks (batches of 13, widths 37 and 24), and with dropout between (not fused there)."""
+    import fastnn as fnn
+    rng = np.random.default_rng(5)
+    X, y = rng.standard_normal((91, 20)).astype(dtype), rng.integers(0, 3, 91)
+    fused, simd, wide = compiled._set_fused(True), compiled._set_simd(True), compiled._set_wide(False)
+
+    def fit(on):
+        compiled._set_fused(on)
+        layers, width = [], 20
+        for kind, size, code in network:
+            if kind == "dropout":
+                layers.append(fnn.Dropout(size))
+            else:
+                layers.append(fnn.Dense(width, size, NAMES[code]))
+                width = size
+        model = fnn.Sequential(layers + [fnn.Dense(width, 3, "softmax")], seed=0, dtype=dtype)
+        model.compile("sparse_categorical_crossentropy", fnn.SGD(learning_rate=0.05, momentum=0.9))
+        with fnn.use_backend("cython"):
+            history = model.fit(X, y, epochs=4, batch_size=13, verbose=0)
+        return np.concatenate([w.ravel() for w in model.get_weights()]), history.history["loss"]
+
+    try:
+        for level in [False, True] if compiled._wide_available() else [False]:
+            compiled._set_wide(level)
+            (weights_on, loss_on), (weights_off, loss_off) = fit(True), fit(False)
+            np.testing.assert_array_equal(weights_on, weights_off)
+            np.testing.assert_array_equal(loss_on, loss_off)
+    finally:
+        compiled._set_fused(fused)
+        compiled._set_simd(simd)
+        compiled._set_wide(wide)
+
+
 def test_read_only_inputs_are_accepted(backend, dtype, kernel_name, make_call, call_arrays, assert_close):
     """Arrays a kernel only reads may be read-only (e.g. a user's frozen data); results are the same."""
     copy_args, arrays_of = call_arrays

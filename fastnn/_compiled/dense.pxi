@@ -36,14 +36,24 @@ def dense_forward(const floating[:, ::1] X not None, const floating[:, ::1] W no
         _dense_forward(_in2(X), _in2(W), _in1(b), activation, _out2(out), X.shape[0], X.shape[1], W.shape[1])
 
 
-cdef void _dense_backward(const floating* X, const floating* W, const floating* A, const floating* dA,
+cdef bint _dense_backward(const floating* X, const floating* W, const floating* A, const floating* dA,
                           int activation, floating* dZ, floating* dW, floating* db, floating* dX,
-                          Py_ssize_t batch, Py_ssize_t n_in, Py_ssize_t n_out) noexcept nogil:
-    """As dense_backward; dX NULL: no input gradient."""
-    _activation_grad(A, dA, activation, dZ, db, batch, n_out)  # dZ and db in one pass
+                          Py_ssize_t batch, Py_ssize_t n_in, Py_ssize_t n_out, bint derived,
+                          const floating* relu_below, floating* db_below) noexcept nogil:
+    """As dense_backward; dX NULL: no input gradient. derived: dZ and db are already computed (by
+    the product above, see relu_below), dA is not read. relu_below: when the layer below is a ReLU
+    (its output, (batch, n_in)), its derivative pass is fused into dX's product where that product
+    allows (_matmul_nt_relu): dX then holds the layer below's dZ and db_below its bias gradient,
+    and True is returned; NULL, or False: dX holds its dA."""
+    if not derived:
+        _activation_grad(A, dA, activation, dZ, db, batch, n_out)  # dZ and db in one pass
     _matmul_tn(X, dZ, dW, batch, n_in, n_out)
-    if dX != NULL:
-        _matmul_nt(dZ, W, dX, batch, n_out, n_in)
+    if dX == NULL:
+        return False
+    if relu_below != NULL and _matmul_nt_relu(dZ, W, dX, batch, n_out, n_in, relu_below, db_below):
+        return True
+    _matmul_nt(dZ, W, dX, batch, n_out, n_in)
+    return False
 
 
 def dense_backward(const floating[:, ::1] X not None, const floating[:, ::1] W not None,
@@ -92,4 +102,4 @@ def dense_backward(const floating[:, ::1] X not None, const floating[:, ::1] W n
             return
     with nogil:
         _dense_backward(_in2(X), _in2(W), _in2(A), _in2(dA), activation, _out2(dZ), _out2(dW), _out1(db),
-                        input_grad, batch, n_in, n_out)
+                        input_grad, batch, n_in, n_out, False, NULL, NULL)

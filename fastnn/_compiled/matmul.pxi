@@ -26,6 +26,14 @@ cdef extern from "microkernels.h" nogil:
                           Py_ssize_t m, Py_ssize_t k, Py_ssize_t n)
     void fastnn_rows_d512(const double* A, Py_ssize_t a_row, Py_ssize_t a_inner, const double* B, double* C,
                           Py_ssize_t m, Py_ssize_t k, Py_ssize_t n)
+    void fastnn_rows_relu_f(const float* A, Py_ssize_t a_row, Py_ssize_t a_inner, const float* B, float* C,
+                            Py_ssize_t m, Py_ssize_t k, Py_ssize_t n, const float* act, float* db)
+    void fastnn_rows_relu_d(const double* A, Py_ssize_t a_row, Py_ssize_t a_inner, const double* B, double* C,
+                            Py_ssize_t m, Py_ssize_t k, Py_ssize_t n, const double* act, double* db)
+    void fastnn_rows_relu_f512(const float* A, Py_ssize_t a_row, Py_ssize_t a_inner, const float* B, float* C,
+                               Py_ssize_t m, Py_ssize_t k, Py_ssize_t n, const float* act, float* db)
+    void fastnn_rows_relu_d512(const double* A, Py_ssize_t a_row, Py_ssize_t a_inner, const double* B, double* C,
+                               Py_ssize_t m, Py_ssize_t k, Py_ssize_t n, const double* act, double* db)
     void fastnn_dots_f(const float* P, const float* Q, float* C, Py_ssize_t m, Py_ssize_t k, Py_ssize_t n)
     void fastnn_dots_d(const double* P, const double* Q, double* C, Py_ssize_t m, Py_ssize_t k, Py_ssize_t n)
     void fastnn_dots_f512(const float* P, const float* Q, float* C, Py_ssize_t m, Py_ssize_t k, Py_ssize_t n)
@@ -361,6 +369,15 @@ cdef void _nt_micro(const floating* dZ, const floating* W, floating* dX,
         _dots(dZ, W, dX, m, k, n)
 
 
+cdef inline int _nt_path(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, Py_ssize_t item_size) noexcept nogil:
+    """dZ·Wᵀ's path (m, n, k >= 1; item_size: the data's bytes): _path's, except that at AVX-512 streaming Wᵀ's rows beats BLAS
+    at any batch while W fits the stack (not at AVX2's width): bench/bench_kernels.py, "dZ·Wᵀ"."""
+    cdef int path = _path(m, k, n, k * n, False, item_size)
+    if path == GEMM and _simd and _wide and n * k <= NARROW_MAX and k * item_size >= 64:
+        return NARROW
+    return path
+
+
 cdef void _matmul_nt(const floating* dZ, const floating* W, floating* dX,
                      Py_ssize_t m, Py_ssize_t n, Py_ssize_t k) noexcept nogil:
     """dX = dZ·Wᵀ. dZ: (m, n), W: (k, n), dX: (m, k)."""
@@ -369,16 +386,51 @@ cdef void _matmul_nt(const floating* dZ, const floating* W, floating* dX,
     if n == 0:
         memset(dX, 0, m * k * sizeof(floating))
         return
-    cdef int path = _path(m, k, n, k * n, False, sizeof(floating))
-    if path == GEMM and _simd and _wide and n * k <= NARROW_MAX and k * sizeof(floating) >= 64:
-        path = NARROW  # at AVX-512 streaming Wᵀ's rows beats BLAS at any batch (not at AVX2's width):
-                       # bench/bench_kernels.py, "dZ·Wᵀ"
+    cdef int path = _nt_path(m, n, k, sizeof(floating))
     if path == ROWS or path == NARROW:
         _nt_micro(dZ, W, dX, m, n, k)
     elif path == GEMM:
         _gemm(False, True, m, k, n, dZ, n, W, n, dX, k)
     else:
         _loops_nt(dZ, W, dX, m, n, k)
+
+
+cdef bint _fused = True  # _set_fused: the ReLU derivative in dZ·Wᵀ's epilogue, or apart (for tests)
+
+
+def _set_fused(bint on):
+    """Fuse the derivative pass of a ReLU layer into the product that computes its dA (where that
+    product streams a transposed W), or keep them apart; returns the previous setting. For tests."""
+    global _fused
+    previous = _fused
+    _fused = on
+    return previous
+
+
+cdef bint _matmul_nt_relu(const floating* dZ, const floating* W, floating* dX, Py_ssize_t m, Py_ssize_t n,
+                          Py_ssize_t k, const floating* act, floating* db) noexcept nogil:
+    """dX = (dZ·Wᵀ) * relu'(act) and db = dX's column sums, as _matmul_nt and then the ReLU layer's
+    _activation_grad compute them, bit for bit, when dZ·Wᵀ streams the rows of a transposed W;
+    False, with nothing written, otherwise. dZ: (m, n), W: (k, n), dX and act: (m, k), db: (k,)."""
+    if not _fused or m == 0 or k == 0 or n == 0 or n * k > NARROW_MAX:
+        return False
+    cdef int path = _nt_path(m, n, k, sizeof(floating))
+    if path != ROWS and path != NARROW:
+        return False
+    cdef floating wt[NARROW_MAX]
+    _transpose(W, wt, k, n)
+    memset(db, 0, k * sizeof(floating))
+    if floating is float:
+        if _wide:
+            fastnn_rows_relu_f512(dZ, n, 1, wt, dX, m, n, k, act, db)
+        else:
+            fastnn_rows_relu_f(dZ, n, 1, wt, dX, m, n, k, act, db)
+    else:
+        if _wide:
+            fastnn_rows_relu_d512(dZ, n, 1, wt, dX, m, n, k, act, db)
+        else:
+            fastnn_rows_relu_d(dZ, n, 1, wt, dX, m, n, k, act, db)
+    return True
 
 
 def _product_rounds(int product, bint blas, const floating[:, ::1] A not None, const floating[:, ::1] B not None,

@@ -6,6 +6,9 @@
  * rows: C (m, n) = sum over p < k of A[i*as + p*ap] * B[p*n + j]. B's rows are contiguous and
  *       are what the vectors load; A is read through strides, so the same kernel computes X·W
  *       (A = X: as = k, ap = 1) and Xᵀ·dZ (A = X read down its columns: as = 1, ap = n_in).
+ * rows_relu: rows, then C times ReLU's derivative at the layer's output and C's column sums into
+ *       db: dZ·Wᵀ through a transposed W, whose product is the layer below's dA, and that
+ *       layer's derivative pass while the tile is in registers (the same bits as the two apart).
  * dots: C (m, k) = P[i] · Q[q] over rows of length n: dZ·Wᵀ, whose right operand is W's rows.
  */
 #define FNN_V FASTNN_CAT(fastnn_vec, FNN_SUFFIX)
@@ -14,10 +17,18 @@
 #define FNN_STORE FASTNN_CAT(fastnn_store, FNN_SUFFIX)
 #define FNN_HSUM FASTNN_CAT(fastnn_hsum, FNN_SUFFIX)
 #define FNN_SUM8 FASTNN_CAT(fastnn_sum8, FNN_SUFFIX)
+#define FNN_VI FASTNN_CAT(fastnn_veci, FNN_SUFFIX)
+#define FNN_RELU_GRAD FASTNN_CAT(fastnn_relu_grad, FNN_SUFFIX)
+#define FNN_V_ZERO ((FNN_V){0})
 
 #if FASTNN_SIMD
 
 typedef FNN_T FNN_V __attribute__((vector_size(FNN_VBYTES)));
+#if FNN_IS_FLOAT
+typedef int FNN_VI __attribute__((vector_size(FNN_VBYTES)));
+#else
+typedef long long FNN_VI __attribute__((vector_size(FNN_VBYTES)));
+#endif
 
 /* Unaligned loads and stores: memcpy of a vector's size compiles to one vmovu instruction. */
 FNN_TARGET_OF static inline FNN_V FNN_LOAD(const FNN_T* p) {
@@ -64,9 +75,19 @@ FNN_TARGET_OF static inline void FNN_SUM8(const FNN_V v[8], FNN_T out[8]) {
 #endif
 }
 
-FNN_TARGET_OF static void FASTNN_CAT(fastnn_rows, FNN_SUFFIX)(
+/* ReLU's derivative on a tile of dA: dA * (a > 0 ? 1 : 0), a multiply as activations.pxi's pass
+ * makes it (NaN * 0 is NaN), the factor the bits of 1 or of +0. */
+FNN_TARGET_OF static inline FNN_V FNN_RELU_GRAD(FNN_V g, const FNN_T* a) {
+    const FNN_V one = FNN_V_ZERO + 1;
+    return g * (FNN_V)((FNN_VI)(FNN_LOAD(a) > 0) & (FNN_VI)one);
+}
+
+/* rows, and with `act` (and db) also the epilogue of ReLU's derivative: C = (A·B) * relu'(act),
+ * act (m, n) the layer's ReLU output, and db += C's column sums, each column's rows added in
+ * order, as the derivative pass adds them. always_inline: each caller's NULL or not compiles out. */
+FNN_TARGET_OF static inline __attribute__((always_inline)) void FASTNN_CAT(fastnn_rows_body, FNN_SUFFIX)(
         const FNN_T* A, ptrdiff_t as, ptrdiff_t ap, const FNN_T* B, FNN_T* C,
-        ptrdiff_t m, ptrdiff_t k, ptrdiff_t n) {
+        ptrdiff_t m, ptrdiff_t k, ptrdiff_t n, const FNN_T* act, FNN_T* db) {
     const ptrdiff_t L = FNN_LANES;
     ptrdiff_t i = 0, j, p, r;
     for (; i + 4 <= m; i += 4) {  /* four rows of C at a time: each load of B feeds four FMAs */
@@ -84,6 +105,18 @@ FNN_TARGET_OF static void FASTNN_CAT(fastnn_rows, FNN_SUFFIX)(
                 c20 += x2 * b0; c21 += x2 * b1;
                 c30 += x3 * b0; c31 += x3 * b1;
             }
+            if (act) {
+                const FNN_T* g = act + i * n + j;
+                c00 = FNN_RELU_GRAD(c00, g);             c01 = FNN_RELU_GRAD(c01, g + L);
+                c10 = FNN_RELU_GRAD(c10, g + n);         c11 = FNN_RELU_GRAD(c11, g + n + L);
+                c20 = FNN_RELU_GRAD(c20, g + 2 * n);     c21 = FNN_RELU_GRAD(c21, g + 2 * n + L);
+                c30 = FNN_RELU_GRAD(c30, g + 3 * n);     c31 = FNN_RELU_GRAD(c31, g + 3 * n + L);
+                FNN_V s0 = FNN_LOAD(db + j), s1 = FNN_LOAD(db + j + L);
+                s0 += c00; s0 += c10; s0 += c20; s0 += c30;
+                s1 += c01; s1 += c11; s1 += c21; s1 += c31;
+                FNN_STORE(db + j, s0);
+                FNN_STORE(db + j + L, s1);
+            }
             FNN_STORE(C + i * n + j, c00);           FNN_STORE(C + i * n + j + L, c01);
             FNN_STORE(C + (i + 1) * n + j, c10);     FNN_STORE(C + (i + 1) * n + j + L, c11);
             FNN_STORE(C + (i + 2) * n + j, c20);     FNN_STORE(C + (i + 2) * n + j + L, c21);
@@ -95,6 +128,14 @@ FNN_TARGET_OF static void FASTNN_CAT(fastnn_rows, FNN_SUFFIX)(
                 FNN_V b0 = FNN_LOAD(B + p * n + j);
                 c0 += a0[p * ap] * b0; c1 += a1[p * ap] * b0; c2 += a2[p * ap] * b0; c3 += a3[p * ap] * b0;
             }
+            if (act) {
+                const FNN_T* g = act + i * n + j;
+                c0 = FNN_RELU_GRAD(c0, g);         c1 = FNN_RELU_GRAD(c1, g + n);
+                c2 = FNN_RELU_GRAD(c2, g + 2 * n); c3 = FNN_RELU_GRAD(c3, g + 3 * n);
+                FNN_V s0 = FNN_LOAD(db + j);
+                s0 += c0; s0 += c1; s0 += c2; s0 += c3;
+                FNN_STORE(db + j, s0);
+            }
             FNN_STORE(C + i * n + j, c0);       FNN_STORE(C + (i + 1) * n + j, c1);
             FNN_STORE(C + (i + 2) * n + j, c2); FNN_STORE(C + (i + 3) * n + j, c3);
         }
@@ -103,6 +144,10 @@ FNN_TARGET_OF static void FASTNN_CAT(fastnn_rows, FNN_SUFFIX)(
                 FNN_T s = 0;
                 for (p = 0; p < k; p++)
                     s += A[(i + r) * as + p * ap] * B[p * n + j];
+                if (act) {
+                    s = s * (act[(i + r) * n + j] > 0 ? (FNN_T)1 : (FNN_T)0);
+                    db[j] += s;
+                }
                 C[(i + r) * n + j] = s;
             }
         }
@@ -113,15 +158,37 @@ FNN_TARGET_OF static void FASTNN_CAT(fastnn_rows, FNN_SUFFIX)(
             FNN_V c0 = {0};
             for (p = 0; p < k; p++)
                 c0 += a0[p * ap] * FNN_LOAD(B + p * n + j);
+            if (act) {
+                c0 = FNN_RELU_GRAD(c0, act + i * n + j);
+                FNN_STORE(db + j, FNN_LOAD(db + j) + c0);
+            }
             FNN_STORE(C + i * n + j, c0);
         }
         for (; j < n; j++) {
             FNN_T s = 0;
             for (p = 0; p < k; p++)
                 s += a0[p * ap] * B[p * n + j];
+            if (act) {
+                s = s * (act[i * n + j] > 0 ? (FNN_T)1 : (FNN_T)0);
+                db[j] += s;
+            }
             C[i * n + j] = s;
         }
     }
+}
+
+FNN_TARGET_OF static void FASTNN_CAT(fastnn_rows, FNN_SUFFIX)(
+        const FNN_T* A, ptrdiff_t as, ptrdiff_t ap, const FNN_T* B, FNN_T* C,
+        ptrdiff_t m, ptrdiff_t k, ptrdiff_t n) {
+    FASTNN_CAT(fastnn_rows_body, FNN_SUFFIX)(A, as, ap, B, C, m, k, n, NULL, NULL);
+}
+
+/* rows with ReLU's derivative and the bias sums as its epilogue (see rows_body); db zeroed by
+ * the caller. */
+FNN_TARGET_OF static void FASTNN_CAT(fastnn_rows_relu, FNN_SUFFIX)(
+        const FNN_T* A, ptrdiff_t as, ptrdiff_t ap, const FNN_T* B, FNN_T* C,
+        ptrdiff_t m, ptrdiff_t k, ptrdiff_t n, const FNN_T* act, FNN_T* db) {
+    FASTNN_CAT(fastnn_rows_body, FNN_SUFFIX)(A, as, ap, B, C, m, k, n, act, db);
 }
 
 /* One dot product of two rows of length n: a vector of partial sums, added across its lanes,
@@ -196,6 +263,12 @@ static void FASTNN_CAT(fastnn_rows, FNN_SUFFIX)(
     (void)A; (void)as; (void)ap; (void)B; (void)C; (void)m; (void)k; (void)n;
 }
 
+static void FASTNN_CAT(fastnn_rows_relu, FNN_SUFFIX)(
+        const FNN_T* A, ptrdiff_t as, ptrdiff_t ap, const FNN_T* B, FNN_T* C,
+        ptrdiff_t m, ptrdiff_t k, ptrdiff_t n, const FNN_T* act, FNN_T* db) {
+    (void)A; (void)as; (void)ap; (void)B; (void)C; (void)m; (void)k; (void)n; (void)act; (void)db;
+}
+
 static void FASTNN_CAT(fastnn_dots, FNN_SUFFIX)(
         const FNN_T* P, const FNN_T* Q, FNN_T* C, ptrdiff_t m, ptrdiff_t k, ptrdiff_t n) {
     (void)P; (void)Q; (void)C; (void)m; (void)k; (void)n;
@@ -209,3 +282,6 @@ static void FASTNN_CAT(fastnn_dots, FNN_SUFFIX)(
 #undef FNN_STORE
 #undef FNN_HSUM
 #undef FNN_SUM8
+#undef FNN_VI
+#undef FNN_RELU_GRAD
+#undef FNN_V_ZERO

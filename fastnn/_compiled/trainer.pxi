@@ -211,6 +211,8 @@ cdef double _layers_batch(const Layer* layers, Py_ssize_t L, const floating* x, 
                        w + layers[l].act_at, rows, layers[l].n_in, layers[l].n_out)
     cdef double batch_loss = _loss_and_metrics(layers, L, w + layers[L - 1].act_at, y, labels, sw, loss, scale,
                                                scaled, w, rows, correct, extras)
+    cdef bint derived = False  # the layer's dZ and db came with the product of the layer above
+    cdef bint fuse
     for l in range(L - 1, -1, -1):
         d = w + layers[l].delta_at
         if floating is float and bf != NULL:
@@ -219,9 +221,13 @@ cdef double _layers_batch(const Layer* layers, Py_ssize_t L, const floating* x, 
                            G + layers[l].b_at, NULL if l == 0 else w + layers[l - 1].delta_at, rows,
                            layers[l].n_in, layers[l].n_out)
         else:
-            _dense_backward(_layer_input(layers, l, x, w), P + layers[l].w_at, w + layers[l].act_at, d,
-                            layers[l].code, d, G + layers[l].w_at, G + layers[l].b_at,
-                            NULL if l == 0 else w + layers[l - 1].delta_at, rows, layers[l].n_in, layers[l].n_out)
+            # a ReLU layer below, with no dropout mask between: its derivative in this layer's dX product
+            fuse = l > 0 and layers[l].rate == 0 and layers[l - 1].code == RELU
+            derived = _dense_backward(_layer_input(layers, l, x, w), P + layers[l].w_at, w + layers[l].act_at, d,
+                                      layers[l].code, d, G + layers[l].w_at, G + layers[l].b_at,
+                                      NULL if l == 0 else w + layers[l - 1].delta_at, rows, layers[l].n_in,
+                                      layers[l].n_out, derived, w + layers[l - 1].act_at if fuse else NULL,
+                                      G + layers[l - 1].b_at if fuse else NULL)
         if l > 0 and layers[l].rate > 0:  # back through the mask to the previous layer's output
             z = w + layers[l - 1].delta_at
             mask = w + layers[l].mask_at
