@@ -71,14 +71,21 @@ cdef inline int _path(Py_ssize_t m, Py_ssize_t k, Py_ssize_t n, Py_ssize_t strea
 
 
 cdef inline void _rows(const floating* A, Py_ssize_t a_row, Py_ssize_t a_inner, const floating* B, floating* C,
-                       Py_ssize_t m, Py_ssize_t k, Py_ssize_t n) noexcept nogil:
+                       Py_ssize_t m, Py_ssize_t k, Py_ssize_t n, const floating* relu_act=NULL,
+                       floating* db=NULL) noexcept nogil:
+    """The rows micro-kernel at the width in use; with relu_act (C's shape) its epilogue multiplies
+    C by ReLU's derivative there and adds C's column sums into db (rows_relu, microkernel_body.h)."""
     if floating is float:
-        if _wide:
+        if relu_act != NULL:
+            (fastnn_rows_relu_f512 if _wide else fastnn_rows_relu_f)(A, a_row, a_inner, B, C, m, k, n, relu_act, db)
+        elif _wide:
             fastnn_rows_f512(A, a_row, a_inner, B, C, m, k, n)
         else:
             fastnn_rows_f(A, a_row, a_inner, B, C, m, k, n)
     else:
-        if _wide:
+        if relu_act != NULL:
+            (fastnn_rows_relu_d512 if _wide else fastnn_rows_relu_d)(A, a_row, a_inner, B, C, m, k, n, relu_act, db)
+        elif _wide:
             fastnn_rows_d512(A, a_row, a_inner, B, C, m, k, n)
         else:
             fastnn_rows_d(A, a_row, a_inner, B, C, m, k, n)
@@ -195,12 +202,13 @@ cdef void _matmul_tn_narrow(const floating* X, const floating* dZ, floating* dW,
     _transpose(dwt, dW, n, k)
 
 
-cdef void _matmul_nt_narrow(const floating* dZ, const floating* W, floating* dX,
-                            Py_ssize_t m, Py_ssize_t n, Py_ssize_t k) noexcept nogil:
-    """dX = dZ·Wᵀ, streaming the rows of Wᵀ. dZ: (m, n), W: (k, n), dX: (m, k)."""
+cdef void _matmul_nt_narrow(const floating* dZ, const floating* W, floating* dX, Py_ssize_t m, Py_ssize_t n,
+                            Py_ssize_t k, const floating* relu_act=NULL, floating* db=NULL) noexcept nogil:
+    """dX = dZ·Wᵀ, streaming the rows of Wᵀ (with relu_act: _rows' ReLU epilogue). dZ: (m, n),
+    W: (k, n), dX: (m, k)."""
     cdef floating wt[NARROW_MAX]
     _transpose(W, wt, k, n)
-    _rows(dZ, n, 1, wt, dX, m, n, k)
+    _rows(dZ, n, 1, wt, dX, m, n, k, relu_act, db)
 
 
 # LOOPS for each product.
@@ -417,19 +425,8 @@ cdef bint _matmul_nt_relu(const floating* dZ, const floating* W, floating* dX, P
     cdef int path = _nt_path(m, n, k, sizeof(floating))
     if path != ROWS and path != NARROW:
         return False
-    cdef floating wt[NARROW_MAX]
-    _transpose(W, wt, k, n)
     memset(db, 0, k * sizeof(floating))
-    if floating is float:
-        if _wide:
-            fastnn_rows_relu_f512(dZ, n, 1, wt, dX, m, n, k, act, db)
-        else:
-            fastnn_rows_relu_f(dZ, n, 1, wt, dX, m, n, k, act, db)
-    else:
-        if _wide:
-            fastnn_rows_relu_d512(dZ, n, 1, wt, dX, m, n, k, act, db)
-        else:
-            fastnn_rows_relu_d(dZ, n, 1, wt, dX, m, n, k, act, db)
+    _matmul_nt_narrow(dZ, W, dX, m, n, k, act, db)
     return True
 
 
