@@ -351,3 +351,76 @@ def test_digits_elementwise(benchmark, rounds, solver, dtype):
                 units[name] = fit().n_iter_
         interleaved(benchmark, {name: (fit, units[name]) for name in levels}, rounds * 2, unit,
                     around=lambda name: micro_kernels(levels[name]))
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("solver", ["adam", "lbfgs"])
+def test_digits_fused_relu(benchmark, rounds, solver, dtype):
+    """The same digits fit with a ReLU layer's derivative in the epilogue of the product above it
+    (dZ·Wᵀ streaming a transposed W: the 64->10 layer at AVX-512's width) and as a pass of its own,
+    in turn in every round, per epoch (L-BFGS iteration). Both give the same bits
+    (tests/test_kernels.py)."""
+    pytest.importorskip("sklearn")
+    if "cython" not in fnn.available_backends():
+        pytest.skip("compiled backend not built")
+    kernels = fnn.backend._MODULES["cython"]
+    if not kernels._simd_available():
+        pytest.skip("no AVX2 + FMA: no micro-kernels to fuse into")
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+    from fastnn.sklearn import MLPClassifier
+    X, y = load_digits(return_X_y=True)
+    X_train, _, y_train, _ = train_test_split(X, y, random_state=0)
+    unit = "epoch" if solver == "adam" else "iteration"
+    benchmark.group = f"digits {solver} {dtype}: ReLU's derivative fused into dZ·Wᵀ or apart, 1 thread, interleaved"
+
+    @contextlib.contextmanager
+    def fused(on):
+        previous = kernels._set_fused(on)
+        try:
+            yield
+        finally:
+            kernels._set_fused(previous)
+
+    def fit():
+        return MLPClassifier(hidden_layer_sizes=(64,), random_state=0, solver=solver, dtype=dtype).fit(X_train, y_train)
+
+    levels = {"fused": True, "apart": False}
+    with threads(1):
+        units = fit().n_iter_  # the same bits both ways, so the same epochs
+        fitted, _ = interleaved(benchmark, {name: (fit, units) for name in levels}, rounds * 2, unit,
+                                around=lambda name: fused(levels[name]))
+    np.testing.assert_array_equal(fitted["fused"].coefs_[0], fitted["apart"].coefs_[0])
+
+
+def test_shuffle_orders(benchmark, rounds):
+    """The row orders of ten epochs of scikit-learn's digits split (1,347 rows), as fastnn.sklearn
+    draws them: the compiled kernel, its NumPy twin (a RandomState put in the state), and
+    scikit-learn's way (arange, RandomState.shuffle, a gather, per epoch), in turn in every round;
+    all three give the same orders."""
+    if "cython" not in fnn.available_backends():
+        pytest.skip("compiled backend not built")
+    benchmark.group = "epoch orders: 10 shuffles of 1,347 rows, interleaved"
+    kernels = {"compiled": fnn.backend._MODULES["cython"], "NumPy twin": fnn.backend._MODULES["python"]}
+    _, key, pos, *_ = np.random.RandomState(0).get_state()
+    rows = np.arange(1347, dtype=np.int64)
+    orders = {name: np.empty((10, rows.size), np.int64) for name in [*kernels, "scikit-learn's way"]}
+
+    def twin(name):
+        return lambda: kernels[name].shuffle_orders(key.copy(), pos, rows, orders[name])
+
+    def sklearn_way():
+        generator, current = np.random.RandomState(), rows
+        generator.set_state(("MT19937", key, pos))
+        for e in range(10):
+            permutation = np.arange(rows.size)
+            generator.shuffle(permutation)
+            current = current[permutation]
+            orders["scikit-learn's way"][e] = current
+
+    runs = {name: (twin(name), 10) for name in kernels}
+    runs["scikit-learn's way"] = (sklearn_way, 10)
+    with threads(1):
+        interleaved(benchmark, runs, rounds * 3, "epoch")
+    for name in kernels:
+        np.testing.assert_array_equal(orders[name], orders["scikit-learn's way"])

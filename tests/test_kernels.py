@@ -992,17 +992,18 @@ NETWORKS = {"relu": [("dense", 48, RELU)], "relu-relu": [("dense", 37, RELU), ("
 
 
 @pytest.mark.parametrize("network", NETWORKS.values(), ids=NETWORKS.keys())
-def test_relu_derivative_fused_into_the_product_above_changes_no_bit(compiled, dtype, network):
+def test_relu_derivative_fused_into_the_product_above_changes_no_bit(compiled, dtype, network, assert_close):
     """Where dZ·Wᵀ streams a transposed W (the micro-kernels), a ReLU layer below gets its
     derivative and bias sums in that product's epilogue: fits with the fusion and without it train
     to the same bits, at each vector width the CPU has, for rows and columns off the kernels'
-    blocks (batches of 13, widths 37 and 24), and with dropout between (not fused there)."""
+    blocks (batches of 13, widths 37 and 24), and with dropout between (not fused there); the
+    NumPy twin trains to the same weights to rounding."""
     import fastnn as fnn
     rng = np.random.default_rng(5)
     X, y = rng.standard_normal((91, 20)).astype(dtype), rng.integers(0, 3, 91)
     fused, simd, wide = compiled._set_fused(True), compiled._set_simd(True), compiled._set_wide(False)
 
-    def fit(on):
+    def fit(on, backend_name="cython"):
         compiled._set_fused(on)
         layers, width = [], 20
         for kind, size, code in network:
@@ -1013,7 +1014,7 @@ def test_relu_derivative_fused_into_the_product_above_changes_no_bit(compiled, d
                 width = size
         model = fnn.Sequential(layers + [fnn.Dense(width, 3, "softmax")], seed=0, dtype=dtype)
         model.compile("sparse_categorical_crossentropy", fnn.SGD(learning_rate=0.05, momentum=0.9))
-        with fnn.use_backend("cython"):
+        with fnn.use_backend(backend_name):
             history = model.fit(X, y, epochs=4, batch_size=13, verbose=0)
         return np.concatenate([w.ravel() for w in model.get_weights()]), history.history["loss"]
 
@@ -1023,6 +1024,8 @@ def test_relu_derivative_fused_into_the_product_above_changes_no_bit(compiled, d
             (weights_on, loss_on), (weights_off, loss_off) = fit(True), fit(False)
             np.testing.assert_array_equal(weights_on, weights_off)
             np.testing.assert_array_equal(loss_on, loss_off)
+        weights_twin, _ = fit(True, "python")  # and the NumPy twin, which has no fusion, to rounding
+        assert_close(weights_on, weights_twin, dtype, scale=np.abs(weights_twin).max())
     finally:
         compiled._set_fused(fused)
         compiled._set_simd(simd)
